@@ -1,0 +1,14 @@
+//! The scheduling engine: a deterministic state machine. The driver (the live server with
+//! wall-clock time and real executors, or the simulator with a virtual clock) feeds it
+//! events with [`Engine::apply`] and asks for decisions with [`Engine::schedule`]. No
+//! clock, thread, socket or database lives here: the same input gives the same schedule.
+
+mod engine;
+mod policy;
+mod resources;
+
+pub use engine::{
+    Decision, Engine, EngineError, EngineStats, Event, Outcome, PreemptReason, RejectReason, Reservation,
+};
+pub use policy::{AifactoryParams, LasParams, MultifactorParams, PolicyConfig, PolicyName};
+pub use resources::{NodeAlloc, NodeStatus, Strategy};
