@@ -318,6 +318,36 @@ impl Cluster {
         self.nodes.iter().map(|n| u64::from(n.gpus)).sum()
     }
 
+    /// A smaller cluster for what-if studies: keeps `fraction` (rounded up) of the nodes of
+    /// each (site, partition, GPU model) group, the first ones in list order.
+    pub fn scaled(&self, fraction: f64) -> Result<Cluster, ClusterError> {
+        if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+            return Err(invalid("fraction", "must be above 0 and at most 1"));
+        }
+        let mut totals: std::collections::HashMap<(SiteIdx, PartitionIdx, &str), usize> = Default::default();
+        for n in &self.nodes {
+            *totals.entry((n.site, n.partition, n.gpu_model.as_str())).or_default() += 1;
+        }
+        let mut kept: std::collections::HashMap<(SiteIdx, PartitionIdx, &str), usize> = Default::default();
+        let nodes = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                let key = (n.site, n.partition, n.gpu_model.as_str());
+                let quota = (totals[&key] as f64 * fraction).ceil() as usize;
+                let k = kept.entry(key).or_default();
+                *k += 1;
+                *k <= quota
+            })
+            .cloned()
+            .collect();
+        Ok(Cluster {
+            sites: self.sites.clone(),
+            partitions: self.partitions.clone(),
+            nodes,
+        })
+    }
+
     pub fn site_by_name(&self, name: &str) -> Option<SiteIdx> {
         self.sites.iter().position(|s| s.name == name).map(|i| i as SiteIdx)
     }
@@ -389,6 +419,16 @@ mod tests {
         assert!(err.to_string().contains("pue"), "{err}");
         assert!(matches!(Cluster::from_toml("nodes = 3"), Err(ClusterError::Toml(_))));
         assert!(Cluster::from_toml("").is_err());
+    }
+
+    #[test]
+    fn scaling_keeps_a_share_of_every_node_group() {
+        let c = Cluster::from_toml(EXAMPLE).unwrap();
+        let half = c.scaled(0.5).unwrap();
+        assert_eq!(half.nodes.len(), 4, "3 of 5 bologna nodes and the single kajaani node");
+        assert_eq!(half.nodes[0].name, "bo-0000");
+        assert!(c.scaled(0.0).is_err() && c.scaled(1.5).is_err());
+        assert_eq!(c.scaled(1.0).unwrap(), c);
     }
 
     #[test]

@@ -177,6 +177,7 @@ struct JobRec {
     walltime: Seconds,
     runtime_hint: Option<Seconds>,
     preemptible: bool,
+    checkpointable: bool,
     submit: Seconds,
     seq: u64,
     state: JobState,
@@ -234,7 +235,9 @@ pub struct Engine {
     next_recalc: Seconds,
     next_backfill: Seconds,
     default_pool_order: Vec<PoolIdx>,
-    green_pool_order: (Seconds, Vec<PoolIdx>),
+    /// Per pool: queued jobs restricted to a subset of pools that includes it.
+    constrained_waiting: Vec<u32>,
+    all_pools: PoolMask,
     outbox: Vec<Decision>,
     reservation: Option<Reservation>,
     stats: EngineStats,
@@ -261,7 +264,12 @@ impl Engine {
         let mut engine = Engine {
             total_milli: cluster.total_gpus() * FULL,
             default_pool_order: (0..res.pools.len() as PoolIdx).collect(),
-            green_pool_order: (Seconds::MAX, Vec::new()),
+            constrained_waiting: vec![0; res.pools.len()],
+            all_pools: if res.pools.len() == 64 {
+                u64::MAX
+            } else {
+                (1u64 << res.pools.len()) - 1
+            },
             node_jobs: vec![Vec::new(); cluster.nodes.len()],
             running_milli_by_level: vec![0; policy.las.thresholds_gpu_s.len() + 1],
             policy,
@@ -319,6 +327,11 @@ impl Engine {
     /// Jobs waiting to start (dependencies and energy deferral included).
     pub fn waiting(&self) -> usize {
         self.by_id.len() - self.running_by_end.len()
+    }
+
+    /// Jobs in the queue, ready to start when GPUs allow.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     pub fn running(&self) -> usize {
@@ -494,6 +507,7 @@ impl Engine {
             walltime: spec.walltime_s,
             runtime_hint: spec.runtime_hint_s,
             preemptible: spec.preemptible,
+            checkpointable: spec.checkpointable,
             submit: self.now,
             seq: self.seq,
             state: JobState::Held,
@@ -530,10 +544,13 @@ impl Engine {
         Ok(())
     }
 
-    /// A job whose dependencies are met: deferred for energy or queued.
+    /// A job whose dependencies are met: deferred for energy or queued. Deferring only
+    /// pays while nothing waits: on a contended cluster the GPUs stay busy either way and
+    /// only the job's own completion would suffer.
     fn release_held(&mut self, s: Slot, defer_window: Seconds) {
         if self.policy.name == PolicyName::Aifactory
             && defer_window > 0
+            && self.queue.is_empty()
             && let Some(at) = self.greener_start(self.job(s).mask, defer_window)
         {
             self.stats.deferred_for_energy += 1;
@@ -610,7 +627,14 @@ impl Engine {
         let key = self.queue_key(s);
         self.job_mut(s).key = key;
         self.queue.insert(key);
-        let job = self.job(s);
+        let job = self.jobs[s as usize].as_ref().expect("live slot");
+        if job.mask != self.all_pools {
+            for p in 0..self.constrained_waiting.len() {
+                if job.mask & (1 << p) != 0 {
+                    self.constrained_waiting[p] += 1;
+                }
+            }
+        }
         if self.policy.name == PolicyName::Aifactory
             && let Some(bound) = self.policy.aifactory.max_wait(job.class)
         {
@@ -625,6 +649,13 @@ impl Engine {
         match job.state {
             JobState::Pending => {
                 self.queue.remove(&job.key);
+                if job.mask != self.all_pools {
+                    for p in 0..self.constrained_waiting.len() {
+                        if job.mask & (1 << p) != 0 {
+                            self.constrained_waiting[p] -= 1;
+                        }
+                    }
+                }
                 if let Some(bound) = self.policy.aifactory.max_wait(job.class) {
                     let after = bound * u64::from(self.policy.aifactory.preempt_after_milli) / 1000;
                     self.guaranteed.remove(&(job.submit + after, s));
@@ -815,26 +846,30 @@ impl Engine {
         Ok(())
     }
 
-    /// Pools in the order to try them: greenest site first for `aifactory`.
-    fn pool_order(&mut self) -> Vec<PoolIdx> {
-        if self.policy.name != PolicyName::Aifactory || self.cluster.sites.len() < 2 {
+    /// Pools in the order to try them. `aifactory` first tries pools that no waiting
+    /// constrained job (GPU model, site, partition) needs, keeping scarce hardware for
+    /// the jobs that can use nothing else, and among those the greenest site first.
+    fn pool_order(&self) -> Vec<PoolIdx> {
+        if self.policy.name != PolicyName::Aifactory || self.res.pools.len() < 2 {
             return self.default_pool_order.clone();
         }
-        let hour = self.now / 3600;
-        if self.green_pool_order.0 != hour {
-            let mut order = self.default_pool_order.clone();
-            order.sort_by_key(|&p| {
-                let site = &self.cluster.sites[usize::from(self.res.pools[usize::from(p)].site)];
-                (u64::from(site.carbon_at(self.now)) * u64::from(site.pue_milli), p)
-            });
-            self.green_pool_order = (hour, order);
-        }
-        self.green_pool_order.1.clone()
+        let mut order = self.default_pool_order.clone();
+        order.sort_by_key(|&p| {
+            let p = usize::from(p);
+            let site = &self.cluster.sites[usize::from(self.res.pools[p].site)];
+            let carbon = if self.policy.aifactory.green_site_order {
+                u64::from(site.carbon_at(self.now)) * u64::from(site.pue_milli)
+            } else {
+                0
+            };
+            (self.constrained_waiting[p] > 0, carbon, p)
+        });
+        order
     }
 
     fn strategy(&self) -> Strategy {
         match self.policy.name {
-            PolicyName::Aifactory => Strategy::BestFit,
+            PolicyName::Aifactory if self.policy.aifactory.best_fit => Strategy::BestFit,
             _ => Strategy::FirstFit,
         }
     }
@@ -969,7 +1004,7 @@ impl Engine {
     /// take them). `None` when it cannot start even once everything running has ended.
     fn shadow(&self, s: Slot) -> Option<Shadow> {
         let job = self.job(s);
-        let order = self.pool_order_cached();
+        let order = self.pool_order();
         if let Some(p) = self.res.find(job.req, job.mask, &order, self.strategy(), None) {
             return Some(Shadow {
                 start: self.now,
@@ -1098,15 +1133,6 @@ impl Engine {
             }
         }
         None
-    }
-
-    /// The pool order without updating the cache (for `&self` contexts).
-    fn pool_order_cached(&self) -> Vec<PoolIdx> {
-        if self.policy.name == PolicyName::Aifactory && self.green_pool_order.0 == self.now / 3600 {
-            self.green_pool_order.1.clone()
-        } else {
-            self.default_pool_order.clone()
-        }
     }
 
     /// The reserved start of a waiting job under the current running set, as the backfill
@@ -1311,9 +1337,11 @@ impl Engine {
             }
             tries += 1;
             let by = job.id;
+            // Preempting a job that cannot checkpoint throws its work away: only jobs that
+            // checkpoint or accept preemption are taken.
             let victims = self.victims(
                 s,
-                |v| v.las_level as usize > level,
+                |v| v.las_level as usize > level && (v.checkpointable || v.preemptible),
                 |v| (std::cmp::Reverse(v.las_level), std::cmp::Reverse(v.submit)),
             );
             if let Some(victims) = victims {

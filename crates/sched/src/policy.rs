@@ -127,21 +127,28 @@ pub struct AifactoryParams {
     pub fast_lane_max_wait_s: Seconds,
     pub playground_max_wait_s: Seconds,
     /// Preemption is used once a guaranteed job has waited this share (thousandths) of its
-    /// bound, so that ordinary scheduling gets a chance first.
+    /// bound; 0 (the default) preempts as soon as it is blocked, so the bound is met
+    /// whenever preemptible work holds enough GPUs.
     pub preempt_after_milli: u32,
     /// A deferrable job waits for a cleaner hour only if that hour is at least this many
     /// thousandths cleaner than now.
     pub min_carbon_gain_milli: u32,
+    /// Try sites in order of their carbon intensity (times PUE) at the time of the pass.
+    pub green_site_order: bool,
+    /// Best-fit, topology-aware placement (otherwise first fit in cluster order).
+    pub best_fit: bool,
 }
 
 impl Default for AifactoryParams {
     fn default() -> Self {
         AifactoryParams {
-            weight_short_job: 6000,
+            weight_short_job: 100_000,
             fast_lane_max_wait_s: 900,
             playground_max_wait_s: 1800,
-            preempt_after_milli: 250,
+            preempt_after_milli: 0,
             min_carbon_gain_milli: 100,
+            green_site_order: true,
+            best_fit: true,
         }
     }
 }

@@ -300,7 +300,9 @@ fn easy_backfill_starts_short_jobs_but_not_ones_that_delay_the_reservation() {
 
 #[test]
 fn fast_lane_jobs_take_gpus_from_preemptible_work_within_their_bound() {
-    let mut e = engine(cluster(1, 8, 1), PolicyName::Aifactory);
+    let mut cfg = PolicyConfig::new(PolicyName::Aifactory);
+    cfg.aifactory.preempt_after_milli = 250;
+    let mut e = Engine::new(cluster(1, 8, 1), cfg).unwrap();
     let mut filler = JobSpec::new("bulk", gpus(8), 86_400);
     filler.preemptible = true;
     filler.class = PriorityClass::Preemptible;
@@ -336,6 +338,16 @@ fn fast_lane_jobs_take_gpus_from_preemptible_work_within_their_bound() {
         "{d:?}"
     );
     assert_eq!(started(&d), vec![2]);
+    // by default a blocked fast-lane job preempts at once
+    let mut e = engine(cluster(1, 8, 1), PolicyName::Aifactory);
+    let mut filler = JobSpec::new("bulk", gpus(8), 86_400);
+    filler.preemptible = true;
+    submit(&mut e, 0, 1, filler);
+    e.schedule(0).unwrap();
+    let mut urgent = JobSpec::new("sme", gpus(4), 3600);
+    urgent.class = PriorityClass::FastLane;
+    submit(&mut e, 100, 2, urgent);
+    assert_eq!(started(&e.schedule(100).unwrap()), vec![2]);
     // multifactor has no such guarantee
     let mut e = engine(cluster(1, 8, 1), PolicyName::Multifactor);
     let mut filler = JobSpec::new("bulk", gpus(8), 86_400);
@@ -351,7 +363,9 @@ fn fast_lane_jobs_take_gpus_from_preemptible_work_within_their_bound() {
 #[test]
 fn las_preempts_jobs_that_attained_more_service() {
     let mut e = engine(cluster(1, 4, 1), PolicyName::Las);
-    submit(&mut e, 0, 1, JobSpec::new("a", gpus(4), 100_000));
+    let mut long = JobSpec::new("a", gpus(4), 100_000);
+    long.checkpointable = true;
+    submit(&mut e, 0, 1, long.clone());
     e.schedule(0).unwrap();
     // 4 GPUs cross the first threshold (3600 GPU-s) after 900 s
     assert_eq!(e.next_wakeup(), Some(900));
@@ -369,6 +383,13 @@ fn las_preempts_jobs_that_attained_more_service() {
         }
     ));
     assert_eq!(started(&d), vec![2]);
+    // a job that cannot checkpoint is not preempted: its work would be lost
+    let mut e = engine(cluster(1, 4, 1), PolicyName::Las);
+    long.checkpointable = false;
+    submit(&mut e, 0, 1, long);
+    e.schedule(0).unwrap();
+    submit(&mut e, 500, 2, JobSpec::new("b", gpus(4), 1000));
+    assert!(e.schedule(900).unwrap().is_empty());
 }
 
 #[test]
@@ -649,7 +670,7 @@ fn drive(policy: PolicyName, jobs: &[JobIn], nodes: usize, static_priority: bool
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_for_every_policy(jobs in prop::collection::vec(job_strategy(), 1..60), nodes in 1usize..6) {

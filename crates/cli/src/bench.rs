@@ -1,0 +1,334 @@
+//! `aifactory bench`: the simulator's and the engine's performance figures, each next to
+//! a baseline measured in the same run (`fifo`, the simplest policy, on the same input).
+
+use anyhow::{Context, Result, bail};
+use domain::{Cluster, GpuRequest, JobId, JobSpec, Node, Partition, PriorityClass, Site};
+use sched::{Engine, Event, Outcome, PolicyConfig, PolicyName};
+use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Skip the million-job replay.
+    #[arg(long)]
+    quick: bool,
+    /// The Alibaba trace folder (skipped when missing).
+    #[arg(long, default_value = "../shared/traces/alibaba-gpu-v2023")]
+    alibaba: PathBuf,
+    /// Print the figures as one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Replay {
+    workload: String,
+    policy: String,
+    jobs: u64,
+    sim_wall_s: f64,
+    process_wall_s: f64,
+    peak_rss_mb: f64,
+    jobs_per_s: f64,
+    /// This policy's simulator time over fifo's on the same workload.
+    vs_fifo: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Pass {
+    policy: String,
+    waiting: usize,
+    nodes: usize,
+    case: String,
+    median_ms: f64,
+    max_ms: f64,
+    vs_fifo: f64,
+}
+
+/// Published Python simulator figure (Alibaba 2020 trace study): 20,000 jobs on 6,500 GPUs
+/// in 51-111 s. Not measured here; shown only for orientation.
+const PYTHON_JOBS_PER_S: f64 = 20_000.0 / 51.0;
+
+pub fn run(args: Args) -> Result<()> {
+    let mut replays = Vec::new();
+    let mut workloads = vec![("100k", "jobs=100000,gpus=2048,seed=1")];
+    if !args.quick {
+        workloads.push(("1M", "jobs=1000000,gpus=2048,seed=1"));
+    }
+    for (label, spec) in workloads {
+        let mut fifo_wall = None;
+        for policy in ["fifo", "multifactor", "aifactory"] {
+            eprintln!("replaying {label} synthetic jobs with {policy} ...");
+            let r = replay_in_child(&["--synthetic", spec, "--load", "0.9"], policy, label)?;
+            let base = *fifo_wall.get_or_insert(r.sim_wall_s);
+            replays.push(Replay {
+                vs_fifo: r.sim_wall_s / base,
+                ..r
+            });
+        }
+    }
+    let passes = scheduling_passes();
+    let alibaba = if args.alibaba.exists() {
+        let dir = args.alibaba.to_string_lossy().into_owned();
+        let mut fifo_wall = None;
+        let mut out = Vec::new();
+        for policy in ["fifo", "sjf", "multifactor", "las", "aifactory"] {
+            eprintln!("replaying the Alibaba trace at load 0.9 with {policy} ...");
+            let r = replay_in_child(
+                &["--trace", &dir, "--trace-format", "alibaba-v2023", "--load", "0.9"],
+                policy,
+                "alibaba-v2023@0.9",
+            )?;
+            let base = *fifo_wall.get_or_insert(r.sim_wall_s);
+            out.push(Replay {
+                vs_fifo: r.sim_wall_s / base,
+                ..r
+            });
+        }
+        out
+    } else {
+        eprintln!("{} not found: the Alibaba replay is skipped", args.alibaba.display());
+        Vec::new()
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "replays": replays, "alibaba": alibaba, "scheduling_pass": passes,
+                "python_simulator_jobs_per_s_published": PYTHON_JOBS_PER_S,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("Full replays (one core; peak memory of the whole `simulate` process):");
+    println!(
+        "{:<18} {:<12} {:>9} {:>9} {:>10} {:>11} {:>8} {:>12}",
+        "workload", "policy", "jobs", "sim s", "peak MB", "jobs/s", "vs fifo", "vs Python*"
+    );
+    for r in replays.iter().chain(&alibaba) {
+        println!(
+            "{:<18} {:<12} {:>9} {:>9.3} {:>10.0} {:>11.0} {:>7.2}x {:>11.0}x",
+            r.workload,
+            r.policy,
+            r.jobs,
+            r.sim_wall_s,
+            r.peak_rss_mb,
+            r.jobs_per_s,
+            r.vs_fifo,
+            r.jobs_per_s / PYTHON_JOBS_PER_S
+        );
+    }
+    println!("* published figure of a Python simulator (20,000 jobs in 51 s), not measured here.\n");
+    println!("One scheduling pass (median and max of 21 passes):");
+    println!(
+        "{:<12} {:<44} {:>8} {:>6} {:>10} {:>10} {:>8}",
+        "policy", "case", "waiting", "nodes", "median ms", "max ms", "vs fifo"
+    );
+    for p in &passes {
+        println!(
+            "{:<12} {:<44} {:>8} {:>6} {:>10.3} {:>10.3} {:>7.2}x",
+            p.policy, p.case, p.waiting, p.nodes, p.median_ms, p.max_ms, p.vs_fifo
+        );
+    }
+    Ok(())
+}
+
+fn replay_in_child(workload: &[&str], policy: &str, label: &str) -> Result<Replay> {
+    let exe = std::env::current_exe().context("finding the aifactory binary")?;
+    let started = Instant::now();
+    let out = Command::new(exe)
+        .arg("simulate")
+        .args(workload)
+        .args(["--policy", policy, "--output", "json", "--peak-memory"])
+        .output()
+        .context("running aifactory simulate")?;
+    let process_wall_s = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("simulate {policy} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("reading the simulate report")?;
+    let num = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    Ok(Replay {
+        workload: label.to_string(),
+        policy: policy.to_string(),
+        jobs: num("jobs_total") as u64,
+        sim_wall_s: num("sim_wall_s"),
+        process_wall_s,
+        peak_rss_mb: num("peak_rss_mb"),
+        jobs_per_s: num("jobs_total") / num("sim_wall_s"),
+        vs_fifo: 1.0,
+    })
+}
+
+fn pass_cluster(nodes: usize) -> Cluster {
+    Cluster {
+        sites: vec![Site {
+            name: "bench".into(),
+            country: "EU".into(),
+            pue_milli: 1100,
+            carbon_g_per_kwh: 200,
+            carbon_hourly_g_per_kwh: None,
+            energy_price_eur_per_mwh: 100,
+        }],
+        partitions: vec![Partition {
+            name: "gpu".into(),
+            site: 0,
+            max_walltime_s: None,
+        }],
+        nodes: (0..nodes)
+            .map(|i| Node {
+                name: format!("n{i:05}"),
+                site: 0,
+                partition: 0,
+                gpu_model: "H100-SXM".into(),
+                gpus: 8,
+                gpu_memory_gib: 80,
+                cpu_cores: 112,
+                ram_gib: 2048,
+                idle_w_per_gpu: 70,
+                busy_w_per_gpu: 700,
+                group: format!("rack{}", i / 16),
+            })
+            .collect(),
+    }
+}
+
+fn bench_job(i: u64) -> JobSpec {
+    // A mix like the synthetic workload's: mostly small, some whole nodes and gangs.
+    let gpus = match i % 20 {
+        0..=9 => GpuRequest::Gang {
+            nodes: 1,
+            gpus_per_node: 1,
+        },
+        10..=12 => GpuRequest::Gang {
+            nodes: 1,
+            gpus_per_node: 2,
+        },
+        13..=14 => GpuRequest::Gang {
+            nodes: 1,
+            gpus_per_node: 4,
+        },
+        15..=17 => GpuRequest::Gang {
+            nodes: 1,
+            gpus_per_node: 8,
+        },
+        18 => GpuRequest::Gang {
+            nodes: 4,
+            gpus_per_node: 8,
+        },
+        _ => GpuRequest::Fraction { milli: 500 },
+    };
+    let mut spec = JobSpec::new(format!("acct-{}", i % 64), gpus, 600 + (i * 7919) % 86_400);
+    spec.class = PriorityClass::ALL[(i % 5) as usize];
+    spec.preemptible = spec.class == PriorityClass::Preemptible;
+    spec.runtime_hint_s = Some(spec.walltime_s / 2);
+    spec
+}
+
+/// Passes over 50,000 waiting jobs on 2,000 eight-GPU nodes: the first pass on an empty
+/// cluster (it starts thousands of jobs), and passes on a full cluster after one job ends.
+fn scheduling_passes() -> Vec<Pass> {
+    const NODES: usize = 2000;
+    const WAITING: u64 = 50_000;
+    let mut out: Vec<Pass> = Vec::new();
+    let cases: [(&str, PolicyName, u32); 5] = [
+        ("fifo", PolicyName::Fifo, 0),
+        ("multifactor", PolicyName::Multifactor, 1000),
+        ("multifactor", PolicyName::Multifactor, 0),
+        ("aifactory", PolicyName::Aifactory, 1000),
+        ("aifactory", PolicyName::Aifactory, 0),
+    ];
+    let mut fifo = (f64::NAN, f64::NAN);
+    for (label, name, depth) in cases {
+        eprintln!("scheduling passes with {label} (backfill depth {depth}) ...");
+        let mut policy = PolicyConfig::new(name);
+        policy.multifactor.backfill_interval_s = 0;
+        policy.multifactor.backfill_max_job_test = depth;
+        let mut engine = Engine::new(pass_cluster(NODES), policy).expect("valid bench cluster");
+        for i in 0..WAITING {
+            engine
+                .apply(
+                    0,
+                    Event::Submit {
+                        id: JobId(i),
+                        spec: bench_job(i),
+                    },
+                )
+                .expect("submit");
+        }
+        let t = Instant::now();
+        let started = engine.schedule(0).expect("pass");
+        let cold_ms = t.elapsed().as_secs_f64() * 1000.0;
+        // Refill the queue to 50,000 waiting, then end running jobs one at a time.
+        let mut next = WAITING;
+        while engine.queued() < WAITING as usize {
+            engine
+                .apply(
+                    1,
+                    Event::Submit {
+                        id: JobId(next),
+                        spec: bench_job(next),
+                    },
+                )
+                .expect("submit");
+            next += 1;
+        }
+        engine.schedule(1).expect("pass");
+        let running: Vec<JobId> = started
+            .iter()
+            .filter_map(|d| match d {
+                sched::Decision::Start { job, .. } => Some(*job),
+                _ => None,
+            })
+            .collect();
+        let mut times = Vec::new();
+        for (k, id) in running.iter().step_by((running.len() / 21).max(1)).take(21).enumerate() {
+            let now = 2 + k as u64;
+            engine
+                .apply(
+                    now,
+                    Event::Finished {
+                        id: *id,
+                        outcome: Outcome::Completed,
+                    },
+                )
+                .expect("finish");
+            let t = Instant::now();
+            engine.schedule(now).expect("pass");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let warm = (times[times.len() / 2], *times.last().unwrap_or(&f64::NAN));
+        if name == PolicyName::Fifo {
+            fifo = (cold_ms, warm.0);
+        }
+        let depth_note = if name == PolicyName::Fifo {
+            String::new()
+        } else if depth == 0 {
+            ", unlimited backfill depth".into()
+        } else {
+            format!(", backfill depth {depth}")
+        };
+        out.push(Pass {
+            policy: label.into(),
+            waiting: WAITING as usize,
+            nodes: NODES,
+            case: format!("empty cluster, first pass{depth_note}"),
+            median_ms: cold_ms,
+            max_ms: cold_ms,
+            vs_fifo: cold_ms / fifo.0,
+        });
+        out.push(Pass {
+            policy: label.into(),
+            waiting: engine.queued(),
+            nodes: NODES,
+            case: format!("full cluster, one job ended{depth_note}"),
+            median_ms: warm.0,
+            max_ms: warm.1,
+            vs_fifo: warm.0 / fifo.1,
+        });
+    }
+    out
+}

@@ -1,0 +1,179 @@
+//! Helios/Philly-style job logs:
+//! `job_id,user,vc,gpu_num,cpu_num,node_num,state,submit_time,start_time,end_time,duration[,queue]`.
+//!
+//! Times are Unix seconds or `YYYY-MM-DD HH:MM:SS` (UTC) and are made relative to the
+//! earliest submission. The account is the virtual cluster (`vc`, the group that owns a
+//! share), falling back to the user; organisation types come from `org_type_for`. The
+//! runtime is `duration`, or `end_time - start_time` when it is empty; the walltime, which
+//! such logs lack, comes from `walltime_for`. Jobs without GPUs are left out. A job on
+//! several nodes is a gang when its GPUs divide evenly, else a spread request. Every job is
+//! `standard`: these logs carry no class. The cluster must be given with `--cluster`.
+
+use super::{Columns, ReadOptions, csv_error_line, csv_reader, field, line_of, org_type_for, walltime_for};
+use crate::trace::{RowSink, Trace, TraceError, TraceJob};
+use domain::{GpuRequest, JobSpec, Seconds};
+
+pub fn read(bytes: &[u8], opts: ReadOptions) -> Result<Trace, TraceError> {
+    let mut rdr = csv_reader(bytes);
+    let cols = Columns::new(
+        rdr.headers()
+            .map_err(|e| TraceError::Format(format!("unreadable header: {e}")))?,
+    );
+    cols.require(&["job_id", "gpu_num", "submit_time"])?;
+    let mut sink = RowSink::new(opts.strict);
+    let mut rows: Vec<(i64, Seconds, Box<JobSpec>)> = Vec::new();
+    let mut fallback_line = 1;
+    for row in rdr.records() {
+        fallback_line += 1;
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                sink.bad(csv_error_line(&e).max(fallback_line), format!("unreadable row: {e}"))?;
+                continue;
+            }
+        };
+        let line = line_of(row.position(), fallback_line);
+        match job(&cols, &row, opts.seed) {
+            Ok(Some(j)) => rows.push(j),
+            Ok(None) => sink.exclude("job without GPUs"),
+            Err(reason) => sink.bad(line, reason)?,
+        }
+    }
+    let origin = rows.iter().map(|r| r.0).min().unwrap_or(0);
+    let jobs = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (submit, runtime, spec))| TraceJob {
+            id: i as u64,
+            submit: (submit - origin) as Seconds,
+            runtime_s: runtime,
+            spec: *spec,
+        })
+        .collect();
+    Ok(sink.finish("helios".into(), jobs, None))
+}
+
+fn job(cols: &Columns, row: &csv::StringRecord, seed: u64) -> Result<Option<(i64, Seconds, Box<JobSpec>)>, String> {
+    let id = cols.get(row, "job_id").ok_or("`job_id` is empty")?;
+    let gpus: u32 = field(cols.get(row, "gpu_num"), "gpu_num")?;
+    if gpus == 0 {
+        return Ok(None);
+    }
+    let nodes: u32 = match cols.get(row, "node_num") {
+        Some(v) => field(Some(v), "node_num")?,
+        None => 1,
+    };
+    let submit = time(cols.get(row, "submit_time"), "submit_time")?;
+    let runtime: i64 = match cols.get(row, "duration") {
+        Some(d) => field::<f64>(Some(d), "duration").map(|d| d.round() as i64)?,
+        None => time(cols.get(row, "end_time"), "end_time")? - time(cols.get(row, "start_time"), "start_time")?,
+    };
+    if runtime < 0 {
+        return Err(format!("negative runtime {runtime}"));
+    }
+    let runtime = (runtime as Seconds).max(1);
+    let request = if nodes > 1 && gpus.is_multiple_of(nodes) {
+        GpuRequest::Gang {
+            nodes,
+            gpus_per_node: gpus / nodes,
+        }
+    } else {
+        GpuRequest::Spread { gpus }
+    };
+    let account = cols
+        .get(row, "vc")
+        .or_else(|| cols.get(row, "user"))
+        .unwrap_or("default")
+        .to_string();
+    let mut spec = JobSpec::new(account, request, walltime_for(runtime, id, seed));
+    spec.org_type = org_type_for(&spec.account, seed);
+    spec.runtime_hint_s = Some(runtime);
+    Ok(Some((submit, runtime, Box::new(spec))))
+}
+
+/// Unix seconds, or `YYYY-MM-DD HH:MM:SS` read as UTC.
+fn time(value: Option<&str>, name: &str) -> Result<i64, String> {
+    let v = value.ok_or_else(|| format!("`{name}` is empty"))?;
+    if let Ok(t) = v.parse::<i64>() {
+        return Ok(t);
+    }
+    if let Ok(t) = v.parse::<f64>()
+        && t.is_finite()
+        && t.abs() < 1e15
+    {
+        return Ok(t.round() as i64);
+    }
+    parse_datetime(v).ok_or_else(|| format!("`{name}` is neither Unix seconds nor `YYYY-MM-DD HH:MM:SS`: `{v}`"))
+}
+
+fn parse_datetime(v: &str) -> Option<i64> {
+    let (date, clock) = v.split_once([' ', 'T'])?;
+    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut c = clock.trim_end_matches('Z').splitn(3, ':').map(str::parse::<i64>);
+    let (h, min, s) = (c.next()?.ok()?, c.next()?.ok()?, c.next().unwrap_or(Ok(0)).ok()?);
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&min)
+        || !(0..=60).contains(&s)
+        || !(1970..=9999).contains(&y)
+    {
+        return None;
+    }
+    Some(days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "job_id,user,vc,gpu_num,cpu_num,node_num,state,submit_time,start_time,end_time,duration,queue
+j1,u1,vcA,8,32,1,COMPLETED,2020-04-01 00:00:10,2020-04-01 00:01:00,2020-04-01 01:01:00,3600,0
+j2,u2,vcB,16,64,2,FAILED,2020-04-01 00:00:00,2020-04-01 00:00:30,2020-04-01 00:10:30,,0
+j3,u3,vcB,0,4,1,COMPLETED,2020-04-01 00:00:05,2020-04-01 00:00:05,2020-04-01 00:00:50,45,0
+j4,u4,vcC,3,12,2,COMPLETED,2020-04-01 00:00:20,2020-04-01 00:00:30,2020-04-01 00:10:30,600,0
+j5,u5,vcC,1,1,1,COMPLETED,yesterday,x,y,10,0
+";
+
+    #[test]
+    fn reads_gangs_spreads_and_relative_times() {
+        let t = read(LOG.as_bytes(), ReadOptions::default()).unwrap();
+        assert_eq!(t.jobs.len(), 3);
+        assert_eq!(
+            t.jobs[0].spec.gpus,
+            GpuRequest::Gang {
+                nodes: 2,
+                gpus_per_node: 8
+            }
+        );
+        assert_eq!(t.jobs[0].submit, 0);
+        assert_eq!(t.jobs[0].runtime_s, 600, "end - start when duration is empty");
+        assert_eq!(t.jobs[1].submit, 10);
+        assert_eq!(t.jobs[1].spec.account, "vcA");
+        assert_eq!(t.jobs[2].spec.gpus, GpuRequest::Spread { gpus: 3 });
+        assert_eq!(t.excluded, vec![("job without GPUs".to_string(), 1)]);
+        assert_eq!(t.bad_rows_total, 1);
+        assert_eq!(t.bad_rows[0].line, 6);
+        assert!(t.bad_rows[0].reason.contains("submit_time"));
+    }
+
+    #[test]
+    fn unix_times_and_dates_agree() {
+        assert_eq!(parse_datetime("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(parse_datetime("2020-04-01 00:00:10"), Some(1_585_699_210));
+        assert_eq!(parse_datetime("2020-02-30 00:00"), Some(1_583_020_800)); // lenient day, like the logs' tools
+        assert_eq!(parse_datetime("2020-13-01 00:00:00"), None);
+        assert_eq!(time(Some("1585699210"), "t"), Ok(1_585_699_210));
+    }
+}
