@@ -261,9 +261,6 @@ impl Cluster {
         if self.sites.is_empty() {
             return Err(invalid("sites", "a cluster needs at least one site"));
         }
-        if self.nodes.is_empty() {
-            return Err(invalid("nodes", "a cluster needs at least one GPU node"));
-        }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sites.iter().enumerate() {
             if !names.insert(&s.name) {
@@ -286,6 +283,9 @@ impl Cluster {
                     format!("needs 24 values (one per UTC hour), got {}", h.len()),
                 ));
             }
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid("nodes", "a cluster needs at least one GPU node"));
         }
         let mut names = std::collections::HashSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
