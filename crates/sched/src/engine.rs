@@ -1145,16 +1145,28 @@ impl Engine {
     /// `aifactory`: fast-lane and playground jobs past their preemption point start now,
     /// on free GPUs or on GPUs taken back from preemptible jobs.
     fn pass_guarantees(&mut self) {
-        let due: Vec<Slot> = self
-            .guaranteed
-            .range(..=(self.now, Slot::MAX))
-            .map(|&(_, s)| s)
-            .collect();
-        if due.is_empty() {
+        // Each preemption search walks the nodes: a few per pass are enough, the rest of
+        // the due jobs get their turn at the next event.
+        const MAX_PREEMPTION_SEARCHES: u32 = 16;
+        if self.guaranteed.first().is_none_or(|&(at, _)| at > self.now) {
             return;
         }
         let order = self.pool_order();
-        for s in due {
+        let mut searches = 0;
+        let mut cursor: Option<(Seconds, Slot)> = None;
+        while self.res.free_milli() > 0 || self.running_preemptible_milli > 0 {
+            let next = match cursor {
+                None => self.guaranteed.first().copied(),
+                Some(c) => self
+                    .guaranteed
+                    .range((Bound::Excluded(c), Bound::Unbounded))
+                    .next()
+                    .copied(),
+            };
+            let Some((at, s)) = next.filter(|&(at, _)| at <= self.now) else {
+                break;
+            };
+            cursor = Some((at, s));
             if let Some(p) = self.find(s, &order, None) {
                 self.start(s, p);
                 continue;
@@ -1163,8 +1175,15 @@ impl Engine {
             if self.res.free_milli_in(job.mask) + self.running_preemptible_milli < job.req.total_milli() {
                 continue;
             }
+            searches += 1;
+            if searches > MAX_PREEMPTION_SEARCHES {
+                break;
+            }
             let by = job.id;
-            if let Some(victims) = self.victims(s, |v| v.preemptible, |v| std::cmp::Reverse(v.started)) {
+            // Guaranteed jobs never preempt each other, even when marked preemptible.
+            let bounds = &self.policy.aifactory;
+            let eligible = |v: &JobRec| v.preemptible && bounds.max_wait(v.class).is_none();
+            if let Some(victims) = self.victims(s, eligible, |v| std::cmp::Reverse(v.started)) {
                 for v in victims {
                     self.preempt(v, PreemptReason::GuaranteedClass { by });
                 }

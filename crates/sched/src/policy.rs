@@ -146,7 +146,7 @@ impl Default for AifactoryParams {
             fast_lane_max_wait_s: 900,
             playground_max_wait_s: 1800,
             preempt_after_milli: 0,
-            min_carbon_gain_milli: 100,
+            min_carbon_gain_milli: 300,
             green_site_order: true,
             best_fit: true,
         }
