@@ -38,7 +38,7 @@ pub const MAX_KEPT_BAD_ROWS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: String, source: std::io::Error },
     #[error("line {line}: {reason}")]
     BadRow { line: u64, reason: String },
