@@ -37,6 +37,17 @@ pub enum Event {
     NodeDrain {
         node: NodeIdx,
     },
+    /// Rebuilds a job known to the driver's store after a restart: pending (with its
+    /// original submission time, so it keeps its age) or, with `running`, already running
+    /// since the given time on the given GPUs. Dependencies on jobs the engine does not
+    /// know are taken as met: the store only keeps waiting jobs whose dependencies did not
+    /// fail. No decision is emitted for a restored running job.
+    Restore {
+        id: JobId,
+        spec: JobSpec,
+        submitted_at: Seconds,
+        running: Option<(Seconds, Vec<NodeAlloc>)>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,6 +137,8 @@ pub enum EngineError {
     NotRunning(JobId),
     #[error("node {0} does not exist")]
     UnknownNode(NodeIdx),
+    #[error("job {job}: the restored placement does not fit: {reason}")]
+    BadPlacement { job: JobId, reason: String },
     #[error("the cluster has more than {0} (site, partition, GPU model) pools")]
     TooManyPools(usize),
     #[error("invalid cluster: {0}")]
@@ -421,7 +434,13 @@ impl Engine {
     pub fn apply(&mut self, now: Seconds, event: Event) -> Result<(), EngineError> {
         self.advance_clock(now)?;
         match event {
-            Event::Submit { id, spec } => self.submit(id, spec),
+            Event::Submit { id, spec } => self.submit(id, spec, now, false).map(drop),
+            Event::Restore {
+                id,
+                spec,
+                submitted_at,
+                running,
+            } => self.restore(id, spec, submitted_at.min(now), running),
             Event::Cancel { id } => self.cancel(id),
             Event::Finished { id, outcome } => self.finish(id, outcome),
             Event::NodeDown { node } => self.set_node(node, NodeStatus::Down),
@@ -456,7 +475,14 @@ impl Engine {
         self.outbox.push(Decision::Reject { job: id, reason });
     }
 
-    fn submit(&mut self, id: JobId, spec: JobSpec) -> Result<(), EngineError> {
+    /// Admits a job; returns its slot unless it was rejected.
+    fn submit(
+        &mut self,
+        id: JobId,
+        spec: JobSpec,
+        submitted_at: Seconds,
+        restoring: bool,
+    ) -> Result<Option<Slot>, EngineError> {
         if self.by_id.contains_key(&id) || self.finished.contains_key(&id) {
             return Err(EngineError::DuplicateJob(id));
         }
@@ -468,7 +494,7 @@ impl Engine {
                     message,
                 },
             );
-            return Ok(());
+            return Ok(None);
         }
         let mask = self.pool_mask(&spec);
         if mask == 0 || !self.res.could_ever_fit(&self.cluster, spec.gpus, mask) {
@@ -478,7 +504,7 @@ impl Engine {
                 format!("{:?} is larger than any allowed node group can hold", spec.gpus)
             };
             self.reject(id, RejectReason::NeverFits { message });
-            return Ok(());
+            return Ok(None);
         }
         let mut unmet = 0;
         for dep in &spec.depends_on {
@@ -486,12 +512,13 @@ impl Engine {
                 Some(true) => {}
                 Some(false) => {
                     self.reject(id, RejectReason::DependencyFailed { on: *dep });
-                    return Ok(());
+                    return Ok(None);
                 }
                 None if self.by_id.contains_key(dep) => unmet += 1,
+                None if restoring => {}
                 None => {
                     self.reject(id, RejectReason::UnknownDependency { on: *dep });
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
@@ -508,7 +535,7 @@ impl Engine {
             runtime_hint: spec.runtime_hint_s,
             preemptible: spec.preemptible,
             checkpointable: spec.checkpointable,
-            submit: self.now,
+            submit: submitted_at,
             seq: self.seq,
             state: JobState::Held,
             key: (0, 0, 0),
@@ -534,12 +561,66 @@ impl Engine {
         self.by_id.insert(id, slot);
         if unmet > 0 {
             for dep in &spec.depends_on {
-                if !self.finished.contains_key(dep) {
+                if self.by_id.contains_key(dep) {
                     self.dependents.entry(*dep).or_default().push((slot, id));
                 }
             }
-        } else {
+        } else if !restoring {
             self.release_held(slot, spec.defer_window_s);
+        }
+        Ok(Some(slot))
+    }
+
+    fn restore(
+        &mut self,
+        id: JobId,
+        spec: JobSpec,
+        submitted_at: Seconds,
+        running: Option<(Seconds, Vec<NodeAlloc>)>,
+    ) -> Result<(), EngineError> {
+        let req = spec.gpus;
+        if let Some((_, placement)) = &running {
+            self.check_placement(id, req, placement)?;
+        }
+        let Some(slot) = self.submit(id, spec, submitted_at, true)? else {
+            return Ok(());
+        };
+        match running {
+            Some((started_at, placement)) => self.occupy(slot, placement, started_at.min(self.now)),
+            None if self.job(slot).unmet_deps == 0 => self.enqueue(slot),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// A restored placement must match the request and fit in what is free.
+    fn check_placement(&self, id: JobId, req: GpuRequest, placement: &[NodeAlloc]) -> Result<(), EngineError> {
+        let bad = |reason: String| Err(EngineError::BadPlacement { job: id, reason });
+        let held: u64 = placement
+            .iter()
+            .map(|a| a.gpus.len() as u64 * u64::from(a.milli_per_gpu))
+            .sum();
+        if held != req.total_milli() {
+            return bad(format!(
+                "it holds {held} GPU thousandths, the request is {}",
+                req.total_milli()
+            ));
+        }
+        let mut extra: FxHashMap<(NodeIdx, u16), u64> = FxHashMap::default();
+        for a in placement {
+            let Some(node) = self.res.nodes.get(a.node as usize) else {
+                return bad(format!("node {} does not exist", a.node));
+            };
+            for &g in &a.gpus {
+                let Some(&used) = node.used.get(usize::from(g)) else {
+                    return bad(format!("node {} has no GPU {g}", a.node));
+                };
+                let total = extra.entry((a.node, g)).or_insert(u64::from(used));
+                *total += u64::from(a.milli_per_gpu);
+                if *total > FULL {
+                    return bad(format!("GPU {g} of node {} would be over-allocated", a.node));
+                }
+            }
         }
         Ok(())
     }
@@ -740,20 +821,27 @@ impl Engine {
 
     fn start(&mut self, s: Slot, placement: Vec<NodeAlloc>) {
         self.unqueue(s);
+        let id = self.job(s).id;
+        self.occupy(s, placement.clone(), self.now);
+        self.stats.started += 1;
+        self.outbox.push(Decision::Start { job: id, placement });
+    }
+
+    /// Marks a job running on `placement` since `now` and books the resources.
+    fn occupy(&mut self, s: Slot, placement: Vec<NodeAlloc>, now: Seconds) {
         self.res.allocate(&placement);
         for a in &placement {
             self.node_jobs[a.node as usize].push(s);
         }
-        let now = self.now;
         let thresholds = &self.policy.las.thresholds_gpu_s;
         let job = self.jobs[s as usize].as_mut().expect("live slot");
         job.state = JobState::Running;
         job.started = now;
         job.accrued_until = now;
         job.expected_end = now + job.walltime;
-        job.placement = placement.clone();
+        job.placement = placement;
         let milli = job.req.total_milli();
-        let (end, id, preemptible, level) = (job.expected_end, job.id, job.preemptible, job.las_level);
+        let (end, preemptible, level) = (job.expected_end, job.preemptible, job.las_level);
         let demotion = thresholds
             .get(level as usize)
             .map(|thr| now + (thr * FULL).saturating_sub(job.attained_milli_s).div_ceil(milli.max(1)));
@@ -767,8 +855,6 @@ impl Engine {
                 self.demotions.insert((at, s));
             }
         }
-        self.stats.started += 1;
-        self.outbox.push(Decision::Start { job: id, placement });
     }
 
     /// Frees what a running job holds and books its service; its state is then up to the caller.

@@ -442,6 +442,52 @@ fn aifactory_prefers_the_greener_site_and_packs_gangs_in_one_rack() {
 }
 
 #[test]
+fn a_restarted_driver_rebuilds_the_engine_from_its_store() {
+    // Before the restart: job 1 runs, job 2 waits.
+    let mut before = engine(cluster(1, 8, 1), PolicyName::Fifo);
+    submit(&mut before, 0, 1, JobSpec::new("a", gpus(6), 1000));
+    submit(&mut before, 5, 2, JobSpec::new("a", gpus(4), 1000));
+    let d = before.schedule(5).unwrap();
+    let Decision::Start { placement, .. } = &d[0] else {
+        panic!()
+    };
+    let placement = placement.clone();
+    // After: a fresh engine learns both from the store, and more work arrives.
+    let mut e = engine(cluster(1, 8, 1), PolicyName::Fifo);
+    let restore = |id: u64, gpus_: u32, at: u64, running| Event::Restore {
+        id: JobId(id),
+        spec: JobSpec::new("a", gpus(gpus_), 1000),
+        submitted_at: at,
+        running,
+    };
+    e.apply(100, restore(1, 6, 0, Some((0, placement.clone())))).unwrap();
+    e.apply(100, restore(2, 4, 5, None)).unwrap();
+    submit(&mut e, 100, 3, JobSpec::new("a", gpus(2), 1000));
+    assert_eq!(e.free_milli(), 2000);
+    // FIFO by original submission: job 2 (t=5) heads the queue and blocks job 3.
+    assert!(
+        e.schedule(100).unwrap().is_empty(),
+        "no restart decision for the running job, job 2 blocks"
+    );
+    e.apply(
+        200,
+        Event::Finished {
+            id: JobId(1),
+            outcome: Outcome::Completed,
+        },
+    )
+    .unwrap();
+    assert_eq!(started(&e.schedule(200).unwrap()), vec![2, 3]);
+    // A placement that does not fit is refused, and nothing changes.
+    let mut e = engine(cluster(1, 8, 1), PolicyName::Fifo);
+    e.apply(0, restore(1, 6, 0, Some((0, placement.clone())))).unwrap();
+    let err = e.apply(0, restore(9, 6, 0, Some((0, placement)))).unwrap_err();
+    assert!(matches!(err, sched::EngineError::BadPlacement { .. }), "{err}");
+    assert_eq!(e.running(), 1);
+    assert_eq!(e.free_milli(), 2000);
+}
+
+#[test]
 fn time_never_goes_back() {
     let mut e = engine(cluster(1, 8, 1), PolicyName::Fifo);
     e.schedule(10).unwrap();
