@@ -76,10 +76,7 @@ pub fn line_chart(
         let label = if log_x {
             human_seconds(10f64.powf(fx))
         } else {
-            format!("{:.3}", fx)
-                .trim_end_matches('0')
-                .trim_end_matches('.')
-                .to_string()
+            compact(fx)
         };
         let x = LEFT + f64::from(i) / 4.0 * (W - LEFT - RIGHT);
         let _ = writeln!(
