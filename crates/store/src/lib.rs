@@ -442,6 +442,20 @@ impl Store {
         allocation_from(&row)
     }
 
+    pub async fn list_allocations(&self, project_id: &str) -> Result<Vec<Allocation>> {
+        let rows = sqlx::query("SELECT * FROM allocations WHERE project_id = $1 ORDER BY id")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(allocation_from).collect()
+    }
+
+    /// Whether the database answers (for readiness checks).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn top_up(&self, allocation_id: &str, gpu_seconds: i64) -> Result<()> {
         if gpu_seconds <= 0 {
             return Err(StoreError::Rule {

@@ -160,7 +160,9 @@ fn spec(row: Row, index: &FxHashMap<String, u64>) -> Result<(Seconds, Seconds, J
         (_, _, Some(m)) if m != 1000 => return Err("`gpu_milli` under 1000 needs `gpus` = 1".into()),
         (g, None, _) => GpuRequest::Spread { gpus: g },
         (_, Some(0), _) => return Err("`nodes` must be at least 1".into()),
-        (g, Some(n), _) if g % n != 0 => return Err(format!("`gpus` {g} does not divide evenly over {n} nodes")),
+        (g, Some(n), _) if !g.is_multiple_of(n) => {
+            return Err(format!("`gpus` {g} does not divide evenly over {n} nodes"));
+        }
         (g, Some(n), _) => GpuRequest::Gang {
             nodes: n,
             gpus_per_node: g / n,

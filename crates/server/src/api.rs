@@ -1,0 +1,922 @@
+//! Routes, authentication, authorisation and the JSON shapes of `/api/v1`.
+
+use crate::control::{self, unix_now};
+use crate::{ApiError, AppState};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use domain::{GpuRequest, JobSpec, OrgType, PriorityClass};
+use exec::Stream;
+use sched::Event;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{
+    Allocation, AllocationState, Job, JobEnd, JobFilter, JobState, Membership, NewAllocation, NewJob, NewOrg,
+    NewProject, NewUser, Org, OrgRole, PlatformRole, Project, Usage, UsageScope, User,
+};
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.body_limit;
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/orgs", post(create_org).get(list_orgs))
+        .route("/api/v1/orgs/{id}", get(get_org))
+        .route("/api/v1/users", post(create_user))
+        .route("/api/v1/tokens", post(create_token).get(list_tokens))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/api/v1/projects", post(create_project).get(list_projects))
+        .route("/api/v1/projects/{id}", get(get_project))
+        .route("/api/v1/allocations", post(create_allocation).get(list_allocations))
+        .route("/api/v1/allocations/{id}", get(get_allocation))
+        .route("/api/v1/allocations/{id}/top-up", post(top_up))
+        .route("/api/v1/allocations/{id}/suspend", post(suspend))
+        .route("/api/v1/allocations/{id}/resume", post(resume))
+        .route("/api/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/api/v1/jobs/{id}", get(get_job))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/logs", get(job_logs))
+        .route("/api/v1/usage", get(usage))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+// ---- extractors -------------------------------------------------------------------------
+
+/// JSON bodies whose every failure is a problem document naming what is wrong.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("request body rejected: {e}"),
+            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-json",
+                "send the body as JSON with `Content-Type: application/json`",
+            )),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.body_text())),
+        }
+    }
+}
+
+/// The authenticated caller and what they may see.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub memberships: Vec<Membership>,
+}
+
+impl Caller {
+    fn role(&self) -> Option<PlatformRole> {
+        self.user.platform_role
+    }
+    fn is_admin(&self) -> bool {
+        self.role() == Some(PlatformRole::Admin)
+    }
+    /// Platform staff see every organisation.
+    fn sees_all(&self) -> bool {
+        self.role().is_some()
+    }
+    fn manages_allocations(&self) -> bool {
+        matches!(self.role(), Some(PlatformRole::Admin | PlatformRole::Operator))
+    }
+    fn org_role(&self, org_id: &str) -> Option<OrgRole> {
+        self.memberships.iter().find(|m| m.org_id == org_id).map(|m| m.role)
+    }
+    fn sees_org(&self, org_id: &str) -> bool {
+        self.sees_all() || self.org_role(org_id).is_some()
+    }
+    fn admins_org(&self, org_id: &str) -> bool {
+        self.is_admin() || self.org_role(org_id) == Some(OrgRole::Admin)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <token>`"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let (user, _token) = state
+            .store
+            .authenticate(secret)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        let memberships = state.store.memberships(&user.id).await?;
+        Ok(Caller { user, memberships })
+    }
+}
+
+fn created<T: Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok<T: Serialize>(v: T) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+/// RFC 3339 UTC from Unix seconds.
+pub fn rfc3339(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn time(t: Option<i64>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+fn org_view(o: &Org) -> Value {
+    json!({
+        "id": o.id, "name": o.name, "type": o.org_type, "country": o.country, "sectors": o.sectors,
+        "employees": o.employees, "turnover_eur": o.turnover_eur, "created_at": rfc3339(o.created_at),
+    })
+}
+
+fn project_view(p: &Project) -> Value {
+    json!({"id": p.id, "org": p.org_id, "name": p.name, "sector": p.sector, "pi": p.pi_user_id, "created_at": rfc3339(p.created_at)})
+}
+
+fn allocation_view(a: &Allocation, balance: Option<store::Balance>) -> Value {
+    let mut v = json!({
+        "id": a.id, "project": a.project_id, "site": a.site, "class": a.class, "state": a.state,
+        "valid_from": rfc3339(a.valid_from), "valid_until": rfc3339(a.valid_until), "created_at": rfc3339(a.created_at),
+    });
+    if let Some(b) = balance {
+        v["gpu_seconds"] =
+            json!({"granted": b.granted, "reserved": b.reserved, "used": b.used, "available": b.available});
+    }
+    v
+}
+
+fn job_view(j: &Job) -> Value {
+    let (gpus, nodes, gpu_milli) = match j.spec.gpus {
+        GpuRequest::Gang { nodes, gpus_per_node } => (nodes * gpus_per_node, Some(nodes), None),
+        GpuRequest::Spread { gpus } => (gpus, None, None),
+        GpuRequest::Fraction { milli } => (1, None, Some(milli)),
+    };
+    json!({
+        "id": j.id, "name": j.name, "org": j.org_id, "project": j.project_id, "allocation": j.allocation_id,
+        "user": j.user_id, "state": j.state, "command": j.command, "gpus": gpus, "nodes": nodes, "gpu_milli": gpu_milli,
+        "walltime_s": j.spec.walltime_s, "class": j.spec.class, "site": j.spec.site,
+        "submitted_at": rfc3339(j.submitted_at), "started_at": time(j.started_at), "ended_at": time(j.ended_at),
+        "exit_code": j.exit_code, "reason": j.reason, "placement": j.placement, "reserved_gpu_seconds": j.reserved_gpu_seconds,
+    })
+}
+
+// ---- handlers ---------------------------------------------------------------------------
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            format!("the database does not answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+async fn me(caller: Caller) -> ApiResult {
+    ok(json!({"user": caller.user, "memberships": caller.memberships}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrg {
+    name: String,
+    #[serde(rename = "type")]
+    org_type: OrgType,
+    country: String,
+    #[serde(default)]
+    sectors: Vec<String>,
+    employees: Option<i64>,
+    turnover_eur: Option<i64>,
+}
+
+fn non_empty(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.trim().is_empty() {
+        return Err(ApiError::field(field, format!("`{field}` must not be empty")));
+    }
+    if v.len() > max {
+        return Err(ApiError::field(
+            field,
+            format!("`{field}` is longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+async fn create_org(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateOrg>) -> ApiResult {
+    if !caller.is_admin() {
+        return Err(ApiError::forbidden("only platform admins create organisations"));
+    }
+    non_empty("name", &b.name, 200)?;
+    if b.country.len() != 2 || !b.country.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(ApiError::field(
+            "country",
+            "`country` must be an ISO 3166-1 alpha-2 code such as `IT`",
+        ));
+    }
+    if b.employees.is_some_and(|e| e < 0) || b.turnover_eur.is_some_and(|t| t < 0) {
+        return Err(ApiError::field("employees", "size figures must not be negative"));
+    }
+    let org = state
+        .store
+        .create_org(&NewOrg {
+            name: b.name,
+            org_type: b.org_type,
+            country: b.country,
+            sectors: b.sectors,
+            employees: b.employees,
+            turnover_eur: b.turnover_eur,
+        })
+        .await?;
+    Ok(created(org_view(&org)))
+}
+
+async fn list_orgs(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    let orgs = state.store.list_orgs().await?;
+    ok(json!({"items": orgs.iter().filter(|o| caller.sees_org(&o.id)).map(org_view).collect::<Vec<_>>()}))
+}
+
+async fn get_org(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    if !caller.sees_org(&id) {
+        return Err(ApiError::not_found("organisation", &id));
+    }
+    ok(org_view(&state.store.get_org(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    email: String,
+    name: String,
+    platform_role: Option<PlatformRole>,
+    org: Option<String>,
+    role: Option<OrgRole>,
+}
+
+async fn create_user(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateUser>) -> ApiResult {
+    non_empty("name", &b.name, 200)?;
+    if !b.email.contains('@') || b.email.len() > 320 {
+        return Err(ApiError::field("email", "`email` is not an e-mail address"));
+    }
+    let allowed = match (&b.platform_role, &b.org) {
+        (Some(_), _) => caller.is_admin(),
+        (None, Some(org)) => caller.admins_org(org),
+        (None, None) => caller.is_admin(),
+    };
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "platform admins create staff; organisation admins add members to their organisation",
+        ));
+    }
+    if let Some(org) = &b.org {
+        state.store.get_org(org).await?;
+    }
+    let user = state
+        .store
+        .create_user(&NewUser {
+            email: b.email,
+            name: b.name,
+            platform_role: b.platform_role,
+        })
+        .await?;
+    if let Some(org) = &b.org {
+        state
+            .store
+            .add_membership(&user.id, org, b.role.unwrap_or(OrgRole::Member))
+            .await?;
+    }
+    Ok(created(&user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    name: String,
+    /// Platform admins may create a token for another user (for onboarding).
+    user: Option<String>,
+}
+
+async fn create_token(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateToken>) -> ApiResult {
+    non_empty("name", &b.name, 100)?;
+    let user = match b.user {
+        Some(u) if u != caller.user.id => {
+            if !caller.is_admin() {
+                return Err(ApiError::forbidden("only platform admins create tokens for others"));
+            }
+            state.store.get_user(&u).await?.id
+        }
+        _ => caller.user.id.clone(),
+    };
+    let (token, secret) = state.store.create_token(&user, &b.name).await?;
+    Ok(created(
+        json!({"id": token.id, "name": token.name, "user": token.user_id, "token": secret, "created_at": rfc3339(token.created_at)}),
+    ))
+}
+
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    let tokens = state.store.list_tokens(&caller.user.id).await?;
+    ok(json!({"items": tokens.iter().map(|t| json!({
+        "id": t.id, "name": t.name, "created_at": rfc3339(t.created_at), "revoked_at": time(t.revoked_at)
+    })).collect::<Vec<_>>()}))
+}
+
+async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    state.store.revoke_token(&caller.user.id, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProject {
+    org: String,
+    name: String,
+    sector: String,
+    pi: Option<String>,
+}
+
+async fn create_project(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateProject>) -> ApiResult {
+    if !caller.sees_org(&b.org) {
+        return Err(ApiError::not_found("organisation", &b.org));
+    }
+    if !caller.admins_org(&b.org) {
+        return Err(ApiError::forbidden("organisation admins create projects"));
+    }
+    non_empty("name", &b.name, 200)?;
+    non_empty("sector", &b.sector, 100)?;
+    let project = state
+        .store
+        .create_project(&NewProject {
+            org_id: b.org,
+            name: b.name,
+            sector: b.sector,
+            pi_user_id: b.pi,
+        })
+        .await?;
+    Ok(created(project_view(&project)))
+}
+
+async fn visible_project(state: &AppState, caller: &Caller, id: &str) -> Result<Project, ApiError> {
+    let project = state
+        .store
+        .get_project(id)
+        .await
+        .map_err(|_| ApiError::not_found("project", id))?;
+    if !caller.sees_org(&project.org_id) {
+        return Err(ApiError::not_found("project", id));
+    }
+    Ok(project)
+}
+
+#[derive(Deserialize)]
+struct ProjectQuery {
+    org: Option<String>,
+}
+
+async fn list_projects(State(state): State<AppState>, caller: Caller, Query(q): Query<ProjectQuery>) -> ApiResult {
+    let projects = state.store.list_projects(q.org.as_deref()).await?;
+    ok(json!({"items": projects.iter().filter(|p| caller.sees_org(&p.org_id)).map(project_view).collect::<Vec<_>>()}))
+}
+
+async fn get_project(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    ok(project_view(&visible_project(&state, &caller, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAllocation {
+    project: String,
+    site: String,
+    gpu_hours: i64,
+    class: Option<PriorityClass>,
+    valid_from: Option<i64>,
+    valid_until: i64,
+}
+
+async fn create_allocation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(b): Body<CreateAllocation>,
+) -> ApiResult {
+    if !caller.manages_allocations() {
+        return Err(ApiError::forbidden(
+            "platform admins and site operators grant allocations",
+        ));
+    }
+    if state.cluster.site_by_name(&b.site).is_none() {
+        return Err(ApiError::field("site", format!("no site `{}` in this factory", b.site)));
+    }
+    if !(1..=100_000_000).contains(&b.gpu_hours) {
+        return Err(ApiError::field(
+            "gpu_hours",
+            "`gpu_hours` must be between 1 and 100,000,000",
+        ));
+    }
+    state.store.get_project(&b.project).await?;
+    let alloc = state
+        .store
+        .create_allocation(&NewAllocation {
+            project_id: b.project,
+            site: b.site,
+            class: b.class.unwrap_or(PriorityClass::Standard),
+            gpu_seconds: b.gpu_hours * 3600,
+            valid_from: b.valid_from.unwrap_or_else(|| unix_now() as i64),
+            valid_until: b.valid_until,
+        })
+        .await?;
+    let balance = state.store.balance(&alloc.id).await?;
+    Ok(created(allocation_view(&alloc, Some(balance))))
+}
+
+async fn visible_allocation(state: &AppState, caller: &Caller, id: &str) -> Result<Allocation, ApiError> {
+    let alloc = state
+        .store
+        .get_allocation(id)
+        .await
+        .map_err(|_| ApiError::not_found("allocation", id))?;
+    visible_project(state, caller, &alloc.project_id)
+        .await
+        .map_err(|_| ApiError::not_found("allocation", id))?;
+    Ok(alloc)
+}
+
+#[derive(Deserialize)]
+struct AllocationQuery {
+    project: String,
+}
+
+async fn list_allocations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AllocationQuery>,
+) -> ApiResult {
+    visible_project(&state, &caller, &q.project).await?;
+    let mut items = Vec::new();
+    for a in state.store.list_allocations(&q.project).await? {
+        let b = state.store.balance(&a.id).await?;
+        items.push(allocation_view(&a, Some(b)));
+    }
+    ok(json!({"items": items}))
+}
+
+async fn get_allocation(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    let alloc = visible_allocation(&state, &caller, &id).await?;
+    let balance = state.store.balance(&id).await?;
+    ok(allocation_view(&alloc, Some(balance)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUp {
+    gpu_hours: i64,
+}
+
+async fn top_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<TopUp>,
+) -> ApiResult {
+    visible_allocation(&state, &caller, &id).await?;
+    if !caller.manages_allocations() {
+        return Err(ApiError::forbidden(
+            "platform admins and site operators top allocations up",
+        ));
+    }
+    if !(1..=100_000_000).contains(&b.gpu_hours) {
+        return Err(ApiError::field(
+            "gpu_hours",
+            "`gpu_hours` must be between 1 and 100,000,000",
+        ));
+    }
+    state.store.top_up(&id, b.gpu_hours * 3600).await?;
+    get_allocation(State(state), caller, Path(id)).await
+}
+
+async fn set_state(state: AppState, caller: Caller, id: String, to: AllocationState) -> ApiResult {
+    visible_allocation(&state, &caller, &id).await?;
+    if !caller.manages_allocations() {
+        return Err(ApiError::forbidden(
+            "platform admins and site operators suspend and resume allocations",
+        ));
+    }
+    state.store.set_allocation_state(&id, to).await?;
+    get_allocation(State(state), caller, Path(id)).await
+}
+
+async fn suspend(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    set_state(state, caller, id, AllocationState::Suspended).await
+}
+
+async fn resume(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    set_state(state, caller, id, AllocationState::Active).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitJob {
+    project: String,
+    allocation: Option<String>,
+    name: Option<String>,
+    command: Vec<String>,
+    gpus: Option<u32>,
+    nodes: Option<u32>,
+    gpu_milli: Option<u32>,
+    walltime_s: u64,
+    gpu_model: Option<String>,
+    #[serde(default)]
+    preemptible: bool,
+    #[serde(default)]
+    checkpointable: bool,
+}
+
+const MAX_WALLTIME_S: u64 = 30 * 86_400;
+
+fn gpu_request(b: &SubmitJob) -> Result<GpuRequest, ApiError> {
+    let gpus = b.gpus.unwrap_or(1);
+    if gpus == 0 || gpus > 4096 {
+        return Err(ApiError::field("gpus", "`gpus` must be between 1 and 4096"));
+    }
+    match (b.gpu_milli, b.nodes) {
+        (Some(m), _) if !(1..=1000).contains(&m) => {
+            Err(ApiError::field("gpu_milli", "`gpu_milli` must be between 1 and 1000"))
+        }
+        (Some(m), _) if m < 1000 && gpus != 1 => Err(ApiError::field("gpu_milli", "a GPU fraction needs `gpus` = 1")),
+        (Some(m), _) if m < 1000 => Ok(GpuRequest::Fraction { milli: m }),
+        (_, Some(0)) => Err(ApiError::field("nodes", "`nodes` must be at least 1")),
+        (_, Some(n)) if !gpus.is_multiple_of(n) => Err(ApiError::field(
+            "nodes",
+            format!("{gpus} GPUs do not divide evenly over {n} nodes"),
+        )),
+        (_, Some(n)) => Ok(GpuRequest::Gang {
+            nodes: n,
+            gpus_per_node: gpus / n,
+        }),
+        (_, None) => Ok(GpuRequest::Spread { gpus }),
+    }
+}
+
+async fn submit_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Body(b): Body<SubmitJob>,
+) -> ApiResult {
+    let project = visible_project(&state, &caller, &b.project).await?;
+    if caller.org_role(&project.org_id).is_none() {
+        return Err(ApiError::forbidden(
+            "only members of the project's organisation submit jobs",
+        ));
+    }
+    if b.command.is_empty() || b.command[0].is_empty() {
+        return Err(ApiError::field("command", "`command` must name a program"));
+    }
+    if b.command.iter().map(String::len).sum::<usize>() > 64 * 1024 {
+        return Err(ApiError::field("command", "`command` is longer than 64 KiB"));
+    }
+    if !(1..=MAX_WALLTIME_S).contains(&b.walltime_s) {
+        return Err(ApiError::field(
+            "walltime_s",
+            format!("`walltime_s` must be between 1 and {MAX_WALLTIME_S}"),
+        ));
+    }
+    let name = b.name.clone().unwrap_or_else(|| "job".into());
+    non_empty("name", &name, 200)?;
+    let request = gpu_request(&b)?;
+    let allocation = match &b.allocation {
+        Some(id) => {
+            let a = visible_allocation(&state, &caller, id).await?;
+            if a.project_id != project.id {
+                return Err(ApiError::field(
+                    "allocation",
+                    "the allocation belongs to another project",
+                ));
+            }
+            a
+        }
+        None => state
+            .store
+            .list_allocations(&project.id)
+            .await?
+            .into_iter()
+            .find(|a| a.state == AllocationState::Active)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "no-allocation",
+                    "the project has no active allocation",
+                )
+            })?,
+    };
+    // Admission: the request must fit the allocation's site at all.
+    let site = state.cluster.site_by_name(&allocation.site);
+    let per_node = match request {
+        GpuRequest::Gang { gpus_per_node, .. } => gpus_per_node,
+        GpuRequest::Spread { .. } | GpuRequest::Fraction { .. } => 1,
+    };
+    let fitting: u64 = state
+        .cluster
+        .nodes
+        .iter()
+        .filter(|n| Some(n.site) == site && u32::from(n.gpus) >= per_node)
+        .filter(|n| {
+            b.gpu_model.as_deref().is_none_or(|m| {
+                domain::gpu::lookup(m)
+                    .map_or(m, |k| k.name)
+                    .eq_ignore_ascii_case(&n.gpu_model)
+            })
+        })
+        .map(|n| u64::from(n.gpus))
+        .sum();
+    if site.is_none() || fitting * 1000 < request.total_milli() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "never-fits",
+            format!("no nodes at site `{}` can hold this request", allocation.site),
+        ));
+    }
+    let org = state.store.get_org(&project.org_id).await?;
+    let mut spec = JobSpec::new(project.id.clone(), request, b.walltime_s);
+    spec.org_type = org.org_type;
+    spec.class = allocation.class;
+    spec.site = Some(allocation.site.clone());
+    spec.gpu_model = b.gpu_model.clone();
+    spec.preemptible = b.preemptible || allocation.class == PriorityClass::Preemptible;
+    spec.checkpointable = b.checkpointable;
+    let reserved = (request.total_milli() * b.walltime_s).div_ceil(1000) as i64;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "the Idempotency-Key header must be 1 to 200 characters",
+        ));
+    }
+    let job = state
+        .store
+        .submit_job(&NewJob {
+            allocation_id: allocation.id.clone(),
+            user_id: caller.user.id.clone(),
+            name,
+            spec: spec.clone(),
+            command: b.command,
+            reserved_gpu_seconds: reserved,
+            submitted_at: unix_now() as i64,
+            idempotency_key: key,
+        })
+        .await?;
+    if job.state == JobState::Pending {
+        let mut control = state.control.lock().await;
+        if control.known(&job.id).is_none() {
+            let id = control.engine_id(&job.id);
+            if let Err(e) = control.engine.apply(unix_now(), Event::Submit { id, spec }) {
+                tracing::error!(job.id = job.id.as_str(), error = %e, "engine refused a stored job");
+            }
+            control::schedule(&state, &mut control).await;
+        }
+    }
+    let job = state.store.get_job(&job.id).await?;
+    Ok(created(job_view(&job)))
+}
+
+async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    let job = state
+        .store
+        .get_job(id)
+        .await
+        .map_err(|_| ApiError::not_found("job", id))?;
+    if !caller.sees_org(&job.org_id) {
+        return Err(ApiError::not_found("job", id));
+    }
+    Ok(job)
+}
+
+#[derive(Deserialize)]
+struct JobQuery {
+    project: Option<String>,
+    state: Option<String>,
+    org: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_jobs(State(state): State<AppState>, caller: Caller, Query(q): Query<JobQuery>) -> ApiResult {
+    let job_state = q
+        .state
+        .as_deref()
+        .map(|s| s.parse::<JobState>().map_err(|e| ApiError::field("state", e)))
+        .transpose()?;
+    let org = match (&q.org, &q.project) {
+        (Some(o), _) if !caller.sees_org(o) => return Err(ApiError::not_found("organisation", o)),
+        (Some(o), _) => Some(o.clone()),
+        (None, Some(p)) => Some(visible_project(&state, &caller, p).await?.org_id),
+        (None, None) if caller.sees_all() => None,
+        (None, None) => match caller.memberships.as_slice() {
+            [only] => Some(only.org_id.clone()),
+            [] => return ok(json!({"items": [], "next_cursor": null})),
+            _ => {
+                return Err(ApiError::field(
+                    "org",
+                    "you belong to several organisations: say which with `org`",
+                ));
+            }
+        },
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let filter = JobFilter {
+        org_id: org,
+        project_id: q.project.clone(),
+        user_id: None,
+        state: job_state,
+    };
+    let jobs = state.store.list_jobs(&filter, q.cursor.as_deref(), limit).await?;
+    let next = (jobs.len() == limit as usize)
+        .then(|| jobs.last().map(|j| j.id.clone()))
+        .flatten();
+    ok(json!({"items": jobs.iter().map(job_view).collect::<Vec<_>>(), "next_cursor": next}))
+}
+
+async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    ok(job_view(&visible_job(&state, &caller, &id).await?))
+}
+
+async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    let job = visible_job(&state, &caller, &id).await?;
+    if caller.org_role(&job.org_id).is_none() && !caller.is_admin() {
+        return Err(ApiError::forbidden(
+            "only the organisation's members and platform admins cancel its jobs",
+        ));
+    }
+    if job.state.is_final() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job-ended",
+            format!("job {id} already ended ({})", job.state.as_str()),
+        ));
+    }
+    let mut control = state.control.lock().await;
+    if let Some(engine_id) = control.known(&id) {
+        let _ = control.engine.apply(unix_now(), Event::Cancel { id: engine_id });
+    }
+    if job.state == JobState::Pending {
+        let end = JobEnd {
+            state: JobState::Cancelled,
+            ended_at: unix_now() as i64,
+            exit_code: None,
+            reason: Some(format!("cancelled by {}", caller.user.id)),
+            usage: Usage::default(),
+        };
+        state.store.finish_job(&id, &end).await?;
+    } else {
+        // Running: the process is stopped; its end settles the job as cancelled.
+        state.exec.cancel(&id);
+    }
+    control::schedule(&state, &mut control).await;
+    drop(control);
+    let job = state.store.get_job(&id).await?;
+    ok(job_view(&job))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    stream: Option<String>,
+    offset: Option<u64>,
+}
+
+async fn job_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult {
+    let job = visible_job(&state, &caller, &id).await?;
+    let stream = match q.stream.as_deref() {
+        None | Some("stdout") => Stream::Stdout,
+        Some("stderr") => Stream::Stderr,
+        Some(other) => {
+            return Err(ApiError::field(
+                "stream",
+                format!("`stream` is stdout or stderr, not `{other}`"),
+            ));
+        }
+    };
+    let bytes = tokio::fs::read(state.exec.log_path(&job.id, stream))
+        .await
+        .unwrap_or_default();
+    let from = (q.offset.unwrap_or(0) as usize).min(bytes.len());
+    let mut resp = bytes[from..].to_vec().into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("static header"),
+    );
+    headers.insert("x-next-offset", bytes.len().to_string().parse().expect("number header"));
+    headers.insert("x-job-state", job.state.as_str().parse().expect("state header"));
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    job: Option<String>,
+    allocation: Option<String>,
+    project: Option<String>,
+    org: Option<String>,
+}
+
+async fn usage(State(state): State<AppState>, caller: Caller, Query(q): Query<UsageQuery>) -> ApiResult {
+    let (scope, id) = match (&q.job, &q.allocation, &q.project, &q.org) {
+        (Some(j), ..) => {
+            visible_job(&state, &caller, j).await?;
+            ("job", j.clone())
+        }
+        (None, Some(a), ..) => {
+            visible_allocation(&state, &caller, a).await?;
+            ("allocation", a.clone())
+        }
+        (None, None, Some(p), _) => {
+            visible_project(&state, &caller, p).await?;
+            ("project", p.clone())
+        }
+        (None, None, None, Some(o)) => {
+            if !caller.sees_org(o) {
+                return Err(ApiError::not_found("organisation", o));
+            }
+            ("org", o.clone())
+        }
+        _ => {
+            return Err(ApiError::field(
+                "job",
+                "say whose usage: `job`, `allocation`, `project` or `org`",
+            ));
+        }
+    };
+    let u = state
+        .store
+        .usage(match scope {
+            "job" => UsageScope::Job(&id),
+            "allocation" => UsageScope::Allocation(&id),
+            "project" => UsageScope::Project(&id),
+            _ => UsageScope::Org(&id),
+        })
+        .await?;
+    ok(
+        json!({"scope": scope, "id": id, "gpu_seconds": u.gpu_seconds, "energy_wh": u.energy_wh, "carbon_g": u.carbon_g, "cost_cents": u.cost_cents}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_585_699_210), "2020-04-01T00:00:10Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

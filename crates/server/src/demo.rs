@@ -1,0 +1,177 @@
+//! `aifactory serve --demo`: a small factory to try things on: two sites in two countries
+//! with a few nodes of virtual GPUs, organisations of every type, users of every role,
+//! projects with allocations, and a token per demo user written to `demo-tokens.json`.
+
+use domain::{Cluster, OrgType, PriorityClass};
+use serde_json::json;
+use std::path::Path;
+use store::{NewAllocation, NewOrg, NewProject, NewUser, OrgRole, PlatformRole, Store, StoreError};
+
+pub fn demo_cluster() -> Cluster {
+    Cluster::from_toml(
+        r#"
+        [[sites]]
+        name = "it-bologna"
+        country = "IT"
+        pue = 1.15
+        carbon_g_per_kwh = 330
+        energy_price_eur_per_mwh = 140
+        [[sites]]
+        name = "fi-kajaani"
+        country = "FI"
+        pue = 1.05
+        carbon_g_per_kwh = 90
+        energy_price_eur_per_mwh = 60
+        [[nodes]]
+        name = "bo-gpu"
+        count = 2
+        site = "it-bologna"
+        gpu_model = "H100-SXM"
+        gpus = 4
+        cpu_cores = 64
+        ram_gib = 512
+        [[nodes]]
+        name = "kaj-gpu"
+        count = 2
+        site = "fi-kajaani"
+        gpu_model = "H200-SXM"
+        gpus = 4
+        cpu_cores = 64
+        ram_gib = 512
+        "#,
+    )
+    .expect("the demo cluster is valid")
+}
+
+/// Seeds the demo once (when the store has no organisation yet) and writes the tokens
+/// file; returns the tokens by role, or `None` when the store was already seeded.
+pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::Value>, StoreError> {
+    if !store.list_orgs().await?.is_empty() {
+        return Ok(None);
+    }
+    let now = crate::control::unix_now() as i64;
+    let year = 365 * 86_400;
+    let mut tokens = serde_json::Map::new();
+    for (key, email, role) in [
+        ("admin", "admin@factory.example", PlatformRole::Admin),
+        ("operator", "operator@factory.example", PlatformRole::Operator),
+        ("reviewer", "reviewer@factory.example", PlatformRole::Reviewer),
+    ] {
+        let u = store
+            .create_user(&NewUser {
+                email: email.into(),
+                name: key.into(),
+                platform_role: Some(role),
+            })
+            .await?;
+        tokens.insert(key.into(), json!(store.create_token(&u.id, "demo").await?.1));
+    }
+    let orgs = [
+        (
+            "startup",
+            "Nebula Robotics",
+            OrgType::Startup,
+            "IT",
+            "robotics",
+            12,
+            PriorityClass::FastLane,
+            "it-bologna",
+        ),
+        (
+            "sme",
+            "Baltic Vision Oy",
+            OrgType::Sme,
+            "FI",
+            "manufacturing",
+            85,
+            PriorityClass::FastLane,
+            "fi-kajaani",
+        ),
+        (
+            "industry",
+            "Acciaierie Unite",
+            OrgType::Industry,
+            "IT",
+            "steel",
+            4200,
+            PriorityClass::Standard,
+            "it-bologna",
+        ),
+        (
+            "research",
+            "Università di Bologna",
+            OrgType::Research,
+            "IT",
+            "research",
+            6000,
+            PriorityClass::LargeScale,
+            "it-bologna",
+        ),
+        (
+            "public",
+            "City of Oulu",
+            OrgType::Public,
+            "FI",
+            "public-services",
+            900,
+            PriorityClass::Playground,
+            "fi-kajaani",
+        ),
+    ];
+    for (key, name, org_type, country, sector, employees, class, site) in orgs {
+        let org = store
+            .create_org(&NewOrg {
+                name: name.into(),
+                org_type,
+                country: country.into(),
+                sectors: vec![sector.into()],
+                employees: Some(employees),
+                turnover_eur: None,
+            })
+            .await?;
+        let user = store
+            .create_user(&NewUser {
+                email: format!("{key}@{key}.example"),
+                name: format!("{name} admin"),
+                platform_role: None,
+            })
+            .await?;
+        store.add_membership(&user.id, &org.id, OrgRole::Admin).await?;
+        let member = store
+            .create_user(&NewUser {
+                email: format!("member@{key}.example"),
+                name: format!("{name} member"),
+                platform_role: None,
+            })
+            .await?;
+        store.add_membership(&member.id, &org.id, OrgRole::Member).await?;
+        let project = store
+            .create_project(&NewProject {
+                org_id: org.id.clone(),
+                name: format!("{key}-pilot"),
+                sector: sector.into(),
+                pi_user_id: Some(user.id.clone()),
+            })
+            .await?;
+        store
+            .create_allocation(&NewAllocation {
+                project_id: project.id,
+                site: site.into(),
+                class,
+                gpu_seconds: 500 * 3600,
+                valid_from: now - 3600,
+                valid_until: now + year,
+            })
+            .await?;
+        if ["startup", "sme", "research"].contains(&key) {
+            tokens.insert(key.into(), json!(store.create_token(&user.id, "demo").await?.1));
+        }
+    }
+    let tokens = serde_json::Value::Object(tokens);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display())))?;
+    let path = data_dir.join("demo-tokens.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&tokens).unwrap_or_default())
+        .map_err(|e| StoreError::Corrupt(format!("cannot write {}: {e}", path.display())))?;
+    Ok(Some(tokens))
+}

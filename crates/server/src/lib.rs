@@ -1,0 +1,160 @@
+//! The factory's HTTP API under `/api/v1` and the wiring of store, engine and executor.
+//! Only this crate knows HTTP.
+
+mod api;
+pub mod control;
+pub mod demo;
+mod error;
+
+pub use error::{ApiError, Problem};
+
+use control::Control;
+use domain::Cluster;
+use exec::LocalExecutor;
+use sched::{Engine, Event, PolicyConfig, PolicyName};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{JobEnd, JobState, Store};
+use tokio::sync::Mutex;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub cents_per_gpu_hour: i64,
+    pub cancel_grace: Duration,
+    /// Largest request body accepted, bytes.
+    pub body_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./aifactory-data"),
+            cents_per_gpu_hour: 250,
+            cancel_grace: Duration::from_secs(10),
+            body_limit: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    pub store: Store,
+    pub cluster: Cluster,
+    pub control: Mutex<Control>,
+    pub exec: LocalExecutor,
+    pub config: Config,
+}
+
+pub type AppState = Arc<Inner>;
+
+/// A single node of `gpus` virtual GPUs at one site: the factory on a laptop.
+pub fn local_cluster(gpus: u16) -> Cluster {
+    Cluster::from_toml(&format!(
+        r#"
+        [[sites]]
+        name = "local"
+        country = "EU"
+        carbon_g_per_kwh = 250
+        [[nodes]]
+        name = "localhost"
+        site = "local"
+        gpu_model = "H100-SXM"
+        gpus = {gpus}
+        "#
+    ))
+    .expect("the built-in cluster is valid")
+}
+
+/// Opens the store, rebuilds the engine from it, and starts the loop that settles
+/// process ends. Jobs that were running when the server stopped are marked lost (their
+/// processes are stopped) and settled once; pending jobs keep their place.
+pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<AppState, String> {
+    let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
+    let (exec, mut exits) = LocalExecutor::new(config.data_dir.join("jobs"), config.cancel_grace);
+    let state: AppState = Arc::new(Inner {
+        store,
+        cluster,
+        control: Mutex::new(Control::new(engine)),
+        exec,
+        config,
+    });
+    recover(&state).await.map_err(|e| e.to_string())?;
+    let settle = state.clone();
+    tokio::spawn(async move {
+        while let Some(exit) = exits.recv().await {
+            control::on_exit(&settle, exit).await;
+        }
+    });
+    let ticker = state.clone();
+    tokio::spawn(async move {
+        // Wake-ups the engine asked for (backfill, priority recalculation, deferrals).
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let mut control = ticker.control.lock().await;
+            if control.engine.next_wakeup().is_some_and(|t| t <= control::unix_now()) {
+                control::schedule(&ticker, &mut control).await;
+            }
+        }
+    });
+    Ok(state)
+}
+
+async fn recover(state: &AppState) -> Result<(), store::StoreError> {
+    let mut control = state.control.lock().await;
+    let now = control::unix_now();
+    for job in state.store.active_jobs().await? {
+        match job.state {
+            JobState::Running => {
+                // The process was not adopted: stop whatever is left of it and settle the
+                // time it ran as used, once.
+                exec::kill_leftover(state.exec.root(), &job.id);
+                let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
+                let nodes: Vec<u32> = job
+                    .placement
+                    .as_ref()
+                    .and_then(|p| p.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.get("node").and_then(serde_json::Value::as_u64))
+                            .map(|n| n as u32)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let usage = control::estimate_usage(
+                    &state.cluster,
+                    &nodes,
+                    job.spec.gpus.total_milli(),
+                    now.saturating_sub(started).max(1),
+                    state.config.cents_per_gpu_hour,
+                );
+                let end = JobEnd {
+                    state: JobState::Lost,
+                    ended_at: now as i64,
+                    exit_code: None,
+                    reason: Some("the server stopped while the job ran; its process was stopped".into()),
+                    usage,
+                };
+                state.store.finish_job(&job.id, &end).await?;
+            }
+            _ => {
+                let id = control.engine_id(&job.id);
+                let restored = Event::Restore {
+                    id,
+                    spec: job.spec.clone(),
+                    submitted_at: job.submitted_at.max(0) as u64,
+                    running: None,
+                };
+                if let Err(e) = control.engine.apply(now, restored) {
+                    tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a job");
+                }
+            }
+        }
+    }
+    control::schedule(state, &mut control).await;
+    Ok(())
+}
+
+pub use api::router;

@@ -1,0 +1,487 @@
+//! The API in process: real store (SQLite), real engine, real local processes.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use server::{Config, demo};
+use std::path::PathBuf;
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct TestApp {
+    router: Router,
+    tokens: Value,
+    dir: PathBuf,
+}
+
+async fn app_in(dir: PathBuf) -> TestApp {
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = store::Store::connect(&format!("sqlite:{}", dir.join("db.sqlite").display()))
+        .await
+        .unwrap();
+    demo::seed(&store, &dir).await.unwrap();
+    let tokens: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("demo-tokens.json")).unwrap()).unwrap();
+    let config = Config {
+        data_dir: dir.clone(),
+        cancel_grace: Duration::from_millis(500),
+        ..Config::default()
+    };
+    let state = server::start(store, demo::demo_cluster(), config).await.unwrap();
+    TestApp {
+        router: server::router(state),
+        tokens,
+        dir,
+    }
+}
+
+async fn app() -> TestApp {
+    app_in(std::env::temp_dir().join(format!("aifactory-api-{}", store::new_id("t")))).await
+}
+
+impl TestApp {
+    fn token(&self, who: &str) -> String {
+        self.tokens[who].as_str().unwrap().to_string()
+    }
+
+    async fn call(&self, method: Method, path: &str, who: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(w) = who {
+            req = req.header("authorization", format!("Bearer {}", self.token(w)));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let is_problem = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/problem+json");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        if status.is_client_error() || status.is_server_error() {
+            assert!(is_problem, "{status} without a problem document: {value}");
+            assert!(value["code"].is_string() && value["detail"].is_string(), "{value}");
+        }
+        (status, value)
+    }
+
+    async fn get(&self, path: &str, who: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(who), None).await
+    }
+
+    async fn post(&self, path: &str, who: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(who), Some(body)).await
+    }
+
+    async fn project_of(&self, who: &str) -> String {
+        let (_, v) = self.get("/api/v1/projects", who).await;
+        v["items"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    async fn wait_final(&self, job: &str, who: &str) -> Value {
+        for _ in 0..200 {
+            let (_, v) = self.get(&format!("/api/v1/jobs/{job}"), who).await;
+            if !["pending", "running"].contains(&v["state"].as_str().unwrap()) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {job} did not end");
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_on_its_gpus_and_is_accounted() {
+    let app = app().await;
+    let project = app.project_of("startup").await;
+    let (status, job) = app
+        .post(
+            "/api/v1/jobs",
+            "startup",
+            json!({"project": project, "name": "hello", "command": ["sh", "-c", "echo hi from $CUDA_VISIBLE_DEVICES; exit 0"], "gpus": 2, "walltime_s": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["reserved_gpu_seconds"], 120);
+    let id = job["id"].as_str().unwrap();
+    assert!(id.starts_with("job_"));
+    let done = app.wait_final(id, "startup").await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["exit_code"], 0);
+    assert!(done["started_at"].as_str().unwrap().ends_with('Z'));
+    let (status, logs) = app.get(&format!("/api/v1/jobs/{id}/logs"), "startup").await;
+    assert_eq!(status, StatusCode::OK);
+    let logs = logs.as_str().unwrap().to_string();
+    assert!(
+        logs.starts_with("hi from ") && logs.trim_end().split(',').count() == 2,
+        "{logs}"
+    );
+    let (_, usage) = app.get(&format!("/api/v1/usage?job={id}"), "startup").await;
+    assert!(usage["gpu_seconds"].as_i64().unwrap() >= 2, "{usage}");
+    assert!(usage["energy_wh"].as_i64().unwrap() >= 1);
+    let (_, alloc) = app
+        .get(&format!("/api/v1/allocations?project={project}"), "startup")
+        .await;
+    let gs = &alloc["items"][0]["gpu_seconds"];
+    assert_eq!(gs["reserved"], 0, "the reservation is released at the end: {gs}");
+    assert_eq!(gs["used"], usage["gpu_seconds"]);
+}
+
+#[tokio::test]
+async fn walltime_failure_and_cancel_end_jobs_with_their_reason() {
+    let app = app().await;
+    let project = app.project_of("sme").await;
+    let submit =
+        |cmd: &str, walltime: u64| json!({"project": project, "command": ["sh", "-c", cmd], "walltime_s": walltime});
+    let (_, slow) = app.post("/api/v1/jobs", "sme", submit("sleep 30", 1)).await;
+    let (_, failing) = app.post("/api/v1/jobs", "sme", submit("exit 7", 60)).await;
+    let (_, cancelled) = app.post("/api/v1/jobs", "sme", submit("sleep 30", 60)).await;
+    let cid = cancelled["id"].as_str().unwrap();
+    for _ in 0..100 {
+        if app.get(&format!("/api/v1/jobs/{cid}"), "sme").await.1["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = app.post(&format!("/api/v1/jobs/{cid}/cancel"), "sme", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let done = app.wait_final(slow["id"].as_str().unwrap(), "sme").await;
+    assert_eq!(done["state"], "timeout", "{done}");
+    let done = app.wait_final(failing["id"].as_str().unwrap(), "sme").await;
+    assert_eq!(
+        (done["state"].as_str(), done["exit_code"].as_i64()),
+        (Some("failed"), Some(7))
+    );
+    let done = app.wait_final(cid, "sme").await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+    let (status, v) = app.post(&format!("/api/v1/jobs/{cid}/cancel"), "sme", json!({})).await;
+    assert_eq!((status, v["code"].as_str()), (StatusCode::CONFLICT, Some("job-ended")));
+}
+
+#[tokio::test]
+async fn organisations_never_see_each_other() {
+    let app = app().await;
+    let startup_project = app.project_of("startup").await;
+    let (_, job) = app
+        .post(
+            "/api/v1/jobs",
+            "startup",
+            json!({"project": startup_project, "command": ["true"], "walltime_s": 60}),
+        )
+        .await;
+    let job_id = job["id"].as_str().unwrap();
+    for path in [
+        format!("/api/v1/projects/{startup_project}"),
+        format!("/api/v1/jobs/{job_id}"),
+        format!("/api/v1/jobs/{job_id}/logs"),
+        format!("/api/v1/usage?project={startup_project}"),
+        format!("/api/v1/allocations?project={startup_project}"),
+    ] {
+        let (status, v) = app.get(&path, "sme").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {v}");
+        let (status, _) = app.get(&path, "startup").await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let (status, _) = app.get(&path, "reviewer").await;
+        assert_eq!(status, StatusCode::OK, "platform staff see every organisation: {path}");
+    }
+    let (status, _) = app
+        .post(&format!("/api/v1/jobs/{job_id}/cancel"), "sme", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .post(
+            "/api/v1/jobs",
+            "sme",
+            json!({"project": startup_project, "command": ["true"], "walltime_s": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, orgs) = app.get("/api/v1/orgs", "sme").await;
+    assert_eq!(orgs["items"].as_array().unwrap().len(), 1);
+    let (_, orgs) = app.get("/api/v1/orgs", "admin").await;
+    assert_eq!(orgs["items"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn roles_decide_who_may_change_what() {
+    let app = app().await;
+    let project = app.project_of("research").await;
+    let org = json!({"name": "New Co", "type": "startup", "country": "DE"});
+    let allocation =
+        json!({"project": project, "site": "fi-kajaani", "gpu_hours": 10, "valid_until": 4_000_000_000i64});
+    // (who, may create organisations, may grant allocations)
+    for (who, orgs, allocs) in [
+        ("admin", true, true),
+        ("operator", false, true),
+        ("reviewer", false, false),
+        ("startup", false, false),
+        ("research", false, false),
+    ] {
+        let mut o = org.clone();
+        o["name"] = json!(format!("New Co {who}"));
+        let (status, v) = app.post("/api/v1/orgs", who, o).await;
+        assert_eq!(
+            status,
+            if orgs {
+                StatusCode::CREATED
+            } else {
+                StatusCode::FORBIDDEN
+            },
+            "{who}: {v}"
+        );
+        let (status, v) = app.post("/api/v1/allocations", who, allocation.clone()).await;
+        let expected = if allocs {
+            StatusCode::CREATED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, expected, "{who}: {v}");
+    }
+    let (status, v) = app.call(Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+    );
+    let req = Request::builder()
+        .uri("/api/v1/me")
+        .header("authorization", "Bearer aif_nope")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.router.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Org admins create projects in their own organisation only.
+    let (_, me) = app.get("/api/v1/me", "research").await;
+    let org_id = me["memberships"][0]["org_id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .post(
+            "/api/v1/projects",
+            "research",
+            json!({"org": org_id, "name": "llm", "sector": "research"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = app
+        .post(
+            "/api/v1/projects",
+            "startup",
+            json!({"org": org_id, "name": "x", "sector": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Tokens: create, use, revoke.
+    let (status, t) = app.post("/api/v1/tokens", "startup", json!({"name": "ci"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = t["token"].as_str().unwrap();
+    let req = |s: &str| {
+        Request::builder()
+            .uri("/api/v1/me")
+            .header("authorization", format!("Bearer {s}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.router.clone().oneshot(req(secret)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()),
+            Some("startup"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.router.clone().oneshot(req(secret)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_field_named() {
+    let app = app().await;
+    let project = app.project_of("startup").await;
+    let cases = [
+        (
+            json!({"project": project, "command": [], "walltime_s": 60}),
+            StatusCode::BAD_REQUEST,
+            "command",
+        ),
+        (
+            json!({"project": project, "command": ["true"], "walltime_s": 0}),
+            StatusCode::BAD_REQUEST,
+            "walltime_s",
+        ),
+        (
+            json!({"project": project, "command": ["true"], "walltime_s": 60, "gpus": 0}),
+            StatusCode::BAD_REQUEST,
+            "gpus",
+        ),
+        (
+            json!({"project": project, "command": ["true"], "walltime_s": 60, "gpus": 3, "nodes": 2}),
+            StatusCode::BAD_REQUEST,
+            "nodes",
+        ),
+        (
+            json!({"project": project, "command": ["true"], "walltime_s": 60, "gpu_milli": 250, "gpus": 2}),
+            StatusCode::BAD_REQUEST,
+            "gpu_milli",
+        ),
+        (
+            json!({"project": project, "command": ["true"], "walltime_s": 60, "gpus": 64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (s, v) = app.post("/api/v1/jobs", "startup", body.clone()).await;
+        assert_eq!(s, status, "{body}: {v}");
+        if !field.is_empty() {
+            assert_eq!(v["field"], field, "{v}");
+        }
+    }
+    let (s, v) = app
+        .post(
+            "/api/v1/jobs",
+            "startup",
+            json!({"project": project, "command": ["true"], "walltime_s": 60, "colour": "red"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["detail"].as_str().unwrap().contains("colour"), "{v}");
+    let (s, v) = app.post("/api/v1/jobs", "startup", json!({"command": ["true"]})).await;
+    assert_eq!((s, v["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid-json")));
+    let huge = json!({"project": project, "command": ["x".repeat(300 * 1024)], "walltime_s": 60});
+    let (s, _) = app.post("/api/v1/jobs", "startup", huge).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _) = app.get("/api/v1/jobs?state=sleeping", "startup").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = app.get("/api/v1/nothing-here", "startup").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn parallel_submits_never_overspend_and_retries_are_idempotent() {
+    let app = app().await;
+    let project = app.project_of("research").await;
+    // 500 GPU-hours: 25 jobs of 4 GPUs x 5 hours fit; 60 are sent at once.
+    let mut handles = Vec::new();
+    for i in 0..60 {
+        let router = app.router.clone();
+        let token = app.token("research");
+        let body = json!({"project": project, "command": ["sleep", "2"], "gpus": 4, "walltime_s": 18_000, "name": format!("j{i}")});
+        handles.push(tokio::spawn(async move {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("/api/v1/jobs")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            router.oneshot(req).await.unwrap().status()
+        }));
+    }
+    let mut created = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::UNPROCESSABLE_ENTITY => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(created, 25);
+    let (_, alloc) = app
+        .get(&format!("/api/v1/allocations?project={project}"), "research")
+        .await;
+    assert_eq!(alloc["items"][0]["gpu_seconds"]["available"], 0);
+    // Retried submit with the same key: the same job, no second reservation.
+    let sme = app.project_of("sme").await;
+    let body = json!({"project": sme, "command": ["true"], "walltime_s": 60});
+    let send = || {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/jobs")
+            .header("authorization", format!("Bearer {}", app.token("sme")))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "retry-1")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        app.router.clone().oneshot(req)
+    };
+    let a = send().await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let b = send().await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let (a, b): (Value, Value) = (serde_json::from_slice(&a).unwrap(), serde_json::from_slice(&b).unwrap());
+    assert_eq!(a["id"], b["id"]);
+    // Listing pages through everything once.
+    let mut seen = 0;
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = app
+            .get(&format!("/api/v1/jobs?project={project}&limit=10{cursor}"), "research")
+            .await;
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 25);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_waiting_jobs_and_settles_interrupted_ones_once() {
+    let dir = std::env::temp_dir().join(format!("aifactory-api-{}", store::new_id("t")));
+    // The first server runs on a runtime of its own, dropped at the end like a crashed
+    // process: its tasks stop, the job's process goes on.
+    let first = dir.clone();
+    let (running, waiting, project) = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = app_in(first).await;
+            let project = app.project_of("research").await;
+            // The demo has 8 GPUs at Bologna: a 8-GPU job runs, a second one waits.
+            let submit = |cmd: &[&str]| json!({"project": project, "command": cmd, "gpus": 8, "walltime_s": 600});
+            let (_, a) = app.post("/api/v1/jobs", "research", submit(&["sleep", "30"])).await;
+            let (_, b) = app.post("/api/v1/jobs", "research", submit(&["true"])).await;
+            let (running, waiting) = (
+                a["id"].as_str().unwrap().to_string(),
+                b["id"].as_str().unwrap().to_string(),
+            );
+            assert_eq!(
+                app.get(&format!("/api/v1/jobs/{running}"), "research").await.1["state"],
+                "running"
+            );
+            assert_eq!(
+                app.get(&format!("/api/v1/jobs/{waiting}"), "research").await.1["state"],
+                "pending"
+            );
+            assert!(app.dir.join("jobs").join(&running).join("pid").exists());
+            (running, waiting, project)
+        })
+    })
+    .join()
+    .unwrap();
+    // A new server on the same data: the interrupted job is lost and settled, the waiting one runs.
+    let app = app_in(dir).await;
+    let lost = app.get(&format!("/api/v1/jobs/{running}"), "research").await.1;
+    assert_eq!(lost["state"], "lost", "{lost}");
+    let done = app.wait_final(&waiting, "research").await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let (_, usage) = app.get(&format!("/api/v1/usage?job={running}"), "research").await;
+    assert!(usage["gpu_seconds"].as_i64().unwrap() >= 8);
+    let (_, alloc) = app
+        .get(&format!("/api/v1/allocations?project={project}"), "research")
+        .await;
+    assert_eq!(alloc["items"][0]["gpu_seconds"]["reserved"], 0, "{alloc}");
+}
