@@ -1,6 +1,8 @@
 //! The `aifactory` binary: one subcommand per role.
 
 mod bench;
+mod client;
+mod serve;
 mod simulate;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +20,50 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the factory: HTTP API, store, scheduler and local executor.
+    Serve(serve::Args),
+    /// Save the factory's address and your token for the other commands.
+    Login {
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "AIFACTORY_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Organisations.
+    Org {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::OrgCmd,
+    },
+    /// Projects.
+    Project {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::ProjectCmd,
+    },
+    /// Allocations of GPU-hours.
+    Alloc {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::AllocCmd,
+    },
+    /// Jobs: submit (like sbatch), list, show, cancel, logs.
+    Job {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::JobCmd,
+    },
+    /// GPU-seconds, energy, carbon and cost used.
+    Usage {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(flatten)]
+        scope: client::UsageArgs,
+    },
     /// Replay a job trace on a cluster with one or several scheduling policies.
     Simulate(Box<simulate::Args>),
     /// Run the performance benchmarks and print their figures.
@@ -36,11 +82,18 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
-        Command::Simulate(args) => simulate::run(*args),
-        Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args).map(|()| 0),
+        Command::Login { url, token } => client::login(url, token).map(|()| 0),
+        Command::Org { conn, cmd } => client::org(&conn, cmd).map(|()| 0),
+        Command::Project { conn, cmd } => client::project(&conn, cmd).map(|()| 0),
+        Command::Alloc { conn, cmd } => client::alloc(&conn, cmd).map(|()| 0),
+        Command::Job { conn, cmd } => client::job(&conn, cmd),
+        Command::Usage { conn, scope } => client::usage(&conn, scope).map(|()| 0),
+        Command::Simulate(args) => simulate::run(*args).map(|()| 0),
+        Command::Bench(args) => bench::run(args).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

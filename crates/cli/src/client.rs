@@ -1,0 +1,616 @@
+//! Client commands talking to a factory's API: `login`, `org`, `project`, `alloc`, `job`,
+//! `usage`. Tables for people, `--output json` for scripts; errors show the server's
+//! message and the field at fault.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Conn {
+    /// The factory's address [env AIFACTORY_URL, else the login file, else http://127.0.0.1:8080].
+    #[arg(long, env = "AIFACTORY_URL", global = true)]
+    url: Option<String>,
+    /// API token [env AIFACTORY_TOKEN, else the login file].
+    #[arg(long, env = "AIFACTORY_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCmd {
+    List,
+    Show {
+        id: String,
+    },
+    Create {
+        #[arg(long)]
+        name: String,
+        /// startup, sme, industry, research or public.
+        #[arg(long = "type")]
+        org_type: String,
+        #[arg(long)]
+        country: String,
+        #[arg(long, value_delimiter = ',')]
+        sectors: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCmd {
+    List,
+    Show {
+        id: String,
+    },
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        sector: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllocCmd {
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    Show {
+        id: String,
+    },
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        gpu_hours: i64,
+        /// playground, fast-lane, standard, large-scale or preemptible.
+        #[arg(long)]
+        class: Option<String>,
+        /// End of validity, in days from now.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    TopUp {
+        id: String,
+        #[arg(long)]
+        gpu_hours: i64,
+    },
+    Suspend {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCmd {
+    /// Submit a job, like sbatch: a script file, or a command after `--`.
+    Submit {
+        /// Project to charge (default: your only project).
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        allocation: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        gpus: u32,
+        #[arg(long)]
+        nodes: Option<u32>,
+        /// A share of one GPU in thousandths (with --gpus 1).
+        #[arg(long)]
+        gpu_milli: Option<u32>,
+        /// Walltime as Slurm writes it: minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]], or 30s/90m/2h/1d.
+        #[arg(long, default_value = "60")]
+        time: String,
+        /// Accepted for sbatch habits; the class comes from the allocation.
+        #[arg(long)]
+        class: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Wait for the end and exit with the job's exit code.
+        #[arg(long)]
+        wait: bool,
+        /// The script to run (with bash), unless a command follows `--`.
+        script: Option<PathBuf>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    Show {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    Logs {
+        id: String,
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        stderr: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UsageArgs {
+    #[arg(long)]
+    job: Option<String>,
+    #[arg(long)]
+    allocation: Option<String>,
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long)]
+    org: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LoginFile {
+    url: String,
+    token: String,
+}
+
+fn login_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("aifactory").join("login.toml")
+}
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+    pub output: Output,
+}
+
+impl Client {
+    pub fn new(conn: &Conn) -> Client {
+        let saved: Option<LoginFile> = std::fs::read_to_string(login_path())
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok());
+        let base = conn
+            .url
+            .clone()
+            .or_else(|| saved.as_ref().map(|s| s.url.clone()))
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let token = conn.token.clone().or_else(|| saved.map(|s| s.token));
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            agent,
+            output: conn.output,
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>, Option<String>)> {
+        let url = format!("{}{path}", self.base);
+        let token = self
+            .token
+            .as_deref()
+            .ok_or_else(|| anyhow!("no token: set AIFACTORY_TOKEN or run `aifactory login`"))?;
+        let auth = format!("Bearer {token}");
+        let result = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            (_, b) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(b.map_or_else(|| "{}".to_string(), Value::to_string)),
+        };
+        let mut resp = result.with_context(|| format!("cannot reach {}", self.base))?;
+        let status = resp.status().as_u16();
+        let next = resp
+            .headers()
+            .get("x-next-offset")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp.body_mut().read_to_vec().context("reading the answer")?;
+        Ok((status, bytes, next))
+    }
+
+    /// A JSON call; a problem document becomes an error with the server's words.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (status, bytes, _) = self.request(method, path, body)?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        if status >= 400 {
+            let detail = value["detail"].as_str().unwrap_or("the server refused the request");
+            let code = value["code"].as_str().unwrap_or("error");
+            return Err(match value["field"].as_str() {
+                Some(field) => anyhow!("{field}: {detail} ({code}, HTTP {status})"),
+                None => anyhow!("{detail} ({code}, HTTP {status})"),
+            });
+        }
+        Ok(value)
+    }
+
+    fn print(&self, value: &Value, columns: &[&str]) {
+        if self.output == Output::Json {
+            println!("{value}");
+            return;
+        }
+        let rows: Vec<&Value> = match value.get("items").and_then(Value::as_array) {
+            Some(items) => items.iter().collect(),
+            None => vec![value],
+        };
+        let cell = |v: &Value| match v {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        };
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| columns.iter().map(|c| cell(&r[*c])).collect())
+            .collect();
+        let widths: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| table.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0))
+            .collect();
+        let line = |cells: Vec<String>| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        };
+        println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+        for r in table {
+            println!("{}", line(r));
+        }
+    }
+}
+
+pub fn login(url: String, token: String) -> Result<()> {
+    let client = Client::new(&Conn {
+        url: Some(url.clone()),
+        token: Some(token.clone()),
+        output: Output::Table,
+    });
+    let me = client.call("GET", "/api/v1/me", None)?;
+    let path = login_path();
+    std::fs::create_dir_all(path.parent().unwrap_or(&path)).with_context(|| format!("creating {}", path.display()))?;
+    std::fs::write(&path, toml::to_string(&LoginFile { url, token })?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "logged in as {} ({}); saved in {}",
+        me["user"]["name"].as_str().unwrap_or("?"),
+        me["user"]["email"].as_str().unwrap_or("?"),
+        path.display()
+    );
+    Ok(())
+}
+
+pub fn org(conn: &Conn, cmd: OrgCmd) -> Result<()> {
+    let c = Client::new(conn);
+    let cols = ["id", "name", "type", "country", "sectors"];
+    match cmd {
+        OrgCmd::List => c.print(&c.call("GET", "/api/v1/orgs", None)?, &cols),
+        OrgCmd::Show { id } => c.print(&c.call("GET", &format!("/api/v1/orgs/{id}"), None)?, &cols),
+        OrgCmd::Create {
+            name,
+            org_type,
+            country,
+            sectors,
+        } => c.print(
+            &c.call(
+                "POST",
+                "/api/v1/orgs",
+                Some(&json!({"name": name, "type": org_type, "country": country, "sectors": sectors})),
+            )?,
+            &cols,
+        ),
+    }
+    Ok(())
+}
+
+pub fn project(conn: &Conn, cmd: ProjectCmd) -> Result<()> {
+    let c = Client::new(conn);
+    let cols = ["id", "org", "name", "sector"];
+    match cmd {
+        ProjectCmd::List => c.print(&c.call("GET", "/api/v1/projects", None)?, &cols),
+        ProjectCmd::Show { id } => c.print(&c.call("GET", &format!("/api/v1/projects/{id}"), None)?, &cols),
+        ProjectCmd::Create { org, name, sector } => c.print(
+            &c.call(
+                "POST",
+                "/api/v1/projects",
+                Some(&json!({"org": org, "name": name, "sector": sector})),
+            )?,
+            &cols,
+        ),
+    }
+    Ok(())
+}
+
+fn with_hours(mut v: Value) -> Value {
+    let fix = |a: &mut Value| {
+        if let Some(g) = a.get("gpu_seconds").cloned() {
+            for k in ["granted", "reserved", "used", "available"] {
+                a[format!("{k}_gpu_h")] = json!(format!("{:.1}", g[k].as_i64().unwrap_or(0) as f64 / 3600.0));
+            }
+        }
+    };
+    match v.get_mut("items").and_then(Value::as_array_mut) {
+        Some(items) => items.iter_mut().for_each(fix),
+        None => fix(&mut v),
+    }
+    v
+}
+
+pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
+    let c = Client::new(conn);
+    let cols = [
+        "id",
+        "project",
+        "site",
+        "class",
+        "state",
+        "granted_gpu_h",
+        "reserved_gpu_h",
+        "used_gpu_h",
+        "available_gpu_h",
+        "valid_until",
+    ];
+    let v = match cmd {
+        AllocCmd::List { project } => c.call("GET", &format!("/api/v1/allocations?project={project}"), None)?,
+        AllocCmd::Show { id } => c.call("GET", &format!("/api/v1/allocations/{id}"), None)?,
+        AllocCmd::Create {
+            project,
+            site,
+            gpu_hours,
+            class,
+            days,
+        } => {
+            let until = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64
+                + days * 86_400;
+            c.call(
+                "POST",
+                "/api/v1/allocations",
+                Some(&json!({"project": project, "site": site, "gpu_hours": gpu_hours, "class": class, "valid_until": until})),
+            )?
+        }
+        AllocCmd::TopUp { id, gpu_hours } => c.call(
+            "POST",
+            &format!("/api/v1/allocations/{id}/top-up"),
+            Some(&json!({"gpu_hours": gpu_hours})),
+        )?,
+        AllocCmd::Suspend { id } => c.call("POST", &format!("/api/v1/allocations/{id}/suspend"), None)?,
+        AllocCmd::Resume { id } => c.call("POST", &format!("/api/v1/allocations/{id}/resume"), None)?,
+    };
+    c.print(&with_hours(v), &cols);
+    Ok(())
+}
+
+/// Slurm's time formats (a bare number is minutes), plus 30s / 90m / 2h / 1d.
+pub fn parse_walltime(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let bad = || format!("`{s}` is not a walltime (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]], or 30s/90m/2h/1d)");
+    let num = |x: &str| x.parse::<u64>().map_err(|_| bad());
+    if let Some(unit) = s.chars().last().filter(char::is_ascii_alphabetic) {
+        let n = num(&s[..s.len() - 1])?;
+        return match unit {
+            's' => Ok(n),
+            'm' => Ok(n * 60),
+            'h' => Ok(n * 3600),
+            'd' => Ok(n * 86_400),
+            _ => Err(bad()),
+        };
+    }
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (Some(num(d)?), r),
+        None => (None, s),
+    };
+    let parts: Vec<u64> = rest.split(':').map(num).collect::<Result<_, _>>()?;
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(d), [h]) => d * 86_400 + h * 3600,
+        (Some(d), [h, m]) => d * 86_400 + h * 3600 + m * 60,
+        (Some(d), [h, m, s]) => d * 86_400 + h * 3600 + m * 60 + s,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err("the walltime must be positive".into());
+    }
+    Ok(secs)
+}
+
+const JOB_COLUMNS: [&str; 8] = [
+    "id",
+    "name",
+    "state",
+    "gpus",
+    "walltime_s",
+    "submitted_at",
+    "exit_code",
+    "reason",
+];
+
+pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
+    let c = Client::new(conn);
+    match cmd {
+        JobCmd::Submit {
+            project,
+            allocation,
+            gpus,
+            nodes,
+            gpu_milli,
+            time,
+            class: _,
+            name,
+            wait,
+            script,
+            command,
+        } => {
+            let walltime = parse_walltime(&time).map_err(|e| anyhow!("--time: {e}"))?;
+            let command = match (script, command.is_empty()) {
+                (Some(path), true) => {
+                    let text =
+                        std::fs::read_to_string(&path).with_context(|| format!("reading script {}", path.display()))?;
+                    vec!["bash".into(), "-c".into(), text]
+                }
+                (None, false) => command,
+                (Some(_), false) => bail!("give a script or a command after --, not both"),
+                (None, true) => bail!("nothing to run: give a script file or a command after --"),
+            };
+            let project = match project {
+                Some(p) => p,
+                None => {
+                    let projects = c.call("GET", "/api/v1/projects", None)?;
+                    match projects["items"].as_array().map(Vec::as_slice) {
+                        Some([only]) => only["id"].as_str().unwrap_or_default().to_string(),
+                        _ => bail!("--project: you have several projects (or none); say which"),
+                    }
+                }
+            };
+            let body = json!({"project": project, "allocation": allocation, "gpus": gpus, "nodes": nodes, "gpu_milli": gpu_milli,
+                              "walltime_s": walltime, "name": name, "command": command});
+            let job = c.call("POST", "/api/v1/jobs", Some(&body))?;
+            let id = job["id"].as_str().unwrap_or_default().to_string();
+            if !wait {
+                if c.output == Output::Json {
+                    println!("{job}");
+                } else {
+                    println!("Submitted job {id}");
+                }
+                return Ok(0);
+            }
+            loop {
+                let j = c.call("GET", &format!("/api/v1/jobs/{id}"), None)?;
+                let state = j["state"].as_str().unwrap_or("");
+                if !["pending", "running"].contains(&state) {
+                    if c.output == Output::Json {
+                        println!("{j}");
+                    }
+                    return Ok(match (state, j["exit_code"].as_i64()) {
+                        (_, Some(code)) => code.clamp(0, 255) as i32,
+                        ("completed", None) => 0,
+                        _ => 1,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        JobCmd::List { project, state, limit } => {
+            let mut q = format!("/api/v1/jobs?limit={limit}");
+            if let Some(p) = project {
+                q.push_str(&format!("&project={p}"));
+            }
+            if let Some(s) = state {
+                q.push_str(&format!("&state={s}"));
+            }
+            c.print(&c.call("GET", &q, None)?, &JOB_COLUMNS);
+        }
+        JobCmd::Show { id } => c.print(&c.call("GET", &format!("/api/v1/jobs/{id}"), None)?, &JOB_COLUMNS),
+        JobCmd::Cancel { id } => c.print(
+            &c.call("POST", &format!("/api/v1/jobs/{id}/cancel"), None)?,
+            &JOB_COLUMNS,
+        ),
+        JobCmd::Logs { id, follow, stderr } => {
+            let stream = if stderr { "stderr" } else { "stdout" };
+            let mut offset = 0u64;
+            loop {
+                let (status, bytes, next) = c.request(
+                    "GET",
+                    &format!("/api/v1/jobs/{id}/logs?stream={stream}&offset={offset}"),
+                    None,
+                )?;
+                if status >= 400 {
+                    c.call("GET", &format!("/api/v1/jobs/{id}/logs?stream={stream}"), None)?;
+                    bail!("cannot read the logs (HTTP {status})");
+                }
+                std::io::stdout().write_all(&bytes)?;
+                std::io::stdout().flush()?;
+                offset = next.and_then(|n| n.parse().ok()).unwrap_or(offset + bytes.len() as u64);
+                if !follow {
+                    break;
+                }
+                let job = c.call("GET", &format!("/api/v1/jobs/{id}"), None)?;
+                if !["pending", "running"].contains(&job["state"].as_str().unwrap_or("")) && bytes.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn usage(conn: &Conn, a: UsageArgs) -> Result<()> {
+    let c = Client::new(conn);
+    let q = match (a.job, a.allocation, a.project, a.org) {
+        (Some(j), ..) => format!("job={j}"),
+        (_, Some(x), ..) => format!("allocation={x}"),
+        (_, _, Some(p), _) => format!("project={p}"),
+        (_, _, _, Some(o)) => format!("org={o}"),
+        _ => bail!("say whose usage: --job, --allocation, --project or --org"),
+    };
+    c.print(
+        &c.call("GET", &format!("/api/v1/usage?{q}"), None)?,
+        &["scope", "id", "gpu_seconds", "energy_wh", "carbon_g", "cost_cents"],
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_walltime;
+
+    #[test]
+    fn walltimes_read_like_slurm() {
+        assert_eq!(parse_walltime("60"), Ok(3600));
+        assert_eq!(parse_walltime("5:30"), Ok(330));
+        assert_eq!(parse_walltime("01:00:00"), Ok(3600));
+        assert_eq!(parse_walltime("1-12"), Ok(129_600));
+        assert_eq!(parse_walltime("2-00:30:00"), Ok(174_600));
+        assert_eq!(parse_walltime("90m"), Ok(5400));
+        assert_eq!(parse_walltime("30s"), Ok(30));
+        assert!(parse_walltime("soon").is_err());
+        assert!(parse_walltime("0").is_err());
+        assert!(parse_walltime("1:2:3:4").is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! `aifactory serve`: the factory itself. Settings come from a TOML file, then
+//! `AIFACTORY_*` environment variables, then flags (flags win).
+
+use anyhow::{Context, Result};
+use domain::Cluster;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "AIFACTORY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Where the embedded database, job directories and logs live [default: ./aifactory-data].
+    #[arg(long, env = "AIFACTORY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...) instead of the embedded SQLite database.
+    #[arg(long, env = "AIFACTORY_DATABASE")]
+    database: Option<String>,
+    /// Cluster description (TOML, see docs/cluster-format.md) [default: one local node with 8 virtual GPUs].
+    #[arg(long, env = "AIFACTORY_CLUSTER")]
+    cluster: Option<PathBuf>,
+    /// Seed a demo factory on first start and write its users' tokens to <data-dir>/demo-tokens.json.
+    #[arg(long, env = "AIFACTORY_DEMO")]
+    demo: bool,
+    /// Price charged per GPU-hour, in cents [default: 250].
+    #[arg(long, env = "AIFACTORY_CENTS_PER_GPU_HOUR")]
+    cents_per_gpu_hour: Option<i64>,
+    /// Settings file (TOML with the same names as the flags, in snake_case).
+    #[arg(long, env = "AIFACTORY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    cluster: Option<PathBuf>,
+    demo: Option<bool>,
+    cents_per_gpu_hour: Option<i64>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let file: FileSettings = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("settings file {}", path.display()))?
+        }
+        None => FileSettings::default(),
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default"));
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./aifactory-data"));
+    let demo = args.demo || file.demo.unwrap_or(false);
+    let cluster = match args.cluster.or(file.cluster) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading cluster {}", path.display()))?;
+            Cluster::from_toml(&text).with_context(|| format!("cluster file {}", path.display()))?
+        }
+        None if demo => server::demo::demo_cluster(),
+        None => server::local_cluster(8),
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let database = args
+        .database
+        .or(file.database)
+        .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("aifactory.sqlite").display()));
+    let mut config = server::Config {
+        data_dir: data_dir.clone(),
+        ..server::Config::default()
+    };
+    if let Some(c) = args.cents_per_gpu_hour.or(file.cents_per_gpu_hour) {
+        config.cents_per_gpu_hour = c;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let store = store::Store::connect(&database)
+            .await
+            .with_context(|| format!("opening the database {}", redact(&database)))?;
+        if demo {
+            match server::demo::seed(&store, &data_dir).await? {
+                Some(_) => eprintln!(
+                    "demo factory seeded; tokens of its users are in {}",
+                    data_dir.join("demo-tokens.json").display()
+                ),
+                None => eprintln!(
+                    "demo data already present; tokens in {}",
+                    data_dir.join("demo-tokens.json").display()
+                ),
+            }
+        }
+        let state = server::start(store, cluster, config)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        eprintln!(
+            "aifactory is serving on http://{listen} (data in {})",
+            data_dir.display()
+        );
+        if demo {
+            eprintln!("try:  export AIFACTORY_URL=http://{listen}");
+            eprintln!(
+                "      export AIFACTORY_TOKEN=$(python3 -c 'import json;print(json.load(open(\"{}\"))[\"startup\"])')",
+                data_dir.join("demo-tokens.json").display()
+            );
+            eprintln!(
+                "      aifactory job submit --gpus 1 --time 5 --wait -- sh -c 'echo hello from $CUDA_VISIBLE_DEVICES'"
+            );
+        }
+        axum::serve(listener, server::router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")?;
+        Ok(())
+    })
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,215 @@
+//! `aifactory serve` and the client commands end to end: a real server process, the real
+//! CLI, real jobs; and a crash (kill -9) while jobs run.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aifactory");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(dir: &Path, port: u16) -> Server {
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ])
+        .env_remove("AIFACTORY_DATABASE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, url }
+}
+
+fn token(dir: &Path, who: &str) -> String {
+    let tokens: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("demo-tokens.json")).unwrap()).unwrap();
+    tokens[who].as_str().unwrap().to_string()
+}
+
+fn cli(server: &Server, token: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("AIFACTORY_URL", &server.url)
+        .env("AIFACTORY_TOKEN", token)
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aifactory-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn submit_wait_logs_and_errors_through_the_cli() {
+    let dir = temp_dir("cli");
+    let server = serve(&dir, free_port());
+    let t = token(&dir, "startup");
+    let o = cli(
+        &server,
+        &t,
+        &[
+            "job",
+            "submit",
+            "--gpus",
+            "2",
+            "--time",
+            "1",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo hello $CUDA_VISIBLE_DEVICES",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli(
+        &server,
+        &t,
+        &["job", "submit", "--time", "1", "--wait", "--", "sh", "-c", "exit 3"],
+    );
+    assert_eq!(o.status.code(), Some(3), "--wait exits with the job's exit code");
+    let jobs = json(&cli(&server, &t, &["job", "list", "--output", "json"]));
+    let items = jobs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        (items[0]["state"].as_str(), items[1]["state"].as_str()),
+        (Some("failed"), Some("completed"))
+    );
+    let first = items[1]["id"].as_str().unwrap();
+    let logs = cli(&server, &t, &["job", "logs", first]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello 0,1\n");
+    let table = cli(&server, &t, &["job", "list"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).starts_with("ID "),
+        "tables for people"
+    );
+    // The server's words and the field at fault.
+    let o = cli(
+        &server,
+        &t,
+        &["job", "submit", "--nodes", "3", "--gpus", "2", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("nodes:") && err.contains("divide"), "{err}");
+    let o = cli(&server, "aif_wrong", &["job", "list"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown or revoked token"));
+    let usage = json(&cli(&server, &t, &["usage", "--job", first, "--output", "json"]));
+    assert!(usage["gpu_seconds"].as_i64().unwrap() >= 2, "{usage}");
+}
+
+#[test]
+fn a_crash_loses_no_job_and_settles_each_once() {
+    let dir = temp_dir("crash");
+    let port = free_port();
+    let mut server = serve(&dir, port);
+    let t = token(&dir, "research");
+    let submit = |server: &Server, gpus: &str, cmd: &str| {
+        json(&cli(
+            server,
+            &t,
+            &[
+                "job", "submit", "--gpus", gpus, "--time", "10", "--output", "json", "--", "sh", "-c", cmd,
+            ],
+        ))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Bologna has 8 GPUs: two 4-GPU jobs run, the third waits.
+    let a = submit(&server, "4", "sleep 60");
+    let b = submit(&server, "4", "sleep 60");
+    let c = submit(&server, "4", "echo survived");
+    let state = |server: &Server, id: &str| {
+        json(&cli(server, &t, &["job", "show", id, "--output", "json"]))["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        (state(&server, &a), state(&server, &b), state(&server, &c)),
+        ("running".into(), "running".into(), "pending".into())
+    );
+    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs
+    server.child.wait().unwrap();
+    drop(server);
+    let server = serve(&dir, port);
+    assert_eq!(state(&server, &a), "lost");
+    assert_eq!(state(&server, &b), "lost");
+    let started = Instant::now();
+    while state(&server, &c) != "completed" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the waiting job did not run after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", &c]).stdout),
+        "survived\n"
+    );
+    let project = json(&cli(&server, &t, &["project", "list", "--output", "json"]))["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alloc = json(&cli(
+        &server,
+        &t,
+        &["alloc", "list", "--project", &project, "--output", "json"],
+    ));
+    let gs = &alloc["items"][0]["gpu_seconds"];
+    assert_eq!(gs["reserved"], 0, "every reservation settled: {gs}");
+    let used = gs["used"].as_i64().unwrap();
+    let per_job: i64 = [&a, &b, &c]
+        .iter()
+        .map(|j| {
+            json(&cli(&server, &t, &["usage", "--job", j, "--output", "json"]))["gpu_seconds"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        used, per_job,
+        "the allocation's usage is exactly the jobs' usage, each booked once"
+    );
+    assert!(per_job >= 4 * 2, "{per_job}");
+}
