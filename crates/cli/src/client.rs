@@ -153,6 +153,41 @@ pub enum JobCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    List,
+    /// Take no new work on the node; running jobs go on.
+    Drain {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+}
+
+pub fn node(conn: &Conn, cmd: NodeCmd) -> Result<()> {
+    let c = Client::new(conn);
+    let v = match cmd {
+        NodeCmd::List => c.call("GET", "/api/v1/nodes", None)?,
+        NodeCmd::Drain { name } => c.call("POST", &format!("/api/v1/nodes/{name}/drain"), None)?,
+        NodeCmd::Resume { name } => c.call("POST", &format!("/api/v1/nodes/{name}/resume"), None)?,
+    };
+    c.print(
+        &v,
+        &[
+            "name",
+            "site",
+            "partition",
+            "gpu_model",
+            "gpus",
+            "status",
+            "gpus_used_milli",
+            "group",
+        ],
+    );
+    Ok(())
+}
+
 #[derive(Debug, clap::Args)]
 pub struct UsageArgs {
     #[arg(long)]

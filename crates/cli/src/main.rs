@@ -50,6 +50,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::AllocCmd,
     },
+    /// Nodes: list, drain, resume (site operators).
+    Node {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::NodeCmd,
+    },
     /// Jobs: submit (like sbatch), list, show, cancel, logs.
     Job {
         #[command(flatten)]
@@ -88,6 +95,7 @@ fn main() -> ExitCode {
         Command::Project { conn, cmd } => client::project(&conn, cmd).map(|()| 0),
         Command::Alloc { conn, cmd } => client::alloc(&conn, cmd).map(|()| 0),
         Command::Job { conn, cmd } => client::job(&conn, cmd),
+        Command::Node { conn, cmd } => client::node(&conn, cmd).map(|()| 0),
         Command::Usage { conn, scope } => client::usage(&conn, scope).map(|()| 0),
         Command::Simulate(args) => simulate::run(*args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),

@@ -135,6 +135,22 @@ fn submit_wait_logs_and_errors_through_the_cli() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown or revoked token"));
     let usage = json(&cli(&server, &t, &["usage", "--job", first, "--output", "json"]));
     assert!(usage["gpu_seconds"].as_i64().unwrap() >= 2, "{usage}");
+    // Site operators drain and resume nodes; members may only look.
+    let op = token(&dir, "operator");
+    let node = json(&cli(
+        &server,
+        &op,
+        &["node", "drain", "kaj-gpu-0001", "--output", "json"],
+    ));
+    assert_eq!(node["status"], "drained");
+    let o = cli(&server, &t, &["node", "resume", "kaj-gpu-0001"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let nodes = String::from_utf8_lossy(&cli(&server, &t, &["node", "list"]).stdout).to_string();
+    assert!(nodes.contains("kaj-gpu-0001") && nodes.contains("drained"), "{nodes}");
 }
 
 #[test]

@@ -342,6 +342,15 @@ impl Engine {
         self.by_id.len() - self.running_by_end.len()
     }
 
+    /// Queued jobs per class, in `PriorityClass::ALL` order (walks the queue).
+    pub fn queued_by_class(&self) -> [usize; 5] {
+        let mut counts = [0; 5];
+        for k in &self.queue {
+            counts[self.job(k.2).class.index()] += 1;
+        }
+        counts
+    }
+
     /// Jobs in the queue, ready to start when GPUs allow.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -43,9 +43,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/api/v1/jobs/{id}/logs", get(job_logs))
         .route("/api/v1/usage", get(usage))
+        .route("/api/v1/nodes", get(list_nodes))
+        .route("/api/v1/nodes/{name}/drain", post(drain_node))
+        .route("/api/v1/nodes/{name}/resume", post(resume_node))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Times every request for the latency histogram.
+async fn observe(State(state): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .observe(resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
 }
 
 // ---- extractors -------------------------------------------------------------------------
@@ -121,14 +136,35 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let (user, _token) = state
+        let (user, token) = state
             .store
             .authenticate(secret)
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        rate_limit(state, &token)?;
         let memberships = state.store.memberships(&user.id).await?;
         Ok(Caller { user, memberships })
     }
+}
+
+/// A token bucket per API token: `rate_per_s` on average, `rate_burst` at once.
+fn rate_limit(state: &AppState, token: &str) -> Result<(), ApiError> {
+    let (rate, burst) = (state.config.rate_per_s, state.config.rate_burst);
+    let mut buckets = state.limiter.lock().expect("limiter lock");
+    let now = std::time::Instant::now();
+    let (left, last) = buckets.entry(token.to_string()).or_insert((burst, now));
+    *left = (*left + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+    *last = now;
+    if *left < 1.0 {
+        let wait = ((1.0 - *left) / rate).ceil().max(1.0);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("more than {rate} requests per second with this token; retry in {wait} s"),
+        ));
+    }
+    *left -= 1.0;
+    Ok(())
 }
 
 fn created<T: Serialize>(v: T) -> Response {
@@ -909,6 +945,72 @@ async fn usage(State(state): State<AppState>, caller: Caller, Query(q): Query<Us
     ok(
         json!({"scope": scope, "id": id, "gpu_seconds": u.gpu_seconds, "energy_wh": u.energy_wh, "carbon_g": u.carbon_g, "cost_cents": u.cost_cents}),
     )
+}
+
+fn node_view(state: &AppState, i: usize, status: Option<sched::NodeStatus>, used: &[u16]) -> Value {
+    let n = &state.cluster.nodes[i];
+    json!({
+        "name": n.name, "site": state.cluster.sites[usize::from(n.site)].name,
+        "partition": state.cluster.partitions[usize::from(n.partition)].name, "gpu_model": n.gpu_model, "gpus": n.gpus,
+        "gpu_memory_gib": n.gpu_memory_gib, "cpu_cores": n.cpu_cores, "ram_gib": n.ram_gib, "group": n.group,
+        "status": status, "gpus_used_milli": used,
+    })
+}
+
+async fn list_nodes(State(state): State<AppState>, _caller: Caller) -> ApiResult {
+    let control = state.control.lock().await;
+    let items: Vec<Value> = (0..state.cluster.nodes.len())
+        .map(|i| {
+            let used = control.engine.node_usage(i as u32).unwrap_or_default();
+            node_view(&state, i, control.engine.node_status(i as u32), used)
+        })
+        .collect();
+    ok(json!({"items": items}))
+}
+
+async fn set_node(state: AppState, caller: Caller, name: String, drain: bool) -> ApiResult {
+    if !caller.manages_allocations() {
+        return Err(ApiError::forbidden(
+            "site operators and platform admins drain and resume nodes",
+        ));
+    }
+    let i = state
+        .cluster
+        .nodes
+        .iter()
+        .position(|n| n.name == name)
+        .ok_or_else(|| ApiError::not_found("node", &name))?;
+    // Persist first: a restart must find the node as the operator left it.
+    state
+        .store
+        .set_node_state(&name, if drain { "drained" } else { "up" }, Some(&caller.user.id))
+        .await?;
+    let mut control = state.control.lock().await;
+    let event = if drain {
+        Event::NodeDrain { node: i as u32 }
+    } else {
+        Event::NodeUp { node: i as u32 }
+    };
+    control.engine.apply(unix_now(), event).map_err(ApiError::internal)?;
+    control::schedule(&state, &mut control).await;
+    let used = control.engine.node_usage(i as u32).unwrap_or_default();
+    ok(node_view(&state, i, control.engine.node_status(i as u32), used))
+}
+
+async fn drain_node(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult {
+    set_node(state, caller, name, true).await
+}
+
+async fn resume_node(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult {
+    set_node(state, caller, name, false).await
+}
+
+async fn metrics(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    if !caller.sees_all() {
+        return Err(ApiError::forbidden("metrics are for platform staff"));
+    }
+    let text = crate::metrics::render(&state).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 #[cfg(test)]

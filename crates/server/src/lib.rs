@@ -5,6 +5,7 @@ mod api;
 pub mod control;
 pub mod demo;
 mod error;
+pub mod metrics;
 
 pub use error::{ApiError, Problem};
 
@@ -25,6 +26,9 @@ pub struct Config {
     pub cancel_grace: Duration,
     /// Largest request body accepted, bytes.
     pub body_limit: usize,
+    /// Requests per second each token may make on average, and in a burst.
+    pub rate_per_s: f64,
+    pub rate_burst: f64,
 }
 
 impl Default for Config {
@@ -34,6 +38,8 @@ impl Default for Config {
             cents_per_gpu_hour: 250,
             cancel_grace: Duration::from_secs(10),
             body_limit: 256 * 1024,
+            rate_per_s: 200.0,
+            rate_burst: 400.0,
         }
     }
 }
@@ -45,6 +51,9 @@ pub struct Inner {
     pub control: Mutex<Control>,
     pub exec: LocalExecutor,
     pub config: Config,
+    pub metrics: metrics::Metrics,
+    /// Token buckets per API token: (tokens left, last refill).
+    pub limiter: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -79,6 +88,8 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         control: Mutex::new(Control::new(engine)),
         exec,
         config,
+        metrics: metrics::Metrics::default(),
+        limiter: Default::default(),
     });
     recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();
@@ -105,6 +116,16 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
 async fn recover(state: &AppState) -> Result<(), store::StoreError> {
     let mut control = state.control.lock().await;
     let now = control::unix_now();
+    for (name, status, _) in state.store.node_states().await? {
+        let Some(node) = state.cluster.nodes.iter().position(|n| n.name == name) else {
+            continue;
+        };
+        let event = match status.as_str() {
+            "down" => Event::NodeDown { node: node as u32 },
+            _ => Event::NodeDrain { node: node as u32 },
+        };
+        let _ = control.engine.apply(now, event);
+    }
     for job in state.store.active_jobs().await? {
         match job.state {
             JobState::Running => {

@@ -17,17 +17,22 @@ struct TestApp {
 }
 
 async fn app_in(dir: PathBuf) -> TestApp {
+    app_with(dir, |_| {}).await
+}
+
+async fn app_with(dir: PathBuf, tune: impl FnOnce(&mut Config)) -> TestApp {
     std::fs::create_dir_all(&dir).unwrap();
     let store = store::Store::connect(&format!("sqlite:{}", dir.join("db.sqlite").display()))
         .await
         .unwrap();
     demo::seed(&store, &dir).await.unwrap();
     let tokens: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("demo-tokens.json")).unwrap()).unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.clone(),
         cancel_grace: Duration::from_millis(500),
         ..Config::default()
     };
+    tune(&mut config);
     let state = server::start(store, demo::demo_cluster(), config).await.unwrap();
     TestApp {
         router: server::router(state),
@@ -484,4 +489,89 @@ async fn a_restart_keeps_waiting_jobs_and_settles_interrupted_ones_once() {
         .get(&format!("/api/v1/allocations?project={project}"), "research")
         .await;
     assert_eq!(alloc["items"][0]["gpu_seconds"]["reserved"], 0, "{alloc}");
+}
+
+#[tokio::test]
+async fn operators_drain_nodes_and_staff_read_metrics() {
+    let app = app().await;
+    let (status, _) = app.post("/api/v1/nodes/bo-gpu-0000/drain", "startup", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, node) = app.post("/api/v1/nodes/bo-gpu-0000/drain", "operator", json!({})).await;
+    assert_eq!(
+        (status, node["status"].as_str()),
+        (StatusCode::OK, Some("drained")),
+        "{node}"
+    );
+    let (status, _) = app.post("/api/v1/nodes/nowhere/drain", "operator", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // With one Bologna node drained, 8 GPUs there cannot start until it is resumed.
+    let project = app.project_of("research").await;
+    let (_, job) = app
+        .post(
+            "/api/v1/jobs",
+            "research",
+            json!({"project": project, "command": ["true"], "gpus": 8, "walltime_s": 60}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(job["state"], "pending");
+    let (_, nodes) = app.get("/api/v1/nodes", "research").await;
+    assert_eq!(nodes["items"].as_array().unwrap().len(), 4);
+    assert_eq!(nodes["items"][0]["status"], "drained");
+    let (status, _) = app
+        .post("/api/v1/nodes/bo-gpu-0000/resume", "operator", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.wait_final(id, "research").await["state"], "completed");
+    let req = |who: &str| {
+        Request::builder()
+            .uri("/metrics")
+            .header("authorization", format!("Bearer {}", app.token(who)))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.router.clone().oneshot(req("startup")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let resp = app.router.clone().oneshot(req("operator")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for needle in [
+        "aifactory_queue_length{class=\"fast-lane\"} 0",
+        "aifactory_jobs_running 0",
+        "aifactory_gpus 16",
+        "aifactory_http_request_duration_seconds_count",
+        "aifactory_ledger_gpu_seconds_total",
+        "# TYPE aifactory_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
+    let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn each_token_is_rate_limited() {
+    let dir = std::env::temp_dir().join(format!("aifactory-api-{}", store::new_id("t")));
+    let app = app_with(dir, |c| {
+        c.rate_per_s = 1.0;
+        c.rate_burst = 3.0;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/v1/me", "startup").await.0, StatusCode::OK);
+    }
+    let (status, v) = app.get("/api/v1/me", "startup").await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate-limited"))
+    );
+    assert_eq!(
+        app.get("/api/v1/me", "sme").await.0,
+        StatusCode::OK,
+        "another token has its own budget"
+    );
 }

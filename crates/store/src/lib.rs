@@ -59,7 +59,10 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_accounts_jobs_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_accounts_jobs_ledger.sql")),
+    (2, include_str!("../migrations/0002_node_states.sql")),
+];
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -448,6 +451,52 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(allocation_from).collect()
+    }
+
+    /// Records an operator's decision on a node (`up` clears it).
+    pub async fn set_node_state(&self, name: &str, status: &str, reason: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM node_states WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if status != "up" {
+            sqlx::query("INSERT INTO node_states (name, status, reason, updated_at) VALUES ($1, $2, $3, $4)")
+                .bind(name)
+                .bind(status)
+                .bind(reason)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Nodes that are not up: (name, status, reason).
+    pub async fn node_states(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        let rows = sqlx::query("SELECT name, status, reason FROM node_states ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("status")?, r.try_get("reason")?)))
+            .collect()
+    }
+
+    /// Usage of the whole factory (for the metrics endpoint).
+    pub async fn usage_total(&self) -> Result<Usage> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(-gpu_seconds), 0) AS BIGINT) AS g, CAST(COALESCE(SUM(energy_wh), 0) AS BIGINT) AS e, \
+             CAST(COALESCE(SUM(carbon_g), 0) AS BIGINT) AS c, CAST(COALESCE(SUM(cost_cents), 0) AS BIGINT) AS m FROM ledger WHERE kind = 'usage'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Usage {
+            gpu_seconds: sum(&row, "g")?,
+            energy_wh: sum(&row, "e")?,
+            carbon_g: sum(&row, "c")?,
+            cost_cents: sum(&row, "m")?,
+        })
     }
 
     /// Whether the database answers (for readiness checks).
