@@ -22,6 +22,12 @@ pub struct Args {
     /// Print the figures as one JSON document.
     #[arg(long)]
     json: bool,
+    /// Which benchmarks: the scheduler and simulator (`sim`), the HTTP API (`api`), or both.
+    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api"])]
+    suite: String,
+    /// PostgreSQL URL for the API benchmark's second run [default: AIFACTORY_TEST_PG].
+    #[arg(long, env = "AIFACTORY_TEST_PG")]
+    pg: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +60,9 @@ struct Pass {
 const PYTHON_JOBS_PER_S: f64 = 20_000.0 / 51.0;
 
 pub fn run(args: Args) -> Result<()> {
+    if args.suite == "api" {
+        return crate::bench_api::run(args.pg.as_deref(), args.json);
+    }
     let mut replays = Vec::new();
     let mut workloads = vec![("100k", "jobs=100000,gpus=2048,seed=1")];
     if !args.quick {
@@ -123,6 +132,10 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     println!("* published figure of a Python simulator (20,000 jobs in 51 s), not measured here.\n");
+    if args.suite == "all" {
+        crate::bench_api::run(args.pg.as_deref(), false)?;
+        println!();
+    }
     println!(
         "One scheduling pass over 50,000 waiting jobs, 2,000 nodes x 8 GPUs (median and max of 3 cold, 21 warm passes):"
     );

@@ -66,6 +66,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: axum::middle
 // ---- extractors -------------------------------------------------------------------------
 
 /// JSON bodies whose every failure is a problem document naming what is wrong.
+#[derive(Debug)]
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -136,14 +137,35 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let (user, token) = state
-            .store
-            .authenticate(secret)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        const AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+        let key = store::hash_secret(secret);
+        let cached = state
+            .auth_cache
+            .lock()
+            .expect("auth cache lock")
+            .get(&key)
+            .filter(|(at, ..)| at.elapsed() < AUTH_CACHE_TTL)
+            .map(|(_, caller, token)| (caller.clone(), token.clone()));
+        let (caller, token) = match cached {
+            Some(hit) => hit,
+            None => {
+                let (user, token) = state
+                    .store
+                    .authenticate(secret)
+                    .await?
+                    .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+                let memberships = state.store.memberships(&user.id).await?;
+                let caller = Caller { user, memberships };
+                let mut cache = state.auth_cache.lock().expect("auth cache lock");
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(key, (std::time::Instant::now(), caller.clone(), token.clone()));
+                (caller, token)
+            }
+        };
         rate_limit(state, &token)?;
-        let memberships = state.store.memberships(&user.id).await?;
-        Ok(Caller { user, memberships })
+        Ok(caller)
     }
 }
 
@@ -404,6 +426,7 @@ async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult
 
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     state.store.revoke_token(&caller.user.id, &id).await?;
+    state.auth_cache.lock().expect("auth cache lock").clear();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -758,7 +781,7 @@ async fn submit_job(
             control::schedule(&state, &mut control).await;
         }
     }
-    let job = state.store.get_job(&job.id).await?;
+    // The created job as admitted; `GET /jobs/{id}` shows it once it runs.
     Ok(created(job_view(&job)))
 }
 

@@ -1,7 +1,7 @@
 //! The factory's HTTP API under `/api/v1` and the wiring of store, engine and executor.
 //! Only this crate knows HTTP.
 
-mod api;
+pub mod api;
 pub mod control;
 pub mod demo;
 mod error;
@@ -52,6 +52,9 @@ pub struct Inner {
     pub exec: LocalExecutor,
     pub config: Config,
     pub metrics: metrics::Metrics,
+    /// Authenticated callers by token secret hash, for a few seconds (cleared on any token
+    /// or membership change made through this server).
+    pub auth_cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, api::Caller, String)>>,
     /// Token buckets per API token: (tokens left, last refill).
     pub limiter: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
 }
@@ -90,6 +93,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         config,
         metrics: metrics::Metrics::default(),
         limiter: Default::default(),
+        auth_cache: Default::default(),
     });
     recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();

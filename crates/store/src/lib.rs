@@ -62,6 +62,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_accounts_jobs_ledger.sql")),
     (2, include_str!("../migrations/0002_node_states.sql")),
+    (3, include_str!("../migrations/0003_allocation_balances.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -499,6 +500,31 @@ impl Store {
         })
     }
 
+    /// Whether an allocation's running sums equal its ledger's sums.
+    pub async fn verify_balances(&self, allocation_id: &str) -> Result<bool> {
+        Ok(self.balance(allocation_id).await? == balance_from_ledger(&self.pool, allocation_id).await?)
+    }
+
+    /// Deletes every row of every table: for benchmarks on a scratch database only.
+    pub async fn delete_everything(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "ledger",
+            "jobs",
+            "allocations",
+            "projects",
+            "api_tokens",
+            "memberships",
+            "users",
+            "organisations",
+            "node_states",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Whether the database answers (for readiness checks).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -850,6 +876,29 @@ async fn balance_in<'e, E>(exec: E, allocation_id: &str) -> Result<Balance>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    let row = sqlx::query("SELECT granted_gs, reserved_gs, used_gs FROM allocations WHERE id = $1")
+        .bind(allocation_id)
+        .fetch_optional(exec)
+        .await?
+        .ok_or_else(|| not_found("allocation", allocation_id))?;
+    let (granted, reserved, used): (i64, i64, i64) = (
+        row.try_get("granted_gs")?,
+        row.try_get("reserved_gs")?,
+        row.try_get("used_gs")?,
+    );
+    Ok(Balance {
+        granted,
+        reserved,
+        used,
+        available: granted - reserved - used,
+    })
+}
+
+/// The balance summed from the ledger itself.
+async fn balance_from_ledger<'e, E>(exec: E, allocation_id: &str) -> Result<Balance>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let row = sqlx::query(
         "SELECT CAST(COALESCE(SUM(CASE WHEN kind IN ('grant', 'top-up') THEN gpu_seconds ELSE 0 END), 0) AS BIGINT) AS granted, \
                 CAST(COALESCE(SUM(CASE WHEN kind IN ('reserve', 'release') THEN gpu_seconds ELSE 0 END), 0) AS BIGINT) AS reserved, \
@@ -892,6 +941,16 @@ async fn insert_ledger(
     .bind(now())
     .execute(&mut **tx)
     .await?;
+    let column = match kind {
+        LedgerKind::Grant | LedgerKind::TopUp => "granted_gs = granted_gs + $1",
+        LedgerKind::Reserve | LedgerKind::Release => "reserved_gs = reserved_gs - $1",
+        LedgerKind::Usage => "used_gs = used_gs - $1",
+    };
+    sqlx::query(&format!("UPDATE allocations SET {column} WHERE id = $2"))
+        .bind(gpu_seconds)
+        .bind(allocation_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

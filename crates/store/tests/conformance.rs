@@ -240,6 +240,10 @@ async fn admission_reserves_and_settlement_is_booked_once() {
         assert_eq!(stored.spec.gpus, GpuRequest::Spread { gpus: 2 });
         s.top_up(&w.alloc.id, 500).await.unwrap();
         assert_eq!(s.balance(&w.alloc.id).await.unwrap().available, 1200);
+        assert!(
+            s.verify_balances(&w.alloc.id).await.unwrap(),
+            "{name}: running sums match the ledger"
+        );
     }
 }
 
@@ -367,5 +371,9 @@ async fn concurrent_submits_never_overspend() {
         }
         assert_eq!(admitted, 10, "{name}");
         assert_eq!(s.balance(&w.alloc.id).await.unwrap().available, 0, "{name}");
+        assert!(
+            s.verify_balances(&w.alloc.id).await.unwrap(),
+            "{name}: running sums match the ledger"
+        );
     }
 }
