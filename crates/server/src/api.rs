@@ -43,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/api/v1/jobs/{id}/logs", get(job_logs))
         .route("/api/v1/usage", get(usage))
+        .route("/api/v1/reports/usage", get(usage_report))
+        .route("/api/v1/jobs/{id}/requeue", post(requeue_job))
         .route("/api/v1/nodes", get(list_nodes))
         .route("/api/v1/nodes/{name}/drain", post(drain_node))
         .route("/api/v1/nodes/{name}/resume", post(resume_node))
@@ -968,6 +970,116 @@ async fn usage(State(state): State<AppState>, caller: Caller, Query(q): Query<Us
     ok(
         json!({"scope": scope, "id": id, "gpu_seconds": u.gpu_seconds, "energy_wh": u.energy_wh, "carbon_g": u.carbon_g, "cost_cents": u.cost_cents}),
     )
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    group_by: Option<String>,
+    format: Option<String>,
+}
+
+/// Usage aggregated by organisation type, country, sector, site or month, for the
+/// programme's reporting (platform staff), as JSON or CSV.
+async fn usage_report(State(state): State<AppState>, caller: Caller, Query(q): Query<ReportQuery>) -> ApiResult {
+    if !caller.sees_all() {
+        return Err(ApiError::forbidden(
+            "reports cover every organisation: platform staff only",
+        ));
+    }
+    let group_by = q.group_by.as_deref().unwrap_or("org_type");
+    let key: fn(&store::UsageRow) -> String = match group_by {
+        "org_type" => |r| r.org_type.as_str().to_string(),
+        "country" => |r| r.country.clone(),
+        "sector" => |r| r.sector.clone(),
+        "site" => |r| r.site.clone(),
+        "month" => |r| rfc3339(r.at)[..7].to_string(),
+        other => {
+            return Err(ApiError::field(
+                "group_by",
+                format!("`group_by` is org_type, country, sector, site or month, not `{other}`"),
+            ));
+        }
+    };
+    let mut groups: std::collections::BTreeMap<String, (u64, Usage)> = std::collections::BTreeMap::new();
+    for row in state.store.usage_rows().await? {
+        let g = groups.entry(key(&row)).or_default();
+        g.0 += 1;
+        g.1.gpu_seconds += row.usage.gpu_seconds;
+        g.1.energy_wh += row.usage.energy_wh;
+        g.1.carbon_g += row.usage.carbon_g;
+        g.1.cost_cents += row.usage.cost_cents;
+    }
+    match q.format.as_deref() {
+        None | Some("json") => ok(
+            json!({"group_by": group_by, "items": groups.iter().map(|(k, (n, u))| json!({
+            "key": k, "entries": n, "gpu_seconds": u.gpu_seconds, "energy_wh": u.energy_wh, "carbon_g": u.carbon_g, "cost_cents": u.cost_cents
+        })).collect::<Vec<_>>()}),
+        ),
+        Some("csv") => {
+            let mut out = format!("{group_by},entries,gpu_seconds,energy_wh,carbon_g,cost_cents\n");
+            for (k, (n, u)) in &groups {
+                let k = if k.contains([',', '"', '\n']) {
+                    format!("\"{}\"", k.replace('"', "\"\""))
+                } else {
+                    k.clone()
+                };
+                out.push_str(&format!(
+                    "{k},{n},{},{},{},{}\n",
+                    u.gpu_seconds, u.energy_wh, u.carbon_g, u.cost_cents
+                ));
+            }
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+        }
+        Some(other) => Err(ApiError::field(
+            "format",
+            format!("`format` is json or csv, not `{other}`"),
+        )),
+    }
+}
+
+/// Puts a job that ended (failed, cancelled, timed out, lost) back in the queue as a new
+/// run of the same specification; the reservation is taken again.
+async fn requeue_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    let job = visible_job(&state, &caller, &id).await?;
+    if caller.org_role(&job.org_id).is_none() {
+        return Err(ApiError::forbidden("only members of the job's organisation requeue it"));
+    }
+    if !job.state.is_final() || job.state == JobState::Completed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-requeueable",
+            format!(
+                "job {id} is {}: only jobs that did not complete can be requeued",
+                job.state.as_str()
+            ),
+        ));
+    }
+    let copy = state
+        .store
+        .submit_job(&NewJob {
+            allocation_id: job.allocation_id.clone(),
+            user_id: caller.user.id.clone(),
+            name: job.name.clone(),
+            spec: job.spec.clone(),
+            command: job.command.clone(),
+            reserved_gpu_seconds: job.reserved_gpu_seconds,
+            submitted_at: unix_now() as i64,
+            idempotency_key: None,
+        })
+        .await?;
+    let mut control = state.control.lock().await;
+    let engine_id = control.engine_id(&copy.id);
+    if let Err(e) = control.engine.apply(
+        unix_now(),
+        Event::Submit {
+            id: engine_id,
+            spec: copy.spec.clone(),
+        },
+    ) {
+        tracing::error!(job.id = copy.id.as_str(), error = %e, "engine refused a requeued job");
+    }
+    control::schedule(&state, &mut control).await;
+    Ok(created(job_view(&copy)))
 }
 
 fn node_view(state: &AppState, i: usize, status: Option<sched::NodeStatus>, used: &[u16]) -> Value {

@@ -500,6 +500,35 @@ impl Store {
         })
     }
 
+    /// Every usage entry with what reports group by: organisation type and country, the
+    /// project's sector, the allocation's site, and the time.
+    pub async fn usage_rows(&self) -> Result<Vec<UsageRow>> {
+        let rows = sqlx::query(
+            "SELECT o.org_type, o.country, p.sector, a.site, l.at, -l.gpu_seconds AS g, l.energy_wh, l.carbon_g, l.cost_cents \
+             FROM ledger l JOIN allocations a ON a.id = l.allocation_id JOIN projects p ON p.id = a.project_id \
+             JOIN organisations o ON o.id = p.org_id WHERE l.kind = 'usage' ORDER BY l.at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    org_type: parse(&r.try_get::<String, _>("org_type")?)?,
+                    country: r.try_get("country")?,
+                    sector: r.try_get("sector")?,
+                    site: r.try_get("site")?,
+                    at: r.try_get("at")?,
+                    usage: Usage {
+                        gpu_seconds: r.try_get("g")?,
+                        energy_wh: r.try_get("energy_wh")?,
+                        carbon_g: r.try_get("carbon_g")?,
+                        cost_cents: r.try_get("cost_cents")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// Whether an allocation's running sums equal its ledger's sums.
     pub async fn verify_balances(&self, allocation_id: &str) -> Result<bool> {
         Ok(self.balance(allocation_id).await? == balance_from_ledger(&self.pool, allocation_id).await?)

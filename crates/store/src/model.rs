@@ -221,3 +221,14 @@ pub struct JobFilter {
     pub user_id: Option<String>,
     pub state: Option<JobState>,
 }
+
+/// One usage entry with its reporting dimensions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub org_type: OrgType,
+    pub country: String,
+    pub sector: String,
+    pub site: String,
+    pub at: i64,
+    pub usage: Usage,
+}
