@@ -165,6 +165,14 @@ async fn walltime_failure_and_cancel_end_jobs_with_their_reason() {
         (done["state"].as_str(), done["exit_code"].as_i64()),
         (Some("failed"), Some(7))
     );
+    let failed_id = failing["id"].as_str().unwrap();
+    let (status, again) = app
+        .post(&format!("/api/v1/jobs/{failed_id}/requeue"), "sme", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_ne!(again["id"], failing["id"]);
+    let rerun = app.wait_final(again["id"].as_str().unwrap(), "sme").await;
+    assert_eq!(rerun["exit_code"], 7, "the same command ran again");
     let done = app.wait_final(cid, "sme").await;
     assert_eq!(done["state"], "cancelled", "{done}");
     let (status, v) = app.post(&format!("/api/v1/jobs/{cid}/cancel"), "sme", json!({})).await;
