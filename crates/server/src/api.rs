@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use domain::{GpuRequest, JobSpec, OrgType, PriorityClass};
 use exec::Stream;
@@ -20,35 +20,399 @@ use store::{
     NewProject, NewUser, Org, OrgRole, PlatformRole, Project, Usage, UsageScope, User,
 };
 
+/// One registration: the route and what the OpenAPI document says of it, so that the two
+/// cannot drift apart.
+struct Endpoint {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    /// Whether a bearer token is needed.
+    auth: bool,
+    query: &'static [&'static str],
+    body: Option<Value>,
+    route: MethodRouter<AppState>,
+}
+
+fn obj(required: &[(&str, &str)], optional: &[(&str, &str)]) -> Value {
+    let ty = |t: &str| match t.strip_prefix("array:") {
+        Some(item) => json!({"type": "array", "items": {"type": item}}),
+        None => json!({"type": t}),
+    };
+    let mut props = serde_json::Map::new();
+    for (name, t) in required.iter().chain(optional) {
+        props.insert((*name).to_string(), ty(t));
+    }
+    json!({"type": "object", "additionalProperties": false, "required": required.iter().map(|r| r.0).collect::<Vec<_>>(), "properties": props})
+}
+
+fn endpoints() -> Vec<Endpoint> {
+    let e = |method, path, summary, auth, query: &'static [&'static str], body: Option<Value>, route| Endpoint {
+        method,
+        path,
+        summary,
+        auth,
+        query,
+        body,
+        route,
+    };
+    vec![
+        e("get", "/healthz", "Liveness", false, &[], None, get(|| async { "ok" })),
+        e(
+            "get",
+            "/readyz",
+            "Readiness: the database answers",
+            false,
+            &[],
+            None,
+            get(ready),
+        ),
+        e(
+            "get",
+            "/metrics",
+            "Prometheus metrics (platform staff)",
+            true,
+            &[],
+            None,
+            get(metrics),
+        ),
+        e(
+            "get",
+            "/api/v1/me",
+            "The caller and their memberships",
+            true,
+            &[],
+            None,
+            get(me),
+        ),
+        e(
+            "post",
+            "/api/v1/orgs",
+            "Create an organisation (platform admin)",
+            true,
+            &[],
+            Some(obj(
+                &[("name", "string"), ("type", "string"), ("country", "string")],
+                &[
+                    ("sectors", "array:string"),
+                    ("employees", "integer"),
+                    ("turnover_eur", "integer"),
+                ],
+            )),
+            post(create_org),
+        ),
+        e(
+            "get",
+            "/api/v1/orgs",
+            "Organisations the caller may see",
+            true,
+            &[],
+            None,
+            get(list_orgs),
+        ),
+        e(
+            "get",
+            "/api/v1/orgs/{id}",
+            "One organisation",
+            true,
+            &[],
+            None,
+            get(get_org),
+        ),
+        e(
+            "post",
+            "/api/v1/users",
+            "Create a user (platform admin; organisation admins add members)",
+            true,
+            &[],
+            Some(obj(
+                &[("email", "string"), ("name", "string")],
+                &[("platform_role", "string"), ("org", "string"), ("role", "string")],
+            )),
+            post(create_user),
+        ),
+        e(
+            "post",
+            "/api/v1/tokens",
+            "Create an API token (the secret is shown once)",
+            true,
+            &[],
+            Some(obj(&[("name", "string")], &[("user", "string")])),
+            post(create_token),
+        ),
+        e(
+            "get",
+            "/api/v1/tokens",
+            "The caller's tokens",
+            true,
+            &[],
+            None,
+            get(list_tokens),
+        ),
+        e(
+            "delete",
+            "/api/v1/tokens/{id}",
+            "Revoke a token",
+            true,
+            &[],
+            None,
+            axum::routing::delete(revoke_token),
+        ),
+        e(
+            "post",
+            "/api/v1/projects",
+            "Create a project (organisation admin)",
+            true,
+            &[],
+            Some(obj(
+                &[("org", "string"), ("name", "string"), ("sector", "string")],
+                &[("pi", "string")],
+            )),
+            post(create_project),
+        ),
+        e(
+            "get",
+            "/api/v1/projects",
+            "Projects the caller may see",
+            true,
+            &["org"],
+            None,
+            get(list_projects),
+        ),
+        e(
+            "get",
+            "/api/v1/projects/{id}",
+            "One project",
+            true,
+            &[],
+            None,
+            get(get_project),
+        ),
+        e(
+            "post",
+            "/api/v1/allocations",
+            "Grant GPU-hours to a project at a site (platform admin, site operator)",
+            true,
+            &[],
+            Some(obj(
+                &[
+                    ("project", "string"),
+                    ("site", "string"),
+                    ("gpu_hours", "integer"),
+                    ("valid_until", "integer"),
+                ],
+                &[("class", "string"), ("valid_from", "integer")],
+            )),
+            post(create_allocation),
+        ),
+        e(
+            "get",
+            "/api/v1/allocations",
+            "A project's allocations with their balances",
+            true,
+            &["project"],
+            None,
+            get(list_allocations),
+        ),
+        e(
+            "get",
+            "/api/v1/allocations/{id}",
+            "One allocation with its balance",
+            true,
+            &[],
+            None,
+            get(get_allocation),
+        ),
+        e(
+            "post",
+            "/api/v1/allocations/{id}/top-up",
+            "Add GPU-hours",
+            true,
+            &[],
+            Some(obj(&[("gpu_hours", "integer")], &[])),
+            post(top_up),
+        ),
+        e(
+            "post",
+            "/api/v1/allocations/{id}/suspend",
+            "Suspend an allocation",
+            true,
+            &[],
+            None,
+            post(suspend),
+        ),
+        e(
+            "post",
+            "/api/v1/allocations/{id}/resume",
+            "Resume an allocation",
+            true,
+            &[],
+            None,
+            post(resume),
+        ),
+        e(
+            "post",
+            "/api/v1/jobs",
+            "Submit a job (honours Idempotency-Key)",
+            true,
+            &[],
+            Some(obj(
+                &[
+                    ("project", "string"),
+                    ("command", "array:string"),
+                    ("walltime_s", "integer"),
+                ],
+                &[
+                    ("allocation", "string"),
+                    ("name", "string"),
+                    ("gpus", "integer"),
+                    ("nodes", "integer"),
+                    ("gpu_milli", "integer"),
+                    ("gpu_model", "string"),
+                    ("preemptible", "boolean"),
+                    ("checkpointable", "boolean"),
+                ],
+            )),
+            post(submit_job),
+        ),
+        e(
+            "get",
+            "/api/v1/jobs",
+            "Jobs, newest first, with filters and a cursor",
+            true,
+            &["project", "org", "state", "cursor", "limit"],
+            None,
+            get(list_jobs),
+        ),
+        e("get", "/api/v1/jobs/{id}", "One job", true, &[], None, get(get_job)),
+        e(
+            "post",
+            "/api/v1/jobs/{id}/cancel",
+            "Cancel a job",
+            true,
+            &[],
+            None,
+            post(cancel_job),
+        ),
+        e(
+            "post",
+            "/api/v1/jobs/{id}/requeue",
+            "Run a job that did not complete again, as a new job",
+            true,
+            &[],
+            None,
+            post(requeue_job),
+        ),
+        e(
+            "get",
+            "/api/v1/jobs/{id}/logs",
+            "A job's stdout or stderr from an offset",
+            true,
+            &["stream", "offset"],
+            None,
+            get(job_logs),
+        ),
+        e(
+            "get",
+            "/api/v1/usage",
+            "Usage of a job, allocation, project or organisation",
+            true,
+            &["job", "allocation", "project", "org"],
+            None,
+            get(usage),
+        ),
+        e(
+            "get",
+            "/api/v1/reports/usage",
+            "Usage by organisation type, country, sector, site or month (staff)",
+            true,
+            &["group_by", "format"],
+            None,
+            get(usage_report),
+        ),
+        e(
+            "get",
+            "/api/v1/nodes",
+            "Nodes and their GPUs",
+            true,
+            &[],
+            None,
+            get(list_nodes),
+        ),
+        e(
+            "post",
+            "/api/v1/nodes/{name}/drain",
+            "Drain a node (site operator)",
+            true,
+            &[],
+            None,
+            post(drain_node),
+        ),
+        e(
+            "post",
+            "/api/v1/nodes/{name}/resume",
+            "Resume a node (site operator)",
+            true,
+            &[],
+            None,
+            post(resume_node),
+        ),
+    ]
+}
+
+/// The OpenAPI 3.1 document of every registered endpoint.
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for e in endpoints() {
+        let mut params: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        params.extend(
+            e.query
+                .iter()
+                .map(|q| json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}})),
+        );
+        let mut op = json!({
+            "summary": e.summary,
+            "responses": {
+                "2XX": {"description": "Success"},
+                "4XX": {"description": "A problem document", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+            },
+        });
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(body) = e.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        if !e.auth {
+            op["security"] = json!([]);
+        }
+        let entry = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
+        entry[e.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "aifactory", "version": env!("CARGO_PKG_VERSION"), "description": "The AI Factory's API. Errors are RFC 9457 problem documents with a stable `code`."},
+        "paths": paths,
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Problem": obj(&[("type", "string"), ("title", "string"), ("status", "integer"), ("detail", "string"), ("code", "string")], &[("field", "string")])},
+        },
+    })
+}
+
 pub fn router(state: AppState) -> Router {
     let limit = state.config.body_limit;
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/orgs", post(create_org).get(list_orgs))
-        .route("/api/v1/orgs/{id}", get(get_org))
-        .route("/api/v1/users", post(create_user))
-        .route("/api/v1/tokens", post(create_token).get(list_tokens))
-        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/api/v1/projects", post(create_project).get(list_projects))
-        .route("/api/v1/projects/{id}", get(get_project))
-        .route("/api/v1/allocations", post(create_allocation).get(list_allocations))
-        .route("/api/v1/allocations/{id}", get(get_allocation))
-        .route("/api/v1/allocations/{id}/top-up", post(top_up))
-        .route("/api/v1/allocations/{id}/suspend", post(suspend))
-        .route("/api/v1/allocations/{id}/resume", post(resume))
-        .route("/api/v1/jobs", post(submit_job).get(list_jobs))
-        .route("/api/v1/jobs/{id}", get(get_job))
-        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
-        .route("/api/v1/jobs/{id}/logs", get(job_logs))
-        .route("/api/v1/usage", get(usage))
-        .route("/api/v1/reports/usage", get(usage_report))
-        .route("/api/v1/jobs/{id}/requeue", post(requeue_job))
-        .route("/api/v1/nodes", get(list_nodes))
-        .route("/api/v1/nodes/{name}/drain", post(drain_node))
-        .route("/api/v1/nodes/{name}/resume", post(resume_node))
-        .route("/metrics", get(metrics))
+    let mut router = Router::new();
+    for e in endpoints() {
+        router = router.route(e.path, e.route);
+    }
+    router
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))

@@ -583,3 +583,31 @@ async fn each_token_is_rate_limited() {
         "another token has its own budget"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_reviewed() {
+    let app = app().await;
+    let (status, doc) = app.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let submit = &doc["paths"]["/api/v1/jobs"]["post"];
+    assert!(
+        submit["requestBody"]["content"]["application/json"]["schema"]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("walltime_s"))
+    );
+    assert_eq!(doc["paths"]["/api/v1/jobs/{id}"]["get"]["parameters"][0]["name"], "id");
+    // Every API change is a reviewed diff: the document must match the committed snapshot
+    // (UPDATE_SNAPSHOTS=1 rewrites it).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &pretty).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).expect("run with UPDATE_SNAPSHOTS=1 to create the snapshot");
+    assert_eq!(
+        committed, pretty,
+        "the API changed: review and run with UPDATE_SNAPSHOTS=1"
+    );
+}
