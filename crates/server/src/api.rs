@@ -1032,7 +1032,14 @@ async fn submit_job(
     headers: HeaderMap,
     Body(b): Body<SubmitJob>,
 ) -> ApiResult {
-    let project = visible_project(&state, &caller, &b.project).await?;
+    let (project, org_type, allocations) = state
+        .store
+        .submission_context(&b.project)
+        .await
+        .map_err(|_| ApiError::not_found("project", &b.project))?;
+    if !caller.sees_org(&project.org_id) {
+        return Err(ApiError::not_found("project", &b.project));
+    }
     if caller.org_role(&project.org_id).is_none() {
         return Err(ApiError::forbidden(
             "only members of the project's organisation submit jobs",
@@ -1054,20 +1061,11 @@ async fn submit_job(
     non_empty("name", &name, 200)?;
     let request = gpu_request(&b)?;
     let allocation = match &b.allocation {
-        Some(id) => {
-            let a = visible_allocation(&state, &caller, id).await?;
-            if a.project_id != project.id {
-                return Err(ApiError::field(
-                    "allocation",
-                    "the allocation belongs to another project",
-                ));
-            }
-            a
-        }
-        None => state
-            .store
-            .list_allocations(&project.id)
-            .await?
+        Some(id) => allocations
+            .into_iter()
+            .find(|a| &a.id == id)
+            .ok_or_else(|| ApiError::field("allocation", "the project has no such allocation"))?,
+        None => allocations
             .into_iter()
             .find(|a| a.state == AllocationState::Active)
             .ok_or_else(|| {
@@ -1105,9 +1103,8 @@ async fn submit_job(
             format!("no nodes at site `{}` can hold this request", allocation.site),
         ));
     }
-    let org = state.store.get_org(&project.org_id).await?;
     let mut spec = JobSpec::new(project.id.clone(), request, b.walltime_s);
-    spec.org_type = org.org_type;
+    spec.org_type = org_type;
     spec.class = allocation.class;
     spec.site = Some(allocation.site.clone());
     spec.gpu_model = b.gpu_model.clone();

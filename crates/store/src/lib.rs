@@ -446,6 +446,37 @@ impl Store {
         allocation_from(&row)
     }
 
+    /// What a submission needs to know, in one query: the project, its organisation's type,
+    /// and the project's allocations.
+    pub async fn submission_context(&self, project_id: &str) -> Result<(Project, domain::OrgType, Vec<Allocation>)> {
+        let rows = sqlx::query(
+            "SELECT p.id AS p_id, p.org_id AS p_org_id, p.name AS p_name, p.sector AS p_sector, p.pi_user_id AS p_pi, \
+                    p.created_at AS p_created_at, o.org_type AS o_type, a.* \
+             FROM projects p JOIN organisations o ON o.id = p.org_id LEFT JOIN allocations a ON a.project_id = p.id \
+             WHERE p.id = $1 ORDER BY a.id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let first = rows.first().ok_or_else(|| not_found("project", project_id))?;
+        let project = Project {
+            id: first.try_get("p_id")?,
+            org_id: first.try_get("p_org_id")?,
+            name: first.try_get("p_name")?,
+            sector: first.try_get("p_sector")?,
+            pi_user_id: first.try_get("p_pi")?,
+            created_at: first.try_get("p_created_at")?,
+        };
+        let org_type = parse(&first.try_get::<String, _>("o_type")?)?;
+        let mut allocations = Vec::new();
+        for r in &rows {
+            if r.try_get::<Option<String>, _>("id")?.is_some() {
+                allocations.push(allocation_from(r)?);
+            }
+        }
+        Ok((project, org_type, allocations))
+    }
+
     pub async fn list_allocations(&self, project_id: &str) -> Result<Vec<Allocation>> {
         let rows = sqlx::query("SELECT * FROM allocations WHERE project_id = $1 ORDER BY id")
             .bind(project_id)
@@ -656,7 +687,18 @@ impl Store {
                 message: format!("allocation {} is not valid now", alloc.id),
             });
         }
-        let balance = balance_in(&mut *tx, &alloc.id).await?;
+        // The allocation row carries its running sums: no second read.
+        let (granted, reserved, used): (i64, i64, i64) = (
+            row.try_get("granted_gs")?,
+            row.try_get("reserved_gs")?,
+            row.try_get("used_gs")?,
+        );
+        let balance = Balance {
+            granted,
+            reserved,
+            used,
+            available: granted - reserved - used,
+        };
         if balance.available < new.reserved_gpu_seconds {
             return Err(StoreError::Rule {
                 code: "allocation-exhausted",

@@ -175,6 +175,27 @@ async fn accounts_and_tokens() {
 async fn admission_reserves_and_settlement_is_booked_once() {
     for (name, s) in backends().await {
         let w = world(&s, 1000).await;
+        let (project, org_type, allocs) = s.submission_context(&w.project.id).await.unwrap();
+        assert_eq!(
+            (project, org_type, allocs.len()),
+            (w.project.clone(), OrgType::Sme, 1),
+            "{name}"
+        );
+        assert_eq!(allocs[0].id, w.alloc.id);
+        let bare = s
+            .create_project(&NewProject {
+                org_id: w.org.id.clone(),
+                name: "bare".into(),
+                sector: "x".into(),
+                pi_user_id: None,
+            })
+            .await
+            .unwrap();
+        assert!(s.submission_context(&bare.id).await.unwrap().2.is_empty(), "{name}");
+        assert!(matches!(
+            s.submission_context("prj_missing").await,
+            Err(StoreError::NotFound { .. })
+        ));
         let first = s.submit_job(&job(&w, 600, None)).await.unwrap();
         assert_eq!(first.state, JobState::Pending);
         assert_eq!(
