@@ -91,6 +91,28 @@ pub fn estimate_usage(
     }
 }
 
+/// What a job used over `seconds` on the nodes of its recorded placement.
+pub fn job_usage(state: &AppState, job: &store::Job, seconds: u64) -> Usage {
+    let nodes: Vec<u32> = job
+        .placement
+        .as_ref()
+        .and_then(|p| p.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("node").and_then(serde_json::Value::as_u64))
+                .map(|n| n as u32)
+                .collect()
+        })
+        .unwrap_or_default();
+    estimate_usage(
+        &state.cluster,
+        &nodes,
+        job.spec.gpus.total_milli(),
+        seconds,
+        state.config.cents_per_gpu_hour,
+    )
+}
+
 /// Runs a scheduling pass and carries out its decisions. Called with the control lock held.
 pub async fn schedule(state: &AppState, control: &mut Control) {
     let now = unix_now();
@@ -180,25 +202,8 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
         tracing::warn!(job.id = exit.job_id.as_str(), "exit of an unknown job");
         return;
     };
-    let nodes: Vec<u32> = job
-        .placement
-        .as_ref()
-        .and_then(|p| p.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.get("node").and_then(serde_json::Value::as_u64))
-                .map(|n| n as u32)
-                .collect()
-        })
-        .unwrap_or_default();
     let seconds = exit.ended_at.saturating_sub(exit.started_at).max(1);
-    let usage = estimate_usage(
-        &state.cluster,
-        &nodes,
-        job.spec.gpus.total_milli(),
-        seconds,
-        state.config.cents_per_gpu_hour,
-    );
+    let usage = job_usage(state, &job, seconds);
     let (db_state, outcome, reason) = if exit.timed_out {
         (
             JobState::Timeout,

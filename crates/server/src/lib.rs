@@ -137,24 +137,7 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
                 // time it ran as used, once.
                 exec::kill_leftover(state.exec.root(), &job.id);
                 let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
-                let nodes: Vec<u32> = job
-                    .placement
-                    .as_ref()
-                    .and_then(|p| p.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.get("node").and_then(serde_json::Value::as_u64))
-                            .map(|n| n as u32)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let usage = control::estimate_usage(
-                    &state.cluster,
-                    &nodes,
-                    job.spec.gpus.total_milli(),
-                    now.saturating_sub(started).max(1),
-                    state.config.cents_per_gpu_hour,
-                );
+                let usage = control::job_usage(state, &job, now.saturating_sub(started).max(1));
                 let end = JobEnd {
                     state: JobState::Lost,
                     ended_at: now as i64,

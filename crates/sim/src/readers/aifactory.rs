@@ -1,7 +1,7 @@
 //! Our own trace format, as CSV (with a header) or JSON Lines; `docs/trace-format.md`
 //! describes the fields.
 
-use super::{Columns, ReadOptions, csv_error_line, csv_reader, field, line_of};
+use super::{Columns, ReadOptions, Row as Parsed, field, read_rows};
 use crate::trace::{RowSink, Trace, TraceError, TraceJob};
 use domain::{GpuRequest, JobId, JobSpec, OrgType, PriorityClass, Seconds};
 use rustc_hash::FxHashMap;
@@ -62,28 +62,10 @@ pub fn read(bytes: &[u8], jsonl: bool, opts: ReadOptions) -> Result<Trace, Trace
             }
         }
     } else {
-        let mut rdr = csv_reader(bytes);
-        let cols = Columns::new(
-            rdr.headers()
-                .map_err(|e| TraceError::Format(format!("unreadable header: {e}")))?,
-        );
-        cols.require(&["id", "submit_s", "account", "gpus", "walltime_s", "runtime_s"])?;
-        let mut fallback_line = 1;
-        for rec in rdr.records() {
-            fallback_line += 1;
-            let rec = match rec {
-                Ok(r) => r,
-                Err(e) => {
-                    sink.bad(csv_error_line(&e).max(fallback_line), format!("unreadable row: {e}"))?;
-                    continue;
-                }
-            };
-            let line = line_of(rec.position(), fallback_line);
-            match csv_row(&cols, &rec) {
-                Ok(r) => rows.push((line, r)),
-                Err(reason) => sink.bad(line, reason)?,
-            }
-        }
+        let required = ["id", "submit_s", "account", "gpus", "walltime_s", "runtime_s"];
+        rows = read_rows(bytes, &required, &mut sink, |cols, rec| {
+            csv_row(cols, rec).map(Parsed::Keep)
+        })?;
     }
     let mut index: FxHashMap<String, u64> = FxHashMap::default();
     let mut jobs = Vec::with_capacity(rows.len());

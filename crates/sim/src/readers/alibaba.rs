@@ -14,7 +14,7 @@
 //! one site (`alibaba`, CN, PUE 1.25, 550 gCO2/kWh: China's grid average), nodes grouped
 //! by 32 in list order since the trace gives no topology.
 
-use super::{Columns, ReadOptions, csv_error_line, csv_reader, field, line_of, org_type_for, walltime_for};
+use super::{Columns, ReadOptions, Row, csv_reader, field, org_type_for, read_rows, walltime_for};
 use crate::rng::stable_hash;
 use crate::trace::{RowSink, Trace, TraceError, TraceJob};
 use domain::{Cluster, GpuRequest, JobSpec, Node, OrgType, Partition, PriorityClass, Seconds, Site};
@@ -24,12 +24,8 @@ const NODES_PER_GROUP: usize = 32;
 
 pub fn read(pods: &[u8], nodes: Option<&[u8]>, opts: ReadOptions) -> Result<Trace, TraceError> {
     let cluster = nodes.map(|n| read_nodes(n, opts)).transpose()?;
-    let mut rdr = csv_reader(pods);
-    let cols = Columns::new(
-        rdr.headers()
-            .map_err(|e| TraceError::Format(format!("unreadable header: {e}")))?,
-    );
-    cols.require(&[
+    let mut sink = RowSink::new(opts.strict);
+    let required = [
         "name",
         "num_gpu",
         "gpu_milli",
@@ -37,47 +33,29 @@ pub fn read(pods: &[u8], nodes: Option<&[u8]>, opts: ReadOptions) -> Result<Trac
         "creation_time",
         "scheduled_time",
         "deletion_time",
-    ])?;
-    let mut sink = RowSink::new(opts.strict);
-    let mut jobs = Vec::new();
-    let mut fallback_line = 1;
-    for row in rdr.records() {
-        fallback_line += 1;
-        let row = match row {
-            Ok(r) => r,
-            Err(e) => {
-                sink.bad(csv_error_line(&e).max(fallback_line), format!("unreadable row: {e}"))?;
-                continue;
-            }
-        };
-        let line = line_of(row.position(), fallback_line);
-        match task(&cols, &row, opts.seed) {
-            Ok(Task::Job(spec, submit, runtime)) => jobs.push(TraceJob {
-                id: jobs.len() as u64,
-                submit,
-                runtime_s: runtime,
-                spec: *spec,
-            }),
-            Ok(Task::Excluded(reason)) => sink.exclude(reason),
-            Err(reason) => sink.bad(line, reason)?,
-        }
-    }
+    ];
+    let jobs = read_rows(pods, &required, &mut sink, |cols, row| task(cols, row, opts.seed))?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, (spec, submit, runtime)))| TraceJob {
+            id: i as u64,
+            submit,
+            runtime_s: runtime,
+            spec: *spec,
+        })
+        .collect();
     Ok(sink.finish("alibaba-v2023".into(), jobs, cluster))
 }
 
-enum Task {
-    Job(Box<JobSpec>, Seconds, Seconds),
-    Excluded(&'static str),
-}
-
-fn task(cols: &Columns, row: &csv::StringRecord, seed: u64) -> Result<Task, String> {
+/// A task as (spec, submit time, runtime).
+fn task(cols: &Columns, row: &csv::StringRecord, seed: u64) -> Result<Row<(Box<JobSpec>, Seconds, Seconds)>, String> {
     let name = cols.get(row, "name").ok_or("`name` is empty")?;
     let num_gpu: u32 = field(cols.get(row, "num_gpu"), "num_gpu")?;
     if num_gpu == 0 {
-        return Ok(Task::Excluded("CPU-only task"));
+        return Ok(Row::Exclude("CPU-only task"));
     }
     let Some(scheduled) = cols.get(row, "scheduled_time") else {
-        return Ok(Task::Excluded("never scheduled in the trace, so no runtime"));
+        return Ok(Row::Exclude("never scheduled in the trace, so no runtime"));
     };
     let scheduled: Seconds = field(Some(scheduled), "scheduled_time")?;
     let created: Seconds = field(cols.get(row, "creation_time"), "creation_time")?;
@@ -120,7 +98,7 @@ fn task(cols: &Columns, row: &csv::StringRecord, seed: u64) -> Result<Task, Stri
     spec.preemptible = best_effort;
     spec.checkpointable = best_effort;
     spec.runtime_hint_s = Some(runtime);
-    Ok(Task::Job(Box::new(spec), created, runtime))
+    Ok(Row::Keep((Box::new(spec), created, runtime)))
 }
 
 fn read_nodes(bytes: &[u8], opts: ReadOptions) -> Result<Cluster, TraceError> {

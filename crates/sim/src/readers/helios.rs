@@ -9,36 +9,19 @@
 //! several nodes is a gang when its GPUs divide evenly, else a spread request. Every job is
 //! `standard`: these logs carry no class. The cluster must be given with `--cluster`.
 
-use super::{Columns, ReadOptions, csv_error_line, csv_reader, field, line_of, org_type_for, walltime_for};
+use super::{Columns, ReadOptions, Row, field, org_type_for, read_rows, walltime_for};
 use crate::trace::{RowSink, Trace, TraceError, TraceJob};
 use domain::{GpuRequest, JobSpec, Seconds};
 
 pub fn read(bytes: &[u8], opts: ReadOptions) -> Result<Trace, TraceError> {
-    let mut rdr = csv_reader(bytes);
-    let cols = Columns::new(
-        rdr.headers()
-            .map_err(|e| TraceError::Format(format!("unreadable header: {e}")))?,
-    );
-    cols.require(&["job_id", "gpu_num", "submit_time"])?;
     let mut sink = RowSink::new(opts.strict);
-    let mut rows: Vec<(i64, Seconds, Box<JobSpec>)> = Vec::new();
-    let mut fallback_line = 1;
-    for row in rdr.records() {
-        fallback_line += 1;
-        let row = match row {
-            Ok(r) => r,
-            Err(e) => {
-                sink.bad(csv_error_line(&e).max(fallback_line), format!("unreadable row: {e}"))?;
-                continue;
-            }
-        };
-        let line = line_of(row.position(), fallback_line);
-        match job(&cols, &row, opts.seed) {
-            Ok(Some(j)) => rows.push(j),
-            Ok(None) => sink.exclude("job without GPUs"),
-            Err(reason) => sink.bad(line, reason)?,
-        }
-    }
+    let rows: Vec<(i64, Seconds, Box<JobSpec>)> =
+        read_rows(bytes, &["job_id", "gpu_num", "submit_time"], &mut sink, |cols, row| {
+            Ok(job(cols, row, opts.seed)?.map_or(Row::Exclude("job without GPUs"), Row::Keep))
+        })?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     let origin = rows.iter().map(|r| r.0).min().unwrap_or(0);
     let jobs = rows
         .into_iter()

@@ -6,7 +6,7 @@ mod alibaba;
 mod helios;
 
 use crate::rng::stable_hash;
-use crate::trace::{Trace, TraceError};
+use crate::trace::{RowSink, Trace, TraceError};
 use domain::{OrgType, Seconds};
 use std::path::Path;
 use std::str::FromStr;
@@ -140,13 +140,48 @@ pub(crate) fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
         .from_reader(bytes)
 }
 
-/// The line number of a CSV record (1-based, header line 1).
-pub(crate) fn line_of(pos: Option<&csv::Position>, fallback: u64) -> u64 {
-    pos.map_or(fallback, csv::Position::line)
+/// What a row parser makes of a row it understood.
+pub(crate) enum Row<T> {
+    Keep(T),
+    /// Left out on purpose, counted under this reason.
+    Exclude(&'static str),
 }
 
-pub(crate) fn csv_error_line(e: &csv::Error) -> u64 {
-    e.position().map_or(0, csv::Position::line)
+/// Reads a CSV whose header must name `required`, hands every record to `parse`, and
+/// returns the kept rows with their line numbers (header = line 1). Unreadable and bad rows
+/// go to `sink`, which fails on the first in strict mode.
+pub(crate) fn read_rows<T>(
+    bytes: &[u8],
+    required: &[&str],
+    sink: &mut RowSink,
+    mut parse: impl FnMut(&Columns, &csv::StringRecord) -> Result<Row<T>, String>,
+) -> Result<Vec<(u64, T)>, TraceError> {
+    let mut rdr = csv_reader(bytes);
+    let cols = Columns::new(
+        rdr.headers()
+            .map_err(|e| TraceError::Format(format!("unreadable header: {e}")))?,
+    );
+    cols.require(required)?;
+    let mut rows = Vec::new();
+    let mut fallback_line = 1;
+    for record in rdr.records() {
+        fallback_line += 1;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, csv::Position::line).max(fallback_line);
+                sink.bad(line, format!("unreadable row: {e}"))?;
+                continue;
+            }
+        };
+        let line = record.position().map_or(fallback_line, csv::Position::line);
+        match parse(&cols, &record) {
+            Ok(Row::Keep(v)) => rows.push((line, v)),
+            Ok(Row::Exclude(reason)) => sink.exclude(reason),
+            Err(reason) => sink.bad(line, reason)?,
+        }
+    }
+    Ok(rows)
 }
 
 /// Organisation types for traces that have none, in these proportions: research 40 %,
