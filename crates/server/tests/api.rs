@@ -611,3 +611,100 @@ async fn the_openapi_document_is_served_and_reviewed() {
         "the API changed: review and run with UPDATE_SNAPSHOTS=1"
     );
 }
+
+#[tokio::test]
+async fn every_endpoint_refuses_strangers_and_other_organisations() {
+    let app = app().await;
+    let project = app.project_of("startup").await;
+    let (_, job) = app
+        .post(
+            "/api/v1/jobs",
+            "startup",
+            json!({"project": project, "command": ["true"], "walltime_s": 60}),
+        )
+        .await;
+    let (_, allocs) = app
+        .get(&format!("/api/v1/allocations?project={project}"), "startup")
+        .await;
+    let (_, me) = app.get("/api/v1/me", "startup").await;
+    let (_, token) = app.post("/api/v1/tokens", "startup", json!({"name": "victim"})).await;
+    // The start-up's objects, as ids for every path parameter.
+    let ids = [
+        (
+            "/api/v1/orgs/{id}",
+            me["memberships"][0]["org_id"].as_str().unwrap().to_string(),
+        ),
+        ("/api/v1/projects/{id}", project.clone()),
+        (
+            "/api/v1/allocations/{id}",
+            allocs["items"][0]["id"].as_str().unwrap().to_string(),
+        ),
+        ("/api/v1/jobs/{id}", job["id"].as_str().unwrap().to_string()),
+        ("/api/v1/tokens/{id}", token["id"].as_str().unwrap().to_string()),
+        ("/api/v1/nodes/{name}", "bo-gpu-0000".to_string()),
+    ];
+    let doc = server::api::openapi();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = ids.iter().fold(path.clone(), |p, (prefix, id)| {
+            let stem = prefix.rsplit_once('/').unwrap().0;
+            if p.starts_with(&format!("{stem}/{{")) {
+                p.replacen(&prefix[stem.len() + 1..], id, 1)
+            } else {
+                p
+            }
+        });
+        let query = match path.as_str() {
+            "/api/v1/allocations" => format!("?project={project}"),
+            "/api/v1/jobs" => format!("?project={project}"),
+            "/api/v1/usage" => format!("?project={project}"),
+            _ => String::new(),
+        };
+        for (method, op) in ops.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = op.get("requestBody").map(|_| json!({"project": project, "org": ids[0].1, "name": "x", "sector": "x",
+                "command": ["true"], "walltime_s": 60, "site": "it-bologna", "gpu_hours": 1, "valid_until": 4_000_000_000i64,
+                "type": "sme", "country": "IT", "email": "x@y.example"}));
+            let uri = format!("{concrete}{query}");
+            if op.get("security") != Some(&json!([])) {
+                let (status, _) = app.call(method.clone(), &uri, None, body.clone()).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without a token");
+            }
+            // A member of another organisation: never a success on the start-up's objects
+            // (creating their own token or reading their own identity aside).
+            let own = matches!(
+                (method.as_str(), path.as_str()),
+                ("POST" | "GET", "/api/v1/tokens")
+                    | (
+                        "GET",
+                        "/api/v1/me" | "/api/v1/orgs" | "/api/v1/projects" | "/api/v1/nodes" | "/healthz" | "/readyz"
+                    )
+            );
+            let (status, v) = app.call(method.clone(), &uri, Some("sme"), body).await;
+            if !own {
+                assert!(
+                    matches!(
+                        status,
+                        StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST
+                    ),
+                    "{method} {uri} as another organisation's member answered {status}: {v}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked}");
+    // The start-up's job and token are untouched.
+    assert_eq!(
+        app.get(&format!("/api/v1/jobs/{}", ids[3].1), "startup").await.0,
+        StatusCode::OK
+    );
+    let (_, tokens) = app.get("/api/v1/tokens", "startup").await;
+    assert!(
+        tokens["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["revoked_at"].is_null())
+    );
+}
