@@ -1,8 +1,6 @@
 use crate::policy::{PolicyConfig, PolicyName};
 use crate::resources::{NodeAlloc, NodeStatus, PoolIdx, PoolMask, Protected, Resources, Strategy};
-use domain::{
-    Cluster, GpuRequest, JobId, JobSpec, JobSpecError, MILLI_PER_GPU, NodeIdx, OrgType, PriorityClass, Seconds,
-};
+use domain::{Cluster, GpuRequest, JobId, JobSpec, JobSpecError, MILLI_PER_GPU, NodeIdx, PriorityClass, Seconds};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -183,7 +181,6 @@ enum JobState {
 struct JobRec {
     id: JobId,
     account: u32,
-    org_type: OrgType,
     class: PriorityClass,
     req: GpuRequest,
     mask: PoolMask,
@@ -536,7 +533,6 @@ impl Engine {
         let rec = JobRec {
             id,
             account,
-            org_type: spec.org_type,
             class: spec.class,
             req: spec.gpus,
             mask,
@@ -1467,10 +1463,5 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// Organisation type and class of a known job (for drivers' reports).
-    pub fn job_labels(&self, id: JobId) -> Option<(OrgType, PriorityClass)> {
-        self.by_id.get(&id).map(|&s| (self.job(s).org_type, self.job(s).class))
     }
 }

@@ -169,16 +169,12 @@ impl AifactoryParams {
 pub struct LasParams {
     /// Attained-service thresholds between levels, in GPU-seconds, ascending.
     pub thresholds_gpu_s: Vec<u64>,
-    /// A job waiting longer than this many times its last run is promoted to the top level
-    /// (Tiresias' STARVELIMIT); 0 disables promotion.
-    pub starvation_factor: u32,
 }
 
 impl Default for LasParams {
     fn default() -> Self {
         LasParams {
             thresholds_gpu_s: vec![3600, 10 * 3600],
-            starvation_factor: 0,
         }
     }
 }

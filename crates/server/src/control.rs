@@ -231,7 +231,7 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
     let mut control = state.control.lock().await;
     if control.preempting.remove(&exit.job_id) {
         // The engine already put it back in its queue; the store follows, booking what ran.
-        if let Err(e) = state.store.requeue(&exit.job_id, exit.ended_at as i64, usage).await {
+        if let Err(e) = state.store.requeue(&exit.job_id, usage).await {
             tracing::error!(job.id = exit.job_id.as_str(), error = %e, "could not requeue a preempted job");
         }
         schedule(state, &mut control).await;

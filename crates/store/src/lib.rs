@@ -829,7 +829,7 @@ impl Store {
     }
 
     /// Back to pending after a preemption; what ran so far is settled as usage.
-    pub async fn requeue(&self, job_id: &str, ended_at: i64, usage: Usage) -> Result<bool> {
+    pub async fn requeue(&self, job_id: &str, usage: Usage) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE jobs SET state = 'pending', started_at = NULL, placement = NULL WHERE id = $1 AND state = 'running'")
             .bind(job_id)
@@ -843,7 +843,6 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        let _ = ended_at;
         insert_ledger(
             &mut tx,
             &alloc,
