@@ -503,16 +503,8 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        const AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
         let key = store::hash_secret(secret);
-        let cached = state
-            .auth_cache
-            .lock()
-            .expect("auth cache lock")
-            .get(&key)
-            .filter(|(at, ..)| at.elapsed() < AUTH_CACHE_TTL)
-            .map(|(_, caller, token)| (caller.clone(), token.clone()));
-        let (caller, token) = match cached {
+        let (caller, token) = match state.auth_cache.get(&key) {
             Some(hit) => hit,
             None => {
                 let (user, token) = state
@@ -522,11 +514,7 @@ impl FromRequestParts<AppState> for Caller {
                     .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
                 let memberships = state.store.memberships(&user.id).await?;
                 let caller = Caller { user, memberships };
-                let mut cache = state.auth_cache.lock().expect("auth cache lock");
-                if cache.len() > 10_000 {
-                    cache.clear();
-                }
-                cache.insert(key, (std::time::Instant::now(), caller.clone(), token.clone()));
+                state.auth_cache.insert(key, (caller.clone(), token.clone()));
                 (caller, token)
             }
         };
@@ -792,7 +780,7 @@ async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult
 
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     state.store.revoke_token(&caller.user.id, &id).await?;
-    state.auth_cache.lock().expect("auth cache lock").clear();
+    state.auth_cache.clear();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -894,6 +882,7 @@ async fn create_allocation(
             valid_until: b.valid_until,
         })
         .await?;
+    state.submission_cache.clear();
     let balance = state.store.balance(&alloc.id).await?;
     Ok(created(allocation_view(&alloc, Some(balance))))
 }
@@ -960,6 +949,7 @@ async fn top_up(
         ));
     }
     state.store.top_up(&id, b.gpu_hours * 3600).await?;
+    state.submission_cache.clear();
     get_allocation(State(state), caller, Path(id)).await
 }
 
@@ -971,6 +961,7 @@ async fn set_state(state: AppState, caller: Caller, id: String, to: AllocationSt
         ));
     }
     state.store.set_allocation_state(&id, to).await?;
+    state.submission_cache.clear();
     get_allocation(State(state), caller, Path(id)).await
 }
 
@@ -1032,11 +1023,18 @@ async fn submit_job(
     headers: HeaderMap,
     Body(b): Body<SubmitJob>,
 ) -> ApiResult {
-    let (project, org_type, allocations) = state
-        .store
-        .submission_context(&b.project)
-        .await
-        .map_err(|_| ApiError::not_found("project", &b.project))?;
+    let (project, org_type, allocations) = match state.submission_cache.get(&b.project) {
+        Some(hit) => hit,
+        None => {
+            let context = state
+                .store
+                .submission_context(&b.project)
+                .await
+                .map_err(|_| ApiError::not_found("project", &b.project))?;
+            state.submission_cache.insert(b.project.clone(), context.clone());
+            context
+        }
+    };
     if !caller.sees_org(&project.org_id) {
         return Err(ApiError::not_found("project", &b.project));
     }
@@ -1122,28 +1120,18 @@ async fn submit_job(
         ));
     }
     let job = state
-        .store
-        .submit_job(&NewJob {
+        .admission
+        .submit(NewJob {
             allocation_id: allocation.id.clone(),
             user_id: caller.user.id.clone(),
             name,
-            spec: spec.clone(),
+            spec,
             command: b.command,
             reserved_gpu_seconds: reserved,
             submitted_at: unix_now() as i64,
             idempotency_key: key,
         })
         .await?;
-    if job.state == JobState::Pending {
-        let mut control = state.control.lock().await;
-        if control.known(&job.id).is_none() {
-            let id = control.engine_id(&job.id);
-            if let Err(e) = control.engine.apply(unix_now(), Event::Submit { id, spec }) {
-                tracing::error!(job.id = job.id.as_str(), error = %e, "engine refused a stored job");
-            }
-            control::schedule(&state, &mut control).await;
-        }
-    }
     // The created job as admitted; `GET /jobs/{id}` shows it once it runs.
     Ok(created(job_view(&job)))
 }
@@ -1416,8 +1404,8 @@ async fn requeue_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
         ));
     }
     let copy = state
-        .store
-        .submit_job(&NewJob {
+        .admission
+        .submit(NewJob {
             allocation_id: job.allocation_id.clone(),
             user_id: caller.user.id.clone(),
             name: job.name.clone(),
@@ -1428,18 +1416,6 @@ async fn requeue_job(State(state): State<AppState>, caller: Caller, Path(id): Pa
             idempotency_key: None,
         })
         .await?;
-    let mut control = state.control.lock().await;
-    let engine_id = control.engine_id(&copy.id);
-    if let Err(e) = control.engine.apply(
-        unix_now(),
-        Event::Submit {
-            id: engine_id,
-            spec: copy.spec.clone(),
-        },
-    ) {
-        tracing::error!(job.id = copy.id.as_str(), error = %e, "engine refused a requeued job");
-    }
-    control::schedule(&state, &mut control).await;
     Ok(created(job_view(&copy)))
 }
 

@@ -1,7 +1,9 @@
 //! The factory's HTTP API under `/api/v1` and the wiring of store, engine and executor.
 //! Only this crate knows HTTP.
 
+mod admission;
 pub mod api;
+mod cache;
 pub mod control;
 pub mod demo;
 mod error;
@@ -54,9 +56,14 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// Authenticated callers by token secret hash, for a few seconds (cleared on any token
     /// or membership change made through this server).
-    pub auth_cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, api::Caller, String)>>,
+    pub auth_cache: cache::TtlCache<(api::Caller, String)>,
+    /// What each project may submit to (cleared on any allocation change made here; the
+    /// store checks the allocation again at admission).
+    pub submission_cache: cache::TtlCache<(store::Project, domain::OrgType, Vec<store::Allocation>)>,
     /// Token buckets per API token: (tokens left, last refill).
     pub limiter: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    /// Submissions are admitted in groups by one task.
+    pub admission: admission::Admission,
 }
 
 pub type AppState = Arc<Inner>;
@@ -85,7 +92,7 @@ pub fn local_cluster(gpus: u16) -> Cluster {
 pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<AppState, String> {
     let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
     let (exec, mut exits) = LocalExecutor::new(config.data_dir.join("jobs"), config.cancel_grace);
-    let state: AppState = Arc::new(Inner {
+    let state: AppState = Arc::new_cyclic(|weak| Inner {
         store,
         cluster,
         control: Mutex::new(Control::new(engine)),
@@ -93,7 +100,9 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         config,
         metrics: metrics::Metrics::default(),
         limiter: Default::default(),
-        auth_cache: Default::default(),
+        auth_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
+        submission_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
+        admission: admission::Admission::start(weak.clone()),
     });
     recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();

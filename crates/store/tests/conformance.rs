@@ -398,3 +398,64 @@ async fn concurrent_submits_never_overspend() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_admits_like_one_by_one() {
+    for (name, s) in backends().await {
+        let w = world(&s, 1000).await;
+        let other = world(&s, 100).await;
+        let missing = NewJob {
+            allocation_id: "alc_missing".into(),
+            ..job(&w, 1, None)
+        };
+        let batch = vec![
+            job(&w, 400, Some("a")),
+            job(&w, 400, Some("a")), // the same key again: the same job, reserved once
+            job(&other, 100, None),
+            job(&w, 400, None),
+            job(&w, 700, None), // 200 left: refused
+            missing,
+            job(&other, 1, None), // other's 100 are gone
+            job(&w, 200, None),
+        ];
+        let results = s.submit_jobs(&batch).await.unwrap();
+        let verdict: Vec<&str> = results
+            .iter()
+            .map(|r| match r {
+                Ok(_) => "ok",
+                Err(StoreError::Rule { code, .. }) => code,
+                Err(StoreError::NotFound { .. }) => "not-found",
+                Err(_) => "other",
+            })
+            .collect();
+        assert_eq!(
+            verdict,
+            [
+                "ok",
+                "ok",
+                "ok",
+                "ok",
+                "allocation-exhausted",
+                "not-found",
+                "allocation-exhausted",
+                "ok"
+            ],
+            "{name}"
+        );
+        let ids: Vec<&str> = results.iter().flatten().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids[0], ids[1], "{name}");
+        assert_eq!(s.balance(&w.alloc.id).await.unwrap().available, 0, "{name}");
+        assert_eq!(s.balance(&other.alloc.id).await.unwrap().available, 0, "{name}");
+        for id in &ids {
+            assert_eq!(s.get_job(id).await.unwrap().state, JobState::Pending, "{name}");
+        }
+        assert!(s.verify_balances(&w.alloc.id).await.unwrap(), "{name}");
+        assert!(s.verify_balances(&other.alloc.id).await.unwrap(), "{name}");
+        let again = s.submit_jobs(&[job(&w, 1, Some("a"))]).await.unwrap();
+        assert_eq!(
+            again[0].as_ref().unwrap().id,
+            ids[0],
+            "{name}: the key outlives the batch"
+        );
+    }
+}
