@@ -154,7 +154,7 @@ fn submit_wait_logs_and_errors_through_the_cli() {
 }
 
 #[test]
-fn a_crash_loses_no_job_and_settles_each_once() {
+fn a_crash_loses_no_job_adopts_survivors_and_settles_each_once() {
     let dir = temp_dir("crash");
     let port = free_port();
     let mut server = serve(&dir, port);
@@ -172,7 +172,7 @@ fn a_crash_loses_no_job_and_settles_each_once() {
             .to_string()
     };
     // Bologna has 8 GPUs: two 4-GPU jobs run, the third waits.
-    let a = submit(&server, "4", "sleep 60");
+    let a = submit(&server, "4", "sleep 3; echo outlived");
     let b = submit(&server, "4", "sleep 60");
     let c = submit(&server, "4", "echo survived");
     let state = |server: &Server, id: &str| {
@@ -188,17 +188,27 @@ fn a_crash_loses_no_job_and_settles_each_once() {
     server.child.kill().unwrap(); // SIGKILL: no shutdown code runs
     server.child.wait().unwrap();
     drop(server);
+    // While the server is down, b's processes die too; a's go on.
+    let pid = std::fs::read_to_string(dir.join("jobs").join(&b).join("pid")).unwrap();
+    let pid: i32 = pid.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(pid > 1, "{pid}");
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     let server = serve(&dir, port);
-    assert_eq!(state(&server, &a), "lost");
+    assert_eq!(state(&server, &a), "running", "adopted");
     assert_eq!(state(&server, &b), "lost");
     let started = Instant::now();
-    while state(&server, &c) != "completed" {
+    while state(&server, &c) != "completed" || state(&server, &a) != "completed" {
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "the waiting job did not run after the restart"
+            "the waiting job did not run, or the adopted one did not end, after the restart"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(
+        String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", &a]).stdout),
+        "outlived\n"
+    );
     assert_eq!(
         String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", &c]).stdout),
         "survived\n"

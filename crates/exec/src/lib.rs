@@ -3,6 +3,11 @@
 //! virtual GPUs in `CUDA_VISIBLE_DEVICES`, stdout and stderr captured to files that can be
 //! read while it runs, the walltime enforced, and cancellation by SIGTERM then SIGKILL
 //! after a grace period. Ends are reported on a channel; nothing here knows HTTP or SQL.
+//!
+//! Jobs outlive the server: each runs under a small `sh` wrapper that writes the
+//! command's exit code to `exit_code` in the job's directory, and the pid file records the
+//! process's start time, so that a restarted server can adopt a job still running (and
+//! tell it from an unrelated process that reused the pid) and learn how it ended.
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -22,7 +27,14 @@ pub enum ExecError {
     WorkDir { path: String, source: std::io::Error },
     #[error("cannot start `{program}`: {source}")]
     Spawn { program: String, source: std::io::Error },
+    #[error("cannot start `{0}`: no such program (not a file, not on PATH, or not executable)")]
+    NotFound(String),
 }
+
+/// Runs the command as its child and records its exit code. The trap keeps the wrapper
+/// alive through SIGTERM until the command has ended (a handler, unlike an ignored
+/// signal, is reset for the command itself), so a stopped job's code is recorded too.
+const WRAPPER: &str = r#"trap : TERM INT; "$@"; code=$?; echo $code > exit_code; exit $code"#;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -100,9 +112,14 @@ impl LocalExecutor {
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;
         let stdout = std::fs::File::create(self.log_path(&launch.job_id, Stream::Stdout)).map_err(io)?;
         let stderr = std::fs::File::create(self.log_path(&launch.job_id, Stream::Stderr)).map_err(io)?;
+        let resolved = resolve_program(program, &dir).ok_or_else(|| ExecError::NotFound(program.clone()))?;
         let visible: Vec<String> = launch.gpus.iter().map(u16::to_string).collect();
-        let mut cmd = Command::new(program);
-        cmd.args(args)
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(WRAPPER)
+            .arg("aifactory-job")
+            .arg(resolved)
+            .args(args)
             .current_dir(&dir)
             .envs(launch.env.iter().cloned())
             .env("CUDA_VISIBLE_DEVICES", visible.join(","))
@@ -118,13 +135,11 @@ impl LocalExecutor {
             source,
         })?;
         let pid = child.id().unwrap_or(0);
-        // Kept so that a restarted server can stop a process it no longer supervises.
-        let _ = std::fs::write(dir.join("pid"), pid.to_string());
-        let (cancel_tx, cancel_rx) = oneshot::channel();
-        self.cancels
-            .lock()
-            .expect("cancel map")
-            .insert(launch.job_id.clone(), cancel_tx);
+        // Kept so that a restarted server can adopt or stop a process it no longer supervises.
+        if let Some(birth) = process_birth(pid as i32) {
+            let _ = std::fs::write(dir.join("pid"), format!("{pid} {birth}"));
+        }
+        let cancel_rx = self.cancellable(&launch.job_id);
         let started_at = unix_now();
         let exits = self.exits.clone();
         let cancels = self.cancels.clone();
@@ -164,6 +179,60 @@ impl LocalExecutor {
         Ok(pid)
     }
 
+    fn cancellable(&self, job_id: &str) -> oneshot::Receiver<()> {
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        self.cancels
+            .lock()
+            .expect("cancel map")
+            .insert(job_id.to_string(), cancel_tx);
+        cancel_rx
+    }
+
+    /// Takes over a job started by an earlier server process if it is still running: its
+    /// end (exit code from the wrapper's file), walltime and cancellation are then handled
+    /// as for a job started here. Returns false if nothing of it runs any more.
+    pub fn adopt(&self, job_id: &str, started_at: u64, walltime: Duration) -> bool {
+        let Some(pid) = leftover(&self.root, job_id) else {
+            return false;
+        };
+        let cancel_rx = self.cancellable(job_id);
+        let (exits, cancels, grace) = (self.exits.clone(), self.cancels.clone(), self.grace);
+        let dir = self.job_dir(job_id);
+        let job_id = job_id.to_string();
+        let deadline = Duration::from_secs((started_at + walltime.as_secs()).saturating_sub(unix_now()));
+        tokio::spawn(async move {
+            let group = Pid::from_raw(pid.0);
+            let (mut timed_out, mut cancelled) = (false, false);
+            let signalled = tokio::select! {
+                () = gone(pid) => None,
+                () = tokio::time::sleep(deadline) => {
+                    timed_out = true;
+                    Some(stop_adopted(pid, group, grace).await)
+                }
+                Ok(()) = cancel_rx => {
+                    cancelled = true;
+                    Some(stop_adopted(pid, group, grace).await)
+                }
+            };
+            cancels.lock().expect("cancel map").remove(&job_id);
+            let recorded = std::fs::read_to_string(dir.join("exit_code"))
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            // Without a recorded code it was killed: by us (the signal we sent last) or
+            // from outside (unknown, -1).
+            let exit_code = recorded.or(signalled.map(|s| 128 + s as i32)).unwrap_or(-1);
+            let _ = exits.send(Exit {
+                job_id,
+                exit_code,
+                timed_out,
+                cancelled,
+                started_at,
+                ended_at: unix_now(),
+            });
+        });
+        true
+    }
+
     /// Asks a running job to stop (SIGTERM, then SIGKILL after the grace period); its end
     /// is reported as cancelled. Returns false if it is not running here.
     pub fn cancel(&self, job_id: &str) -> bool {
@@ -185,13 +254,64 @@ impl LocalExecutor {
 /// Stops what is left of a job started by an earlier server process (its process group,
 /// from the pid file), so that it never runs unaccounted. Returns whether one was signalled.
 pub fn kill_leftover(root: &Path, job_id: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(root.join(job_id).join("pid")) else {
-        return false;
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return false;
-    };
-    pid > 1 && killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+    leftover(root, job_id).is_some_and(|pid| killpg(Pid::from_raw(pid.0), Signal::SIGKILL).is_ok())
+}
+
+/// A job process identified by pid and start time (clock ticks after boot), which tells
+/// it apart from a later process that reused the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Birth(i32, u64);
+
+/// The job's wrapper process from its pid file, if that very process still runs.
+fn leftover(root: &Path, job_id: &str) -> Option<Birth> {
+    let text = std::fs::read_to_string(root.join(job_id).join("pid")).ok()?;
+    let mut parts = text.split_whitespace();
+    let pid: i32 = parts.next()?.parse().ok()?;
+    let birth: u64 = parts.next()?.parse().ok()?;
+    (pid > 1 && process_birth(pid) == Some(birth)).then_some(Birth(pid, birth))
+}
+
+/// The start time of a live (not zombie) process, from `/proc/<pid>/stat`.
+fn process_birth(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Resolves once the adopted process has ended (it is not our child: no wait, so poll).
+async fn gone(pid: Birth) {
+    while process_birth(pid.0) == Some(pid.1) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGTERM to an adopted job's group, SIGKILL after the grace; the last signal sent.
+async fn stop_adopted(pid: Birth, group: Pid, grace: Duration) -> Signal {
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(grace, gone(pid)).await.is_ok() {
+        return Signal::SIGTERM;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    gone(pid).await;
+    Signal::SIGKILL
+}
+
+/// The program's path: as given if it names a file (relative to the job's directory, where
+/// it runs), else the first match on PATH.
+fn resolve_program(program: &str, dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let p = dir.join(program);
+        return executable(&p).then_some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
 }
 
 async fn stop(
@@ -288,5 +408,62 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/bin"), "{err}");
+        let err = exec
+            .launch(Launch {
+                command: vec!["no-such-program-anywhere".into()],
+                ..sh("job_g", "", Duration::from_secs(1))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ExecError::NotFound(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_new_executor_adopts_a_running_job_and_learns_its_exit_code() {
+        let root = temp_root("adopt");
+        let (first, _first_exits) = LocalExecutor::new(&root, Duration::from_millis(300));
+        first
+            .launch(sh("job_x", "sleep 1; echo done; exit 7", Duration::from_secs(30)))
+            .await
+            .unwrap();
+        first
+            .launch(sh("job_y", "sleep 30", Duration::from_secs(30)))
+            .await
+            .unwrap();
+        first
+            .launch(sh("job_z", "sleep 30", Duration::from_secs(30)))
+            .await
+            .unwrap();
+        // The server restarts: a second executor over the same directory takes over.
+        let (second, mut exits) = LocalExecutor::new(&root, Duration::from_millis(300));
+        let started = unix_now();
+        assert!(second.adopt("job_x", started, Duration::from_secs(30)));
+        assert!(second.adopt("job_y", started, Duration::from_secs(30)));
+        assert!(second.adopt("job_z", started, Duration::from_secs(1)));
+        assert!(!second.adopt("job_missing", started, Duration::from_secs(30)));
+        assert!(second.cancel("job_y"));
+        let mut ends = Vec::new();
+        for _ in 0..3 {
+            let e = exits.recv().await.unwrap();
+            ends.push((e.job_id, e.exit_code, e.timed_out, e.cancelled));
+        }
+        ends.sort();
+        assert_eq!(
+            ends,
+            [
+                ("job_x".to_string(), 7, false, false),
+                ("job_y".to_string(), 128 + 15, false, true),
+                ("job_z".to_string(), 128 + 15, true, false),
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(second.log_path("job_x", Stream::Stdout)).unwrap(),
+            "done\n"
+        );
+        assert!(!second.adopt("job_x", started, Duration::from_secs(30)), "it has ended");
+        // A pid file whose process is not the job's (pid reused): never adopted.
+        std::fs::create_dir_all(root.join("job_w")).unwrap();
+        std::fs::write(root.join("job_w").join("pid"), format!("{} 1", std::process::id())).unwrap();
+        assert!(!second.adopt("job_w", started, Duration::from_secs(30)));
     }
 }

@@ -17,7 +17,7 @@ pub const MAX_POOLS: usize = 64;
 const FULL: u16 = MILLI_PER_GPU as u16;
 
 /// What a started job holds on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NodeAlloc {
     pub node: NodeIdx,
     /// Indices of the GPUs on that node (what `CUDA_VISIBLE_DEVICES` lists).

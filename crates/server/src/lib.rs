@@ -87,8 +87,8 @@ pub fn local_cluster(gpus: u16) -> Cluster {
 }
 
 /// Opens the store, rebuilds the engine from it, and starts the loop that settles
-/// process ends. Jobs that were running when the server stopped are marked lost (their
-/// processes are stopped) and settled once; pending jobs keep their place.
+/// process ends. Jobs that were running when the server stopped are adopted if their
+/// processes still run, else marked lost and settled once; pending jobs keep their place.
 pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<AppState, String> {
     let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
     let (exec, mut exits) = LocalExecutor::new(config.data_dir.join("jobs"), config.cancel_grace);
@@ -142,16 +142,44 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
     for job in state.store.active_jobs().await? {
         match job.state {
             JobState::Running => {
-                // The process was not adopted: stop whatever is left of it and settle the
-                // time it ran as used, once.
-                exec::kill_leftover(state.exec.root(), &job.id);
                 let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
+                let placement: Option<Vec<sched::NodeAlloc>> =
+                    job.placement.clone().and_then(|p| serde_json::from_value(p).ok());
+                if let Some(placement) = placement
+                    && state
+                        .exec
+                        .adopt(&job.id, started, Duration::from_secs(job.spec.walltime_s))
+                {
+                    // Still running: the engine holds its GPUs again and its end is
+                    // settled as if it had been started by this process.
+                    let id = control.engine_id(&job.id);
+                    let restored = Event::Restore {
+                        id,
+                        spec: job.spec.clone(),
+                        submitted_at: job.submitted_at.max(0) as u64,
+                        running: Some((started, placement)),
+                    };
+                    match control.engine.apply(now, restored) {
+                        Ok(()) => {
+                            tracing::info!(job.id = job.id.as_str(), "adopted a job still running");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a running job");
+                            state.exec.cancel(&job.id);
+                            continue;
+                        }
+                    }
+                }
+                // Nothing of it runs any more (or it cannot be placed again): stop whatever
+                // is left and settle the time it ran as used, once.
+                exec::kill_leftover(state.exec.root(), &job.id);
                 let usage = control::job_usage(state, &job, now.saturating_sub(started).max(1));
                 let end = JobEnd {
                     state: JobState::Lost,
                     ended_at: now as i64,
                     exit_code: None,
-                    reason: Some("the server stopped while the job ran; its process was stopped".into()),
+                    reason: Some("the server stopped while the job ran and its process is gone".into()),
                     usage,
                 };
                 state.store.finish_job(&job.id, &end).await?;

@@ -453,46 +453,71 @@ async fn parallel_submits_never_overspend_and_retries_are_idempotent() {
 }
 
 #[tokio::test]
-async fn a_restart_keeps_waiting_jobs_and_settles_interrupted_ones_once() {
+async fn a_restart_adopts_running_jobs_keeps_waiting_ones_and_settles_lost_ones_once() {
     let dir = std::env::temp_dir().join(format!("aifactory-api-{}", store::new_id("t")));
     // The first server runs on a runtime of its own, dropped at the end like a crashed
-    // process: its tasks stop, the job's process goes on.
+    // process: its tasks stop, the jobs' processes go on.
     let first = dir.clone();
-    let (running, waiting, project) = std::thread::spawn(move || {
+    let (adopted, killed, waiting, project) = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let app = app_in(first).await;
             let project = app.project_of("research").await;
-            // The demo has 8 GPUs at Bologna: a 8-GPU job runs, a second one waits.
-            let submit = |cmd: &[&str]| json!({"project": project, "command": cmd, "gpus": 8, "walltime_s": 600});
-            let (_, a) = app.post("/api/v1/jobs", "research", submit(&["sleep", "30"])).await;
-            let (_, b) = app.post("/api/v1/jobs", "research", submit(&["true"])).await;
-            let (running, waiting) = (
-                a["id"].as_str().unwrap().to_string(),
-                b["id"].as_str().unwrap().to_string(),
-            );
-            assert_eq!(
-                app.get(&format!("/api/v1/jobs/{running}"), "research").await.1["state"],
-                "running"
-            );
-            assert_eq!(
-                app.get(&format!("/api/v1/jobs/{waiting}"), "research").await.1["state"],
-                "pending"
-            );
-            assert!(app.dir.join("jobs").join(&running).join("pid").exists());
-            (running, waiting, project)
+            // The demo has 8 GPUs at Bologna: two 4-GPU jobs run, an 8-GPU one waits.
+            let submit =
+                |cmd: &[&str], gpus: u32| json!({"project": project, "command": cmd, "gpus": gpus, "walltime_s": 600});
+            let mut ids = Vec::new();
+            for (cmd, gpus) in [
+                (&["sh", "-c", "sleep 2; echo finished; exit 3"][..], 4),
+                (&["sleep", "60"][..], 4),
+                (&["true"][..], 8),
+            ] {
+                let (status, job) = app.post("/api/v1/jobs", "research", submit(cmd, gpus)).await;
+                assert_eq!(status, StatusCode::CREATED, "{job}");
+                ids.push(job["id"].as_str().unwrap().to_string());
+            }
+            for (id, expected) in ids.iter().zip(["running", "running", "pending"]) {
+                assert_eq!(
+                    app.get(&format!("/api/v1/jobs/{id}"), "research").await.1["state"],
+                    expected
+                );
+            }
+            assert!(app.dir.join("jobs").join(&ids[0]).join("pid").exists());
+            (ids[0].clone(), ids[1].clone(), ids[2].clone(), project)
         })
     })
     .join()
     .unwrap();
-    // A new server on the same data: the interrupted job is lost and settled, the waiting one runs.
+    // While no server runs, one job's processes die (an OOM kill, a node reboot...).
+    let pid_file = std::fs::read_to_string(dir.join("jobs").join(&killed).join("pid")).unwrap();
+    let pid: i32 = pid_file.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // A new server on the same data: the surviving job is adopted and ends with its own
+    // exit code, the dead one is lost and settled, the waiting one runs after them.
     let app = app_in(dir).await;
-    let lost = app.get(&format!("/api/v1/jobs/{running}"), "research").await.1;
+    let lost = app.get(&format!("/api/v1/jobs/{killed}"), "research").await.1;
     assert_eq!(lost["state"], "lost", "{lost}");
-    let done = app.wait_final(&waiting, "research").await;
-    assert_eq!(done["state"], "completed", "{done}");
-    let (_, usage) = app.get(&format!("/api/v1/usage?job={running}"), "research").await;
-    assert!(usage["gpu_seconds"].as_i64().unwrap() >= 8);
+    let running = app.get(&format!("/api/v1/jobs/{adopted}"), "research").await.1;
+    assert_eq!(running["state"], "running", "{running}");
+    let done = app.wait_final(&adopted, "research").await;
+    assert_eq!(
+        (done["state"].as_str(), done["exit_code"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{done}"
+    );
+    let out = app.get(&format!("/api/v1/jobs/{adopted}/logs"), "research").await.1;
+    assert_eq!(out, "finished\n");
+    let after = app.wait_final(&waiting, "research").await;
+    assert_eq!(after["state"], "completed", "{after}");
+    assert!(
+        after["started_at"].as_str() >= done["ended_at"].as_str(),
+        "the adopted job kept its GPUs until it ended: {done} {after}"
+    );
+    for id in [&adopted, &killed] {
+        let (_, usage) = app.get(&format!("/api/v1/usage?job={id}"), "research").await;
+        assert!(usage["gpu_seconds"].as_i64().unwrap() >= 4, "{usage}");
+    }
     let (_, alloc) = app
         .get(&format!("/api/v1/allocations?project={project}"), "research")
         .await;
