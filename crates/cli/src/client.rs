@@ -245,7 +245,7 @@ impl Client {
         }
     }
 
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>, Option<String>)> {
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>)> {
         let url = format!("{}{path}", self.base);
         let token = self
             .token
@@ -264,18 +264,46 @@ impl Client {
         };
         let mut resp = result.with_context(|| format!("cannot reach {}", self.base))?;
         let status = resp.status().as_u16();
-        let next = resp
-            .headers()
-            .get("x-next-offset")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
         let bytes = resp.body_mut().read_to_vec().context("reading the answer")?;
-        Ok((status, bytes, next))
+        Ok((status, bytes))
+    }
+
+    /// Copies a (possibly endless, chunked) text answer to `out` as it arrives.
+    fn copy_to(&self, path: &str, out: &mut impl Write) -> Result<()> {
+        let token = self
+            .token
+            .as_deref()
+            .ok_or_else(|| anyhow!("no token: set AIFACTORY_TOKEN or run `aifactory login`"))?;
+        let mut resp = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            // A followed log lasts as long as the job.
+            .config()
+            .timeout_global(None)
+            .build()
+            .call()
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        if resp.status().as_u16() >= 400 {
+            // The problem document, with the server's words.
+            return self.call("GET", path, None).map(|_| ());
+        }
+        use std::io::Read;
+        let mut body = resp.body_mut().as_reader();
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = body.read(&mut buf).context("reading the log")?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.write_all(&buf[..n])?;
+            out.flush()?;
+        }
     }
 
     /// A JSON call; a problem document becomes an error with the server's words.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let (status, bytes, _) = self.request(method, path, body)?;
+        let (status, bytes) = self.request(method, path, body)?;
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -587,29 +615,8 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
         ),
         JobCmd::Logs { id, follow, stderr } => {
             let stream = if stderr { "stderr" } else { "stdout" };
-            let mut offset = 0u64;
-            loop {
-                let (status, bytes, next) = c.request(
-                    "GET",
-                    &format!("/api/v1/jobs/{id}/logs?stream={stream}&offset={offset}"),
-                    None,
-                )?;
-                if status >= 400 {
-                    c.call("GET", &format!("/api/v1/jobs/{id}/logs?stream={stream}"), None)?;
-                    bail!("cannot read the logs (HTTP {status})");
-                }
-                std::io::stdout().write_all(&bytes)?;
-                std::io::stdout().flush()?;
-                offset = next.and_then(|n| n.parse().ok()).unwrap_or(offset + bytes.len() as u64);
-                if !follow {
-                    break;
-                }
-                let job = c.call("GET", &format!("/api/v1/jobs/{id}"), None)?;
-                if !["pending", "running"].contains(&job["state"].as_str().unwrap_or("")) && bytes.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
+            let path = format!("/api/v1/jobs/{id}/logs?stream={stream}&follow={follow}");
+            c.copy_to(&path, &mut std::io::stdout())?;
         }
     }
     Ok(0)

@@ -117,6 +117,32 @@ fn submit_wait_logs_and_errors_through_the_cli() {
     let first = items[1]["id"].as_str().unwrap();
     let logs = cli(&server, &t, &["job", "logs", first]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello 0,1\n");
+    let running = json(&cli(
+        &server,
+        &t,
+        &[
+            "job",
+            "submit",
+            "--time",
+            "1",
+            "--output",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            "echo one; sleep 1; echo two",
+        ],
+    ));
+    let followed = cli(
+        &server,
+        &t,
+        &["job", "logs", "--follow", running["id"].as_str().unwrap()],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&followed.stdout),
+        "one\ntwo\n",
+        "--follow streams until the job ends"
+    );
     let table = cli(&server, &t, &["job", "list"]);
     assert!(
         String::from_utf8_lossy(&table.stdout).starts_with("ID "),

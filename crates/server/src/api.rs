@@ -305,9 +305,9 @@ fn endpoints() -> Vec<Endpoint> {
         e(
             "get",
             "/api/v1/jobs/{id}/logs",
-            "A job's stdout or stderr from an offset",
+            "A job's stdout or stderr from an offset; with follow=true, streamed until the job ends",
             true,
-            &["stream", "offset"],
+            &["stream", "offset", "follow"],
             None,
             get(job_logs),
         ),
@@ -452,6 +452,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "send the body as JSON with `Content-Type: application/json`",
             )),
             Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose every failure is a problem document naming the parameter.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => {
+                let text = e.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let field = detail.split(':').next().filter(|f| !f.contains(' ')).unwrap_or("query");
+                Err(ApiError::field(field, format!("bad query parameter: {detail}")))
+            }
         }
     }
 }
@@ -831,7 +853,7 @@ struct ProjectQuery {
     org: Option<String>,
 }
 
-async fn list_projects(State(state): State<AppState>, caller: Caller, Query(q): Query<ProjectQuery>) -> ApiResult {
+async fn list_projects(State(state): State<AppState>, caller: Caller, Params(q): Params<ProjectQuery>) -> ApiResult {
     let projects = state.store.list_projects(q.org.as_deref()).await?;
     ok(json!({"items": projects.iter().filter(|p| caller.sees_org(&p.org_id)).map(project_view).collect::<Vec<_>>()}))
 }
@@ -907,7 +929,7 @@ struct AllocationQuery {
 async fn list_allocations(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<AllocationQuery>,
+    Params(q): Params<AllocationQuery>,
 ) -> ApiResult {
     visible_project(&state, &caller, &q.project).await?;
     let mut items = Vec::new();
@@ -1157,7 +1179,7 @@ struct JobQuery {
     limit: Option<u32>,
 }
 
-async fn list_jobs(State(state): State<AppState>, caller: Caller, Query(q): Query<JobQuery>) -> ApiResult {
+async fn list_jobs(State(state): State<AppState>, caller: Caller, Params(q): Params<JobQuery>) -> ApiResult {
     let job_state = q
         .state
         .as_deref()
@@ -1238,13 +1260,63 @@ async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Pat
 struct LogQuery {
     stream: Option<String>,
     offset: Option<u64>,
+    follow: Option<bool>,
+}
+
+/// How often a followed log is checked for new bytes.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A job's log from `offset` as a chunked stream that ends once the job has ended and
+/// everything it wrote has been sent (like `tail -f` that stops with the job).
+fn follow_log(state: AppState, job_id: String, path: std::path::PathBuf, offset: u64) -> axum::body::Body {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    struct Tail {
+        state: AppState,
+        job_id: String,
+        path: std::path::PathBuf,
+        offset: u64,
+        ended: bool,
+    }
+    let start = Tail {
+        state,
+        job_id,
+        path,
+        offset,
+        ended: false,
+    };
+    let chunks = futures_util::stream::unfold(start, |mut t| async move {
+        loop {
+            let mut buf = vec![0; 64 * 1024];
+            let read = match tokio::fs::File::open(&t.path).await {
+                Ok(mut f) => match f.seek(std::io::SeekFrom::Start(t.offset)).await {
+                    Ok(_) => f.read(&mut buf).await.unwrap_or(0),
+                    Err(_) => 0,
+                },
+                Err(_) => 0,
+            };
+            if read > 0 {
+                buf.truncate(read);
+                t.offset += read as u64;
+                return Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), t));
+            }
+            if t.ended {
+                return None;
+            }
+            // Read once more after the end is seen: the last bytes may land just before it.
+            match t.state.store.get_job(&t.job_id).await {
+                Ok(job) if !job.state.is_final() => tokio::time::sleep(FOLLOW_POLL).await,
+                _ => t.ended = true,
+            }
+        }
+    });
+    axum::body::Body::from_stream(chunks)
 }
 
 async fn job_logs(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<LogQuery>,
+    Params(q): Params<LogQuery>,
 ) -> ApiResult {
     let job = visible_job(&state, &caller, &id).await?;
     let stream = match q.stream.as_deref() {
@@ -1257,9 +1329,12 @@ async fn job_logs(
             ));
         }
     };
-    let bytes = tokio::fs::read(state.exec.log_path(&job.id, stream))
-        .await
-        .unwrap_or_default();
+    let path = state.exec.log_path(&job.id, stream);
+    if q.follow.unwrap_or(false) {
+        let body = follow_log(state.clone(), job.id.clone(), path, q.offset.unwrap_or(0));
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response());
+    }
+    let bytes = tokio::fs::read(path).await.unwrap_or_default();
     let from = (q.offset.unwrap_or(0) as usize).min(bytes.len());
     let mut resp = bytes[from..].to_vec().into_response();
     let headers = resp.headers_mut();
@@ -1280,7 +1355,7 @@ struct UsageQuery {
     org: Option<String>,
 }
 
-async fn usage(State(state): State<AppState>, caller: Caller, Query(q): Query<UsageQuery>) -> ApiResult {
+async fn usage(State(state): State<AppState>, caller: Caller, Params(q): Params<UsageQuery>) -> ApiResult {
     let (scope, id) = match (&q.job, &q.allocation, &q.project, &q.org) {
         (Some(j), ..) => {
             visible_job(&state, &caller, j).await?;
@@ -1329,7 +1404,7 @@ struct ReportQuery {
 
 /// Usage aggregated by organisation type, country, sector, site or month, for the
 /// programme's reporting (platform staff), as JSON or CSV.
-async fn usage_report(State(state): State<AppState>, caller: Caller, Query(q): Query<ReportQuery>) -> ApiResult {
+async fn usage_report(State(state): State<AppState>, caller: Caller, Params(q): Params<ReportQuery>) -> ApiResult {
     if !caller.sees_all() {
         return Err(ApiError::forbidden(
             "reports cover every organisation: platform staff only",

@@ -141,6 +141,49 @@ async fn a_job_runs_on_its_gpus_and_is_accounted() {
 }
 
 #[tokio::test]
+async fn a_followed_log_streams_while_the_job_runs_and_ends_with_it() {
+    let app = app().await;
+    let project = app.project_of("research").await;
+    let (_, job) = app
+        .post(
+            "/api/v1/jobs",
+            "research",
+            json!({"project": project, "command": ["sh", "-c", "echo first; sleep 1; echo second >&2; echo last"], "walltime_s": 60}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap();
+    let req = Request::get(format!("/api/v1/jobs/{id}/logs?follow=true"))
+        .header("authorization", format!("Bearer {}", app.token("research")))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(
+        &first[..],
+        b"first\n",
+        "the first line arrives while the job still runs"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/jobs/{id}"), "research").await.1["state"],
+        "running"
+    );
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"last\n", "and the stream ends with the job");
+    let final_state = app.get(&format!("/api/v1/jobs/{id}"), "research").await.1;
+    assert_eq!(final_state["state"], "completed");
+    let (status, err) = app
+        .get(&format!("/api/v1/jobs/{id}/logs?stream=stderr&offset=3"), "research")
+        .await;
+    assert_eq!((status, err), (StatusCode::OK, json!("ond\n")));
+    let (status, _) = app
+        .get(&format!("/api/v1/jobs/{id}/logs?follow=maybe"), "research")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
 async fn walltime_failure_and_cancel_end_jobs_with_their_reason() {
     let app = app().await;
     let project = app.project_of("sme").await;
@@ -380,6 +423,12 @@ async fn bad_input_is_refused_with_the_field_named() {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     let (s, _) = app.get("/api/v1/jobs?state=sleeping", "startup").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = app.get("/api/v1/jobs?limit=lots", "startup").await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("limit")),
+        "{v}"
+    );
     let (s, _) = app.get("/api/v1/nothing-here", "startup").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
