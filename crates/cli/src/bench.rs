@@ -188,6 +188,7 @@ fn pass_cluster(nodes: usize) -> Cluster {
             carbon_g_per_kwh: 200,
             carbon_hourly_g_per_kwh: None,
             energy_price_eur_per_mwh: 100,
+            gpu_hour_price_cents: None,
         }],
         partitions: vec![Partition {
             name: "gpu".into(),

@@ -44,6 +44,24 @@ pub enum OrgCmd {
         #[arg(long, value_delimiter = ',')]
         sectors: Vec<String>,
     },
+    /// The organisation's members and their roles.
+    Members {
+        id: String,
+    },
+    /// Add an existing user (organisation admins).
+    AddMember {
+        id: String,
+        #[arg(long)]
+        user: String,
+        /// member or org-admin.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    RemoveMember {
+        id: String,
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +77,23 @@ pub enum ProjectCmd {
         name: String,
         #[arg(long)]
         sector: String,
+        /// The principal investigator (a user id of the organisation).
+        #[arg(long)]
+        pi: Option<String>,
+    },
+    /// Who may submit besides the organisation's admins.
+    Members {
+        id: String,
+    },
+    AddMember {
+        id: String,
+        #[arg(long)]
+        user: String,
+    },
+    RemoveMember {
+        id: String,
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -95,6 +130,13 @@ pub enum AllocCmd {
     },
     Resume {
         id: String,
+    },
+    /// Move the end of validity.
+    Extend {
+        id: String,
+        /// New end, in days from now.
+        #[arg(long)]
+        days: i64,
     },
 }
 
@@ -151,6 +193,30 @@ pub enum JobCmd {
         #[arg(long)]
         stderr: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCmd {
+    List,
+}
+
+pub fn site(conn: &Conn, cmd: SiteCmd) -> Result<()> {
+    let c = Client::new(conn);
+    match cmd {
+        SiteCmd::List => c.print(
+            &c.call("GET", "/api/v1/sites", None)?,
+            &[
+                "name",
+                "country",
+                "nodes",
+                "gpus",
+                "gpu_hour_price_cents",
+                "carbon_g_per_kwh",
+                "pue",
+            ],
+        ),
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -404,6 +470,21 @@ pub fn org(conn: &Conn, cmd: OrgCmd) -> Result<()> {
             )?,
             &cols,
         ),
+        OrgCmd::Members { id } => c.print(
+            &c.call("GET", &format!("/api/v1/orgs/{id}/members"), None)?,
+            &["id", "name", "email", "role"],
+        ),
+        OrgCmd::AddMember { id, user, role } => c.print(
+            &c.call(
+                "POST",
+                &format!("/api/v1/orgs/{id}/members"),
+                Some(&json!({"user": user, "role": role})),
+            )?,
+            &["id", "name", "email", "role"],
+        ),
+        OrgCmd::RemoveMember { id, user } => {
+            c.call("DELETE", &format!("/api/v1/orgs/{id}/members/{user}"), None)?;
+        }
     }
     Ok(())
 }
@@ -414,14 +495,29 @@ pub fn project(conn: &Conn, cmd: ProjectCmd) -> Result<()> {
     match cmd {
         ProjectCmd::List => c.print(&c.call("GET", "/api/v1/projects", None)?, &cols),
         ProjectCmd::Show { id } => c.print(&c.call("GET", &format!("/api/v1/projects/{id}"), None)?, &cols),
-        ProjectCmd::Create { org, name, sector } => c.print(
+        ProjectCmd::Create { org, name, sector, pi } => c.print(
             &c.call(
                 "POST",
                 "/api/v1/projects",
-                Some(&json!({"org": org, "name": name, "sector": sector})),
+                Some(&json!({"org": org, "name": name, "sector": sector, "pi": pi})),
             )?,
             &cols,
         ),
+        ProjectCmd::Members { id } => c.print(
+            &c.call("GET", &format!("/api/v1/projects/{id}/members"), None)?,
+            &["id", "name", "email"],
+        ),
+        ProjectCmd::AddMember { id, user } => c.print(
+            &c.call(
+                "POST",
+                &format!("/api/v1/projects/{id}/members"),
+                Some(&json!({"user": user})),
+            )?,
+            &["id", "name", "email"],
+        ),
+        ProjectCmd::RemoveMember { id, user } => {
+            c.call("DELETE", &format!("/api/v1/projects/{id}/members/{user}"), None)?;
+        }
     }
     Ok(())
 }
@@ -482,6 +578,17 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
         )?,
         AllocCmd::Suspend { id } => c.call("POST", &format!("/api/v1/allocations/{id}/suspend"), None)?,
         AllocCmd::Resume { id } => c.call("POST", &format!("/api/v1/allocations/{id}/resume"), None)?,
+        AllocCmd::Extend { id, days } => {
+            let until = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64
+                + days * 86_400;
+            c.call(
+                "POST",
+                &format!("/api/v1/allocations/{id}/extend"),
+                Some(&json!({"valid_until": until})),
+            )?
+        }
     };
     c.print(&with_hours(v), &cols);
     Ok(())

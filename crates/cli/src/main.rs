@@ -51,6 +51,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::AllocCmd,
     },
+    /// Sites: their partitions, GPUs, GPU-hour prices and carbon intensity.
+    Site {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::SiteCmd,
+    },
     /// Nodes: list, drain, resume (site operators).
     Node {
         #[command(flatten)]
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
         Command::Alloc { conn, cmd } => client::alloc(&conn, cmd).map(|()| 0),
         Command::Job { conn, cmd } => client::job(&conn, cmd),
         Command::Node { conn, cmd } => client::node(&conn, cmd).map(|()| 0),
+        Command::Site { conn, cmd } => client::site(&conn, cmd).map(|()| 0),
         Command::Usage { conn, scope } => client::usage(&conn, scope).map(|()| 0),
         Command::Simulate(args) => simulate::run(*args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),

@@ -143,6 +143,15 @@ fn submit_wait_logs_and_errors_through_the_cli() {
         "one\ntwo\n",
         "--follow streams until the job ends"
     );
+    let sites = String::from_utf8_lossy(&cli(&server, &t, &["site", "list"]).stdout).to_string();
+    assert!(
+        sites.contains("fi-kajaani") && sites.contains("190"),
+        "sites with their own GPU-hour price: {sites}"
+    );
+    let me = json(&cli(&server, &t, &["org", "list", "--output", "json"]));
+    let org = me["items"][0]["id"].as_str().unwrap();
+    let members = json(&cli(&server, &t, &["org", "members", org, "--output", "json"]));
+    assert_eq!(members["items"].as_array().unwrap().len(), 2, "{members}");
     let table = cli(&server, &t, &["job", "list"]);
     assert!(
         String::from_utf8_lossy(&table.stdout).starts_with("ID "),

@@ -24,6 +24,8 @@ pub struct Site {
     /// Optional 24 values, one per UTC hour of the day, gCO2e per kWh.
     pub carbon_hourly_g_per_kwh: Option<Vec<u32>>,
     pub energy_price_eur_per_mwh: u32,
+    /// What users are charged per GPU-hour here, in cents; the factory's default if unset.
+    pub gpu_hour_price_cents: Option<u32>,
 }
 
 impl Site {
@@ -103,6 +105,7 @@ struct SiteFile {
     carbon_hourly_g_per_kwh: Option<Vec<u32>>,
     #[serde(default)]
     energy_price_eur_per_mwh: u32,
+    gpu_hour_price_cents: Option<u32>,
 }
 
 fn default_pue() -> f64 {
@@ -160,6 +163,7 @@ impl Cluster {
                 carbon_g_per_kwh: s.carbon_g_per_kwh,
                 carbon_hourly_g_per_kwh: s.carbon_hourly_g_per_kwh,
                 energy_price_eur_per_mwh: s.energy_price_eur_per_mwh,
+                gpu_hour_price_cents: s.gpu_hour_price_cents,
             });
         }
         let site_idx = |name: &str, field: String| -> Result<SiteIdx, ClusterError> {

@@ -13,6 +13,7 @@ fn site(name: &str, carbon: u32) -> Site {
         carbon_g_per_kwh: carbon,
         carbon_hourly_g_per_kwh: None,
         energy_price_eur_per_mwh: 100,
+        gpu_hour_price_cents: None,
     }
 }
 

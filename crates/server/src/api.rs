@@ -119,6 +119,33 @@ fn endpoints() -> Vec<Endpoint> {
             get(get_org),
         ),
         e(
+            "get",
+            "/api/v1/orgs/{id}/members",
+            "An organisation's members and their roles",
+            true,
+            &[],
+            None,
+            get(list_org_members),
+        ),
+        e(
+            "post",
+            "/api/v1/orgs/{id}/members",
+            "Add an existing user to an organisation (organisation admin)",
+            true,
+            &[],
+            Some(obj(&[("user", "string")], &[("role", "string")])),
+            post(add_org_member),
+        ),
+        e(
+            "delete",
+            "/api/v1/orgs/{id}/members/{user}",
+            "Remove a member from an organisation and its projects (organisation admin)",
+            true,
+            &[],
+            None,
+            axum::routing::delete(remove_org_member),
+        ),
+        e(
             "post",
             "/api/v1/users",
             "Create a user (platform admin; organisation admins add members)",
@@ -188,6 +215,33 @@ fn endpoints() -> Vec<Endpoint> {
             get(get_project),
         ),
         e(
+            "get",
+            "/api/v1/projects/{id}/members",
+            "Who may submit to a project besides the organisation's admins",
+            true,
+            &[],
+            None,
+            get(list_project_members),
+        ),
+        e(
+            "post",
+            "/api/v1/projects/{id}/members",
+            "Add a member of the organisation to a project (organisation admin)",
+            true,
+            &[],
+            Some(obj(&[("user", "string")], &[])),
+            post(add_project_member),
+        ),
+        e(
+            "delete",
+            "/api/v1/projects/{id}/members/{user}",
+            "Remove a member from a project (organisation admin)",
+            true,
+            &[],
+            None,
+            axum::routing::delete(remove_project_member),
+        ),
+        e(
             "post",
             "/api/v1/allocations",
             "Grant GPU-hours to a project at a site (platform admin, site operator)",
@@ -248,6 +302,15 @@ fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(resume),
+        ),
+        e(
+            "post",
+            "/api/v1/allocations/{id}/extend",
+            "Move an allocation's end (platform admin, site operator)",
+            true,
+            &[],
+            Some(obj(&[("valid_until", "integer")], &[])),
+            post(extend),
         ),
         e(
             "post",
@@ -328,6 +391,15 @@ fn endpoints() -> Vec<Endpoint> {
             &["group_by", "format"],
             None,
             get(usage_report),
+        ),
+        e(
+            "get",
+            "/api/v1/sites",
+            "Sites, their partitions, GPUs, prices and carbon intensity",
+            true,
+            &[],
+            None,
+            get(list_sites),
         ),
         e(
             "get",
@@ -738,6 +810,11 @@ async fn create_user(State(state): State<AppState>, caller: Caller, Body(b): Bod
     if !b.email.contains('@') || b.email.len() > 320 {
         return Err(ApiError::field("email", "`email` is not an e-mail address"));
     }
+    if let Some(org) = &b.org
+        && !caller.sees_org(org)
+    {
+        return Err(ApiError::not_found("organisation", org));
+    }
     let allowed = match (&b.platform_role, &b.org) {
         (Some(_), _) => caller.is_admin(),
         (None, Some(org)) => caller.admins_org(org),
@@ -766,6 +843,116 @@ async fn create_user(State(state): State<AppState>, caller: Caller, Body(b): Bod
             .await?;
     }
     Ok(created(&user))
+}
+
+fn member_view(u: &User, role: Option<OrgRole>) -> Value {
+    let mut v = json!({"id": u.id, "name": u.name, "email": u.email});
+    if let Some(r) = role {
+        v["role"] = json!(r);
+    }
+    v
+}
+
+async fn list_org_members(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    if !caller.sees_org(&id) {
+        return Err(ApiError::not_found("organisation", &id));
+    }
+    let members = state.store.org_members(&id).await?;
+    ok(json!({"items": members.iter().map(|(u, r)| member_view(u, Some(*r))).collect::<Vec<_>>()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    user: String,
+    role: Option<OrgRole>,
+}
+
+/// Organisation admins (and platform admins) manage who belongs; the organisation is
+/// looked up first so that strangers learn nothing.
+fn admin_of(caller: &Caller, org_id: &str) -> Result<(), ApiError> {
+    if !caller.sees_org(org_id) {
+        return Err(ApiError::not_found("organisation", org_id));
+    }
+    if !caller.admins_org(org_id) {
+        return Err(ApiError::forbidden("organisation admins manage members"));
+    }
+    Ok(())
+}
+
+async fn add_org_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<AddMember>,
+) -> ApiResult {
+    admin_of(&caller, &id)?;
+    state.store.get_org(&id).await?;
+    let user = state
+        .store
+        .get_user(&b.user)
+        .await
+        .map_err(|_| ApiError::field("user", format!("no user `{}`", b.user)))?;
+    let role = b.role.unwrap_or(OrgRole::Member);
+    state.store.add_membership(&user.id, &id, role).await?;
+    state.auth_cache.clear();
+    Ok(created(member_view(&user, Some(role))))
+}
+
+async fn remove_org_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, user)): Path<(String, String)>,
+) -> ApiResult {
+    admin_of(&caller, &id)?;
+    state.store.remove_membership(&user, &id).await?;
+    state.auth_cache.clear();
+    state.submission_cache.clear();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_project_members(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    visible_project(&state, &caller, &id).await?;
+    let members = state.store.project_members(&id).await?;
+    ok(json!({"items": members.iter().map(|u| member_view(u, None)).collect::<Vec<_>>()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddProjectMember {
+    user: String,
+}
+
+async fn add_project_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<AddProjectMember>,
+) -> ApiResult {
+    let project = visible_project(&state, &caller, &id).await?;
+    admin_of(&caller, &project.org_id)?;
+    let members = state.store.org_members(&project.org_id).await?;
+    let Some((user, _)) = members.iter().find(|(u, _)| u.id == b.user) else {
+        return Err(ApiError::field(
+            "user",
+            format!("`{}` is not a member of the project's organisation", b.user),
+        ));
+    };
+    state.store.add_project_member(&id, &user.id).await?;
+    state.submission_cache.clear();
+    Ok(created(member_view(user, None)))
+}
+
+async fn remove_project_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, user)): Path<(String, String)>,
+) -> ApiResult {
+    let project = visible_project(&state, &caller, &id).await?;
+    admin_of(&caller, &project.org_id)?;
+    state.store.remove_project_member(&id, &user).await?;
+    state.submission_cache.clear();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -824,6 +1011,14 @@ async fn create_project(State(state): State<AppState>, caller: Caller, Body(b): 
     }
     non_empty("name", &b.name, 200)?;
     non_empty("sector", &b.sector, 100)?;
+    if let Some(pi) = &b.pi
+        && !state.store.org_members(&b.org).await?.iter().any(|(u, _)| &u.id == pi)
+    {
+        return Err(ApiError::field(
+            "pi",
+            format!("the principal investigator `{pi}` is not a member of the organisation"),
+        ));
+    }
     let project = state
         .store
         .create_project(&NewProject {
@@ -987,6 +1182,35 @@ async fn set_state(state: AppState, caller: Caller, id: String, to: AllocationSt
     get_allocation(State(state), caller, Path(id)).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extend {
+    valid_until: i64,
+}
+
+async fn extend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<Extend>,
+) -> ApiResult {
+    let alloc = visible_allocation(&state, &caller, &id).await?;
+    if !caller.manages_allocations() {
+        return Err(ApiError::forbidden(
+            "platform admins and site operators extend allocations",
+        ));
+    }
+    if b.valid_until <= alloc.valid_from {
+        return Err(ApiError::field(
+            "valid_until",
+            "`valid_until` must be after the allocation's start",
+        ));
+    }
+    state.store.extend_allocation(&id, b.valid_until).await?;
+    state.submission_cache.clear();
+    get_allocation(State(state), caller, Path(id)).await
+}
+
 async fn suspend(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     set_state(state, caller, id, AllocationState::Suspended).await
 }
@@ -1045,7 +1269,7 @@ async fn submit_job(
     headers: HeaderMap,
     Body(b): Body<SubmitJob>,
 ) -> ApiResult {
-    let (project, org_type, allocations) = match state.submission_cache.get(&b.project) {
+    let context = match state.submission_cache.get(&b.project) {
         Some(hit) => hit,
         None => {
             let context = state
@@ -1057,12 +1281,23 @@ async fn submit_job(
             context
         }
     };
+    let store::SubmissionContext {
+        project,
+        org_type,
+        allocations,
+        members,
+    } = context;
     if !caller.sees_org(&project.org_id) {
         return Err(ApiError::not_found("project", &b.project));
     }
     if caller.org_role(&project.org_id).is_none() {
         return Err(ApiError::forbidden(
             "only members of the project's organisation submit jobs",
+        ));
+    }
+    if !caller.admins_org(&project.org_id) && !members.contains(&caller.user.id) {
+        return Err(ApiError::forbidden(
+            "you are not a member of this project: ask an organisation admin to add you",
         ));
     }
     if b.command.is_empty() || b.command[0].is_empty() {
@@ -1502,6 +1737,35 @@ fn node_view(state: &AppState, i: usize, status: Option<sched::NodeStatus>, used
         "gpu_memory_gib": n.gpu_memory_gib, "cpu_cores": n.cpu_cores, "ram_gib": n.ram_gib, "group": n.group,
         "status": status, "gpus_used_milli": used,
     })
+}
+
+async fn list_sites(State(state): State<AppState>, _caller: Caller) -> ApiResult {
+    let c = &state.cluster;
+    let items: Vec<Value> = c
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, site)| {
+            let nodes: Vec<&domain::Node> = c.nodes.iter().filter(|n| usize::from(n.site) == i).collect();
+            let mut gpus: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+            for n in &nodes {
+                *gpus.entry(n.gpu_model.as_str()).or_default() += u64::from(n.gpus);
+            }
+            let partitions: Vec<Value> = c
+                .partitions
+                .iter()
+                .filter(|p| usize::from(p.site) == i)
+                .map(|p| json!({"name": p.name, "max_walltime_s": p.max_walltime_s}))
+                .collect();
+            json!({
+                "name": site.name, "country": site.country, "pue": f64::from(site.pue_milli) / 1000.0,
+                "carbon_g_per_kwh": site.carbon_at(unix_now()),
+                "gpu_hour_price_cents": site.gpu_hour_price_cents.map_or(state.config.cents_per_gpu_hour, i64::from),
+                "nodes": nodes.len(), "gpus": gpus, "partitions": partitions,
+            })
+        })
+        .collect();
+    ok(json!({"items": items}))
 }
 
 async fn list_nodes(State(state): State<AppState>, _caller: Caller) -> ApiResult {

@@ -65,7 +65,8 @@ pub fn unix_now() -> Seconds {
 
 /// Energy, carbon and cost of `gpu_milli` thousandths of GPUs on nodes of `site` for
 /// `seconds`: the node's busy power per GPU (no NVML here: the GPUs are virtual), times the
-/// site's PUE; carbon at the site's intensity; cost at the configured GPU-hour price.
+/// site's PUE; carbon at the site's intensity; cost at the site's GPU-hour price, or the
+/// factory's default where the site sets none.
 pub fn estimate_usage(
     cluster: &Cluster,
     nodes: &[u32],
@@ -87,7 +88,12 @@ pub fn estimate_usage(
         gpu_seconds,
         energy_wh: energy_wh as i64,
         carbon_g: carbon_g as i64,
-        cost_cents: (gpu_seconds * cents_per_gpu_hour + 3599) / 3600,
+        cost_cents: (gpu_seconds
+            * site
+                .and_then(|s| s.gpu_hour_price_cents)
+                .map_or(cents_per_gpu_hour, i64::from)
+            + 3599)
+            / 3600,
     }
 }
 

@@ -16,12 +16,14 @@ pub fn demo_cluster() -> Cluster {
         pue = 1.15
         carbon_g_per_kwh = 330
         energy_price_eur_per_mwh = 140
+        gpu_hour_price_cents = 250
         [[sites]]
         name = "fi-kajaani"
         country = "FI"
         pue = 1.05
         carbon_g_per_kwh = 90
         energy_price_eur_per_mwh = 60
+        gpu_hour_price_cents = 190
         [[nodes]]
         name = "bo-gpu"
         count = 2
@@ -153,6 +155,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
                 pi_user_id: Some(user.id.clone()),
             })
             .await?;
+        store.add_project_member(&project.id, &member.id).await?;
         store
             .create_allocation(&NewAllocation {
                 project_id: project.id,

@@ -59,7 +59,7 @@ pub struct Inner {
     pub auth_cache: cache::TtlCache<(api::Caller, String)>,
     /// What each project may submit to (cleared on any allocation change made here; the
     /// store checks the allocation again at admission).
-    pub submission_cache: cache::TtlCache<(store::Project, domain::OrgType, Vec<store::Allocation>)>,
+    pub submission_cache: cache::TtlCache<store::SubmissionContext>,
     /// Token buckets per API token: (tokens left, last refill).
     pub limiter: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
     /// Submissions are admitted in groups by one task.

@@ -686,99 +686,224 @@ async fn the_openapi_document_is_served_and_reviewed() {
     );
 }
 
-#[tokio::test]
-async fn every_endpoint_refuses_strangers_and_other_organisations() {
-    let app = app().await;
-    let project = app.project_of("startup").await;
-    let (_, job) = app
+async fn fresh_job(app: &TestApp, project: &str) -> String {
+    let (status, job) = app
         .post(
             "/api/v1/jobs",
             "startup",
-            json!({"project": project, "command": ["true"], "walltime_s": 60}),
+            json!({"project": project, "command": ["sleep", "5"], "walltime_s": 60}),
         )
         .await;
-    let (_, allocs) = app
-        .get(&format!("/api/v1/allocations?project={project}"), "startup")
-        .await;
-    let (_, me) = app.get("/api/v1/me", "startup").await;
-    let (_, token) = app.post("/api/v1/tokens", "startup", json!({"name": "victim"})).await;
-    // The start-up's objects, as ids for every path parameter.
-    let ids = [
-        (
-            "/api/v1/orgs/{id}",
-            me["memberships"][0]["org_id"].as_str().unwrap().to_string(),
-        ),
-        ("/api/v1/projects/{id}", project.clone()),
-        (
-            "/api/v1/allocations/{id}",
-            allocs["items"][0]["id"].as_str().unwrap().to_string(),
-        ),
-        ("/api/v1/jobs/{id}", job["id"].as_str().unwrap().to_string()),
-        ("/api/v1/tokens/{id}", token["id"].as_str().unwrap().to_string()),
-        ("/api/v1/nodes/{name}", "bo-gpu-0000".to_string()),
-    ];
-    let doc = server::api::openapi();
-    let mut checked = 0;
-    for (path, ops) in doc["paths"].as_object().unwrap() {
-        let concrete = ids.iter().fold(path.clone(), |p, (prefix, id)| {
-            let stem = prefix.rsplit_once('/').unwrap().0;
-            if p.starts_with(&format!("{stem}/{{")) {
-                p.replacen(&prefix[stem.len() + 1..], id, 1)
-            } else {
-                p
-            }
-        });
-        let query = match path.as_str() {
-            "/api/v1/allocations" => format!("?project={project}"),
-            "/api/v1/jobs" => format!("?project={project}"),
-            "/api/v1/usage" => format!("?project={project}"),
-            _ => String::new(),
-        };
-        for (method, op) in ops.as_object().unwrap() {
-            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let body = op.get("requestBody").map(|_| json!({"project": project, "org": ids[0].1, "name": "x", "sector": "x",
-                "command": ["true"], "walltime_s": 60, "site": "it-bologna", "gpu_hours": 1, "valid_until": 4_000_000_000i64,
-                "type": "sme", "country": "IT", "email": "x@y.example"}));
-            let uri = format!("{concrete}{query}");
-            if op.get("security") != Some(&json!([])) {
-                let (status, _) = app.call(method.clone(), &uri, None, body.clone()).await;
-                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without a token");
-            }
-            // A member of another organisation: never a success on the start-up's objects
-            // (creating their own token or reading their own identity aside).
-            let own = matches!(
-                (method.as_str(), path.as_str()),
-                ("POST" | "GET", "/api/v1/tokens")
-                    | (
-                        "GET",
-                        "/api/v1/me" | "/api/v1/orgs" | "/api/v1/projects" | "/api/v1/nodes" | "/healthz" | "/readyz"
-                    )
-            );
-            let (status, v) = app.call(method.clone(), &uri, Some("sme"), body).await;
-            if !own {
-                assert!(
-                    matches!(
-                        status,
-                        StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST
-                    ),
-                    "{method} {uri} as another organisation's member answered {status}: {v}"
-                );
-            }
-            checked += 1;
-        }
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+/// A new user (made by the platform admin), a member of `org` if given.
+async fn fresh_user(app: &TestApp, n: usize, org: Option<&str>) -> String {
+    let body = match org {
+        Some(o) => json!({"email": format!("u{n}@x.example"), "name": "U", "org": o, "role": "member"}),
+        None => json!({"email": format!("u{n}@x.example"), "name": "U"}),
+    };
+    let (status, user) = app.post("/api/v1/users", "admin", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    user["id"].as_str().unwrap().to_string()
+}
+
+/// Who calls, in the order of the expectation strings below: platform admin, site
+/// operator, reviewer, the start-up's admin and member, the SME's admin and member.
+const ROLES: [&str; 7] = [
+    "admin",
+    "operator",
+    "reviewer",
+    "startup",
+    "startup-member",
+    "sme",
+    "sme-member",
+];
+
+/// What each role gets from each endpoint on the start-up's objects: `A` a success, `F` 403,
+/// `H` 404 (another organisation's objects are not told apart from missing ones).
+fn expected(method: &str, path: &str) -> &'static str {
+    match (method, path) {
+        ("get", "/healthz" | "/readyz" | "/api/v1/me" | "/api/v1/orgs" | "/api/v1/projects")
+        | ("get", "/api/v1/sites" | "/api/v1/nodes" | "/api/v1/tokens")
+        | ("post", "/api/v1/tokens") => "AAAAAAA",
+        ("get", "/metrics" | "/api/v1/reports/usage") => "AAAFFFF",
+        ("post", "/api/v1/orgs") => "AFFFFFF",
+        ("get", "/api/v1/orgs/{id}" | "/api/v1/orgs/{id}/members" | "/api/v1/projects/{id}")
+        | ("get", "/api/v1/projects/{id}/members" | "/api/v1/allocations" | "/api/v1/allocations/{id}")
+        | ("get", "/api/v1/jobs" | "/api/v1/jobs/{id}" | "/api/v1/jobs/{id}/logs" | "/api/v1/usage") => "AAAAAHH",
+        ("post", "/api/v1/orgs/{id}/members" | "/api/v1/users" | "/api/v1/projects")
+        | ("delete", "/api/v1/orgs/{id}/members/{user}")
+        | ("post", "/api/v1/projects/{id}/members")
+        | ("delete", "/api/v1/projects/{id}/members/{user}") => "AFFAFHH",
+        ("delete", "/api/v1/tokens/{id}") => "HHHAHHH",
+        ("post", "/api/v1/allocations" | "/api/v1/nodes/{name}/drain" | "/api/v1/nodes/{name}/resume") => "AAFFFFF",
+        ("post", "/api/v1/allocations/{id}/top-up" | "/api/v1/allocations/{id}/extend")
+        | ("post", "/api/v1/allocations/{id}/suspend" | "/api/v1/allocations/{id}/resume") => "AAFFFHH",
+        ("post", "/api/v1/jobs") => "FFFAAHH",
+        ("post", "/api/v1/jobs/{id}/cancel") => "AFFAAHH",
+        ("post", "/api/v1/jobs/{id}/requeue") => "FFFAAHH",
+        other => panic!("{other:?} is missing from the authorisation matrix"),
     }
-    assert!(checked >= 30, "{checked}");
-    // The start-up's job and token are untouched.
-    assert_eq!(
-        app.get(&format!("/api/v1/jobs/{}", ids[3].1), "startup").await.0,
-        StatusCode::OK
-    );
-    let (_, tokens) = app.get("/api/v1/tokens", "startup").await;
-    assert!(
-        tokens["items"]
+}
+
+#[tokio::test]
+async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisation() {
+    let mut app = app().await;
+    let project = app.project_of("startup").await;
+    let (_, me) = app.get("/api/v1/me", "startup").await;
+    let org = me["memberships"][0]["org_id"].as_str().unwrap().to_string();
+    // Tokens for the members of the start-up and of the SME.
+    for (key, admin) in [("startup-member", "startup"), ("sme-member", "sme")] {
+        let (_, who) = app.get("/api/v1/me", admin).await;
+        let their_org = who["memberships"][0]["org_id"].as_str().unwrap();
+        let (_, members) = app.get(&format!("/api/v1/orgs/{their_org}/members"), admin).await;
+        let member = members["items"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|t| t["revoked_at"].is_null())
+            .find(|m| m["role"] == "member")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, token) = app
+            .post("/api/v1/tokens", "admin", json!({"name": "matrix", "user": member}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{token}");
+        app.tokens[key] = token["token"].clone();
+    }
+    // A second allocation to suspend, resume, extend and top up; a job that ended to requeue.
+    let (_, target_alloc) = app
+        .post(
+            "/api/v1/allocations",
+            "admin",
+            json!({"project": project, "site": "it-bologna", "gpu_hours": 10, "valid_until": 4_000_000_000i64}),
+        )
+        .await;
+    let target_alloc = target_alloc["id"].as_str().unwrap().to_string();
+    let ended = fresh_job(&app, &project).await;
+    app.post(&format!("/api/v1/jobs/{ended}/cancel"), "startup", json!({}))
+        .await;
+    let mut counter = 0;
+    let doc = server::api::openapi();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let expect = expected(method, path);
+            for (role, want) in ROLES.iter().zip(expect.chars()) {
+                counter += 1;
+                // Fresh objects for calls that change or remove what they act on.
+                let (uri, body) = match (method.as_str(), path.as_str()) {
+                    ("post", "/api/v1/orgs/{id}/members") => (
+                        format!("/api/v1/orgs/{org}/members"),
+                        Some(json!({"user": fresh_user(&app, counter, None).await})),
+                    ),
+                    ("delete", "/api/v1/orgs/{id}/members/{user}") => (
+                        format!(
+                            "/api/v1/orgs/{org}/members/{}",
+                            fresh_user(&app, counter, Some(&org)).await
+                        ),
+                        None,
+                    ),
+                    ("post", "/api/v1/projects/{id}/members") => (
+                        format!("/api/v1/projects/{project}/members"),
+                        Some(json!({"user": fresh_user(&app, counter, Some(&org)).await})),
+                    ),
+                    ("delete", "/api/v1/projects/{id}/members/{user}") => {
+                        let user = fresh_user(&app, counter, Some(&org)).await;
+                        let (status, v) = app
+                            .post(
+                                &format!("/api/v1/projects/{project}/members"),
+                                "startup",
+                                json!({"user": user}),
+                            )
+                            .await;
+                        assert_eq!(status, StatusCode::CREATED, "{v}");
+                        (format!("/api/v1/projects/{project}/members/{user}"), None)
+                    }
+                    ("delete", "/api/v1/tokens/{id}") => {
+                        let (_, t) = app.post("/api/v1/tokens", "startup", json!({"name": "victim"})).await;
+                        (format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()), None)
+                    }
+                    ("post", "/api/v1/jobs/{id}/cancel") => {
+                        (format!("/api/v1/jobs/{}/cancel", fresh_job(&app, &project).await), None)
+                    }
+                    ("post", "/api/v1/jobs/{id}/requeue") => (format!("/api/v1/jobs/{ended}/requeue"), None),
+                    _ => {
+                        let job = &ended;
+                        let concrete = path
+                            .replace("/orgs/{id}", &format!("/orgs/{org}"))
+                            .replace("/projects/{id}", &format!("/projects/{project}"))
+                            .replace("/allocations/{id}", &format!("/allocations/{target_alloc}"))
+                            .replace("/jobs/{id}", &format!("/jobs/{job}"))
+                            .replace("{name}", "bo-gpu-0000");
+                        let query = match path.as_str() {
+                            "/api/v1/allocations" | "/api/v1/jobs" | "/api/v1/usage" => format!("?project={project}"),
+                            _ => String::new(),
+                        };
+                        // A valid body: the fields the endpoint's schema names, from a pool.
+                        let pool = json!({"project": project, "org": org, "name": format!("n{counter}"), "sector": "x",
+                            "command": ["true"], "walltime_s": 60, "site": "it-bologna", "gpu_hours": 1,
+                            "valid_until": 4_000_000_000i64, "type": "sme", "country": "IT",
+                            "email": format!("e{counter}@y.example")});
+                        let body = op.get("requestBody").map(|b| {
+                            let schema = &b["content"]["application/json"]["schema"]["properties"];
+                            let fields = schema
+                                .as_object()
+                                .unwrap()
+                                .keys()
+                                .filter(|k| !pool[k.as_str()].is_null());
+                            Value::Object(fields.map(|k| (k.clone(), pool[k.as_str()].clone())).collect())
+                        });
+                        (format!("{concrete}{query}"), body)
+                    }
+                };
+                let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                if role == &"admin" && op.get("security") != Some(&json!([])) {
+                    let (status, _) = app.call(m.clone(), &uri, None, body.clone()).await;
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without a token");
+                }
+                let (status, v) = app.call(m, &uri, Some(role), body).await;
+                let ok = match want {
+                    'A' => status.is_success(),
+                    'F' => status == StatusCode::FORBIDDEN,
+                    'H' => status == StatusCode::NOT_FOUND,
+                    _ => unreachable!(),
+                };
+                assert!(ok, "{method} {path} as {role}: expected {want}, got {status}: {v}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 7 * 39, "{checked}");
+    // Only the two permitted top-ups (admin, operator) of 1 GPU-hour reached the allocation.
+    let (_, alloc) = app.get(&format!("/api/v1/allocations/{target_alloc}"), "startup").await;
+    assert_eq!(alloc["gpu_seconds"]["granted"], (10 + 2) * 3600, "{alloc}");
+    // A member of the organisation but not of the project may look but not submit.
+    let (_, me) = app.get("/api/v1/me", "startup-member").await;
+    let member = me["user"]["id"].as_str().unwrap();
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/projects/{project}/members/{member}"),
+            Some("startup"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let submit = json!({"project": project, "command": ["true"], "walltime_s": 60});
+    let (status, v) = app.post("/api/v1/jobs", "startup-member", submit).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("not a member of this project"),
+        "{v}"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/projects/{project}"), "startup-member")
+            .await
+            .0,
+        StatusCode::OK
     );
 }

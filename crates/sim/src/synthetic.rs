@@ -142,6 +142,7 @@ fn site_preset(i: u32) -> (Site, &'static str) {
             carbon_g_per_kwh: hourly.iter().sum::<u32>() / 24,
             carbon_hourly_g_per_kwh: Some(hourly),
             energy_price_eur_per_mwh: price,
+            gpu_hour_price_cents: None,
         },
         model,
     )

@@ -63,6 +63,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_accounts_jobs_ledger.sql")),
     (2, include_str!("../migrations/0002_node_states.sql")),
     (3, include_str!("../migrations/0003_allocation_balances.sql")),
+    (4, include_str!("../migrations/0004_project_members.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -250,6 +251,76 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a user from an organisation and from its projects.
+    pub async fn remove_membership(&self, user_id: &str, org_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
+            .bind(user_id)
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if gone == 0 {
+            return Err(not_found("membership", user_id));
+        }
+        sqlx::query(
+            "DELETE FROM project_members WHERE user_id = $1 AND project_id IN (SELECT id FROM projects WHERE org_id = $2)",
+        )
+        .bind(user_id)
+        .bind(org_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An organisation's members with their roles, by name.
+    pub async fn org_members(&self, org_id: &str) -> Result<Vec<(User, OrgRole)>> {
+        let rows = sqlx::query(
+            "SELECT u.*, m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.name, u.id",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((user_from(r)?, parse(&r.try_get::<String, _>("role")?)?)))
+            .collect()
+    }
+
+    /// Lets a member of the project's organisation submit to it.
+    pub async fn add_project_member(&self, project_id: &str, user_id: &str) -> Result<()> {
+        sqlx::query("INSERT INTO project_members (project_id, user_id, added_at) VALUES ($1, $2, $3)")
+            .bind(project_id)
+            .bind(user_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_project_member(&self, project_id: &str, user_id: &str) -> Result<()> {
+        let gone = sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
+            .bind(project_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if gone == 0 {
+            return Err(not_found("project member", user_id));
+        }
+        Ok(())
+    }
+
+    pub async fn project_members(&self, project_id: &str) -> Result<Vec<User>> {
+        let rows = sqlx::query(
+            "SELECT u.* FROM project_members pm JOIN users u ON u.id = pm.user_id WHERE pm.project_id = $1 ORDER BY u.name, u.id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from).collect()
+    }
+
     pub async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>> {
         let rows = sqlx::query("SELECT org_id, role FROM memberships WHERE user_id = $1 ORDER BY org_id")
             .bind(user_id)
@@ -346,6 +417,7 @@ impl Store {
             pi_user_id: new.pi_user_id.clone(),
             created_at: now(),
         };
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO projects (id, org_id, name, sector, pi_user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -355,8 +427,18 @@ impl Store {
         .bind(&project.sector)
         .bind(&project.pi_user_id)
         .bind(project.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The principal investigator is a member from the start.
+        if let Some(pi) = &project.pi_user_id {
+            sqlx::query("INSERT INTO project_members (project_id, user_id, added_at) VALUES ($1, $2, $3)")
+                .bind(&project.id)
+                .bind(pi)
+                .bind(project.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(project)
     }
 
@@ -448,7 +530,7 @@ impl Store {
 
     /// What a submission needs to know, in one query: the project, its organisation's type,
     /// and the project's allocations.
-    pub async fn submission_context(&self, project_id: &str) -> Result<(Project, domain::OrgType, Vec<Allocation>)> {
+    pub async fn submission_context(&self, project_id: &str) -> Result<SubmissionContext> {
         let rows = sqlx::query(
             "SELECT p.id AS p_id, p.org_id AS p_org_id, p.name AS p_name, p.sector AS p_sector, p.pi_user_id AS p_pi, \
                     p.created_at AS p_created_at, o.org_type AS o_type, a.* \
@@ -474,7 +556,16 @@ impl Store {
                 allocations.push(allocation_from(r)?);
             }
         }
-        Ok((project, org_type, allocations))
+        let members = sqlx::query_scalar::<_, String>("SELECT user_id FROM project_members WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(SubmissionContext {
+            project,
+            org_type,
+            allocations,
+            members,
+        })
     }
 
     pub async fn list_allocations(&self, project_id: &str) -> Result<Vec<Allocation>> {

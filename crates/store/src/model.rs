@@ -232,3 +232,14 @@ pub struct UsageRow {
     pub at: i64,
     pub usage: Usage,
 }
+
+/// What admission needs to know about a project, read in one go.
+#[derive(Debug, Clone)]
+pub struct SubmissionContext {
+    pub project: Project,
+    pub org_type: domain::OrgType,
+    /// Oldest first.
+    pub allocations: Vec<Allocation>,
+    /// Users who may submit besides the organisation's admins.
+    pub members: Vec<String>,
+}

@@ -175,13 +175,18 @@ async fn accounts_and_tokens() {
 async fn admission_reserves_and_settlement_is_booked_once() {
     for (name, s) in backends().await {
         let w = world(&s, 1000).await;
-        let (project, org_type, allocs) = s.submission_context(&w.project.id).await.unwrap();
+        let ctx = s.submission_context(&w.project.id).await.unwrap();
         assert_eq!(
-            (project, org_type, allocs.len()),
+            (ctx.project, ctx.org_type, ctx.allocations.len()),
             (w.project.clone(), OrgType::Sme, 1),
             "{name}"
         );
-        assert_eq!(allocs[0].id, w.alloc.id);
+        assert_eq!(ctx.allocations[0].id, w.alloc.id);
+        assert_eq!(
+            ctx.members,
+            std::slice::from_ref(&w.user.id),
+            "{name}: the PI is a member"
+        );
         let bare = s
             .create_project(&NewProject {
                 org_id: w.org.id.clone(),
@@ -191,7 +196,41 @@ async fn admission_reserves_and_settlement_is_booked_once() {
             })
             .await
             .unwrap();
-        assert!(s.submission_context(&bare.id).await.unwrap().2.is_empty(), "{name}");
+        let ctx = s.submission_context(&bare.id).await.unwrap();
+        assert!(ctx.allocations.is_empty() && ctx.members.is_empty(), "{name}");
+        // Members: added to the organisation, then to a project; leaving the organisation
+        // leaves its projects.
+        let bob = s
+            .create_user(&NewUser {
+                email: format!("{}@acme.example", new_id("u")),
+                name: "Bob".into(),
+                platform_role: None,
+            })
+            .await
+            .unwrap();
+        s.add_membership(&bob.id, &w.org.id, OrgRole::Member).await.unwrap();
+        assert!(matches!(
+            s.add_membership(&bob.id, &w.org.id, OrgRole::Admin).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let members = s.org_members(&w.org.id).await.unwrap();
+        assert_eq!(
+            members.iter().map(|(u, r)| (u.name.as_str(), *r)).collect::<Vec<_>>(),
+            [("Ada", OrgRole::Admin), ("Bob", OrgRole::Member)],
+            "{name}"
+        );
+        s.add_project_member(&bare.id, &bob.id).await.unwrap();
+        assert_eq!(s.project_members(&bare.id).await.unwrap()[0].id, bob.id);
+        s.remove_membership(&bob.id, &w.org.id).await.unwrap();
+        assert!(s.project_members(&bare.id).await.unwrap().is_empty(), "{name}");
+        assert!(matches!(
+            s.remove_membership(&bob.id, &w.org.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            s.remove_project_member(&bare.id, &bob.id).await,
+            Err(StoreError::NotFound { .. })
+        ));
         assert!(matches!(
             s.submission_context("prj_missing").await,
             Err(StoreError::NotFound { .. })

@@ -149,6 +149,7 @@ fn read_nodes(bytes: &[u8], opts: ReadOptions) -> Result<Cluster, TraceError> {
             carbon_g_per_kwh: 550,
             carbon_hourly_g_per_kwh: None,
             energy_price_eur_per_mwh: 90,
+            gpu_hour_price_cents: None,
         }],
         partitions: vec![Partition {
             name: "default".into(),
