@@ -9,6 +9,9 @@
 //! process's start time, so that a restarted server can adopt a job still running (and
 //! tell it from an unrelated process that reused the pid) and learn how it ended.
 
+mod energy;
+
+pub use energy::GpuEnergy;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -57,6 +60,8 @@ pub struct Exit {
     pub cancelled: bool,
     pub started_at: u64,
     pub ended_at: u64,
+    /// Energy its GPUs used while it ran, from NVML; `None` where it cannot be measured.
+    pub gpu_energy_mj: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,7 @@ pub struct LocalExecutor {
     grace: Duration,
     exits: mpsc::UnboundedSender<Exit>,
     cancels: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    energy: Arc<GpuEnergy>,
 }
 
 fn unix_now() -> u64 {
@@ -86,6 +92,7 @@ impl LocalExecutor {
             grace,
             exits: tx,
             cancels: Arc::default(),
+            energy: Arc::new(GpuEnergy::detect()),
         };
         (exec, rx)
     }
@@ -141,6 +148,7 @@ impl LocalExecutor {
         }
         let cancel_rx = self.cancellable(&launch.job_id);
         let started_at = unix_now();
+        let meter = self.meter(&launch.job_id, launch.gpus.clone());
         let exits = self.exits.clone();
         let cancels = self.cancels.clone();
         let grace = self.grace;
@@ -168,6 +176,7 @@ impl LocalExecutor {
                 }
             };
             let _ = exits.send(Exit {
+                gpu_energy_mj: meter.used(),
                 job_id,
                 exit_code,
                 timed_out,
@@ -177,6 +186,20 @@ impl LocalExecutor {
             });
         });
         Ok(pid)
+    }
+
+    /// Starts measuring the job's GPUs; the first reading is kept in the job's directory
+    /// for a server that adopts the job later.
+    fn meter(&self, job_id: &str, gpus: Vec<u16>) -> Meter {
+        let start = self.energy.read_mj(&gpus);
+        if let Some(mj) = start {
+            let _ = std::fs::write(self.job_dir(job_id).join("energy_start_mj"), mj.to_string());
+        }
+        Meter {
+            energy: self.energy.clone(),
+            gpus,
+            start,
+        }
     }
 
     fn cancellable(&self, job_id: &str) -> oneshot::Receiver<()> {
@@ -191,10 +214,11 @@ impl LocalExecutor {
     /// Takes over a job started by an earlier server process if it is still running: its
     /// end (exit code from the wrapper's file), walltime and cancellation are then handled
     /// as for a job started here. Returns false if nothing of it runs any more.
-    pub fn adopt(&self, job_id: &str, started_at: u64, walltime: Duration) -> bool {
+    pub fn adopt(&self, job_id: &str, started_at: u64, walltime: Duration, gpus: Vec<u16>) -> bool {
         let Some(pid) = leftover(&self.root, job_id) else {
             return false;
         };
+        let meter = Meter::resume(self.energy.clone(), &self.job_dir(job_id), gpus);
         let cancel_rx = self.cancellable(job_id);
         let (exits, cancels, grace) = (self.exits.clone(), self.cancels.clone(), self.grace);
         let dir = self.job_dir(job_id);
@@ -222,6 +246,7 @@ impl LocalExecutor {
             // from outside (unknown, -1).
             let exit_code = recorded.or(signalled.map(|s| 128 + s as i32)).unwrap_or(-1);
             let _ = exits.send(Exit {
+                gpu_energy_mj: meter.used(),
                 job_id,
                 exit_code,
                 timed_out,
@@ -255,6 +280,26 @@ impl LocalExecutor {
 /// from the pid file), so that it never runs unaccounted. Returns whether one was signalled.
 pub fn kill_leftover(root: &Path, job_id: &str) -> bool {
     leftover(root, job_id).is_some_and(|pid| killpg(Pid::from_raw(pid.0), Signal::SIGKILL).is_ok())
+}
+
+/// The GPU energy counter of one job between its start and now.
+struct Meter {
+    energy: Arc<GpuEnergy>,
+    gpus: Vec<u16>,
+    start: Option<u64>,
+}
+
+impl Meter {
+    fn resume(energy: Arc<GpuEnergy>, dir: &Path, gpus: Vec<u16>) -> Meter {
+        let start = std::fs::read_to_string(dir.join("energy_start_mj"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        Meter { energy, gpus, start }
+    }
+
+    fn used(&self) -> Option<u64> {
+        Some(self.energy.read_mj(&self.gpus)?.saturating_sub(self.start?))
+    }
 }
 
 /// A job process identified by pid and start time (clock ticks after boot), which tells
@@ -437,10 +482,10 @@ mod tests {
         // The server restarts: a second executor over the same directory takes over.
         let (second, mut exits) = LocalExecutor::new(&root, Duration::from_millis(300));
         let started = unix_now();
-        assert!(second.adopt("job_x", started, Duration::from_secs(30)));
-        assert!(second.adopt("job_y", started, Duration::from_secs(30)));
-        assert!(second.adopt("job_z", started, Duration::from_secs(1)));
-        assert!(!second.adopt("job_missing", started, Duration::from_secs(30)));
+        assert!(second.adopt("job_x", started, Duration::from_secs(30), vec![2, 3]));
+        assert!(second.adopt("job_y", started, Duration::from_secs(30), vec![2, 3]));
+        assert!(second.adopt("job_z", started, Duration::from_secs(1), vec![2, 3]));
+        assert!(!second.adopt("job_missing", started, Duration::from_secs(30), vec![]));
         assert!(second.cancel("job_y"));
         let mut ends = Vec::new();
         for _ in 0..3 {
@@ -460,10 +505,13 @@ mod tests {
             std::fs::read_to_string(second.log_path("job_x", Stream::Stdout)).unwrap(),
             "done\n"
         );
-        assert!(!second.adopt("job_x", started, Duration::from_secs(30)), "it has ended");
+        assert!(
+            !second.adopt("job_x", started, Duration::from_secs(30), vec![]),
+            "it has ended"
+        );
         // A pid file whose process is not the job's (pid reused): never adopted.
         std::fs::create_dir_all(root.join("job_w")).unwrap();
         std::fs::write(root.join("job_w").join("pid"), format!("{} 1", std::process::id())).unwrap();
-        assert!(!second.adopt("job_w", started, Duration::from_secs(30)));
+        assert!(!second.adopt("job_w", started, Duration::from_secs(30), vec![]));
     }
 }

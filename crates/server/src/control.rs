@@ -63,25 +63,30 @@ pub fn unix_now() -> Seconds {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Energy, carbon and cost of `gpu_milli` thousandths of GPUs on nodes of `site` for
-/// `seconds`: the node's busy power per GPU (no NVML here: the GPUs are virtual), times the
-/// site's PUE; carbon at the site's intensity; cost at the site's GPU-hour price, or the
-/// factory's default where the site sets none.
+/// Energy, carbon and cost of `gpu_milli` thousandths of GPUs on `nodes` for `seconds`.
+/// Energy is the job's share of what NVML measured on its GPUs (`measured_mj`, the IT
+/// energy in millijoules) where there is a reading, else estimated as the node's busy power
+/// per GPU times the GPU-time; either way times the site's PUE. Carbon at the site's
+/// intensity; cost at the site's GPU-hour price, or the factory's default where the site
+/// sets none. See docs/accounting.md.
 pub fn estimate_usage(
     cluster: &Cluster,
     nodes: &[u32],
     gpu_milli: u64,
     seconds: u64,
     cents_per_gpu_hour: i64,
+    measured_mj: Option<u128>,
 ) -> Usage {
     let node = nodes.first().and_then(|&n| cluster.nodes.get(n as usize));
     let (busy_w, site) = match node {
         Some(n) => (u64::from(n.busy_w_per_gpu), cluster.sites.get(usize::from(n.site))),
         None => (0, None),
     };
-    let pue = site.map_or(1000, |s| u64::from(s.pue_milli));
+    let pue = site.map_or(1000, |s| u128::from(s.pue_milli));
     let gpu_seconds_milli = gpu_milli * seconds;
-    let energy_wh = (gpu_seconds_milli * busy_w * pue).div_ceil(1000 * 1000 * 3600);
+    // IT energy in millijoules: W × s × 1000.
+    let it_mj = measured_mj.unwrap_or(u128::from(gpu_seconds_milli) * u128::from(busy_w));
+    let energy_wh = (it_mj * pue).div_ceil(1000 * 3_600_000) as u64;
     let carbon_g = site.map_or(0, |s| (energy_wh * u64::from(s.carbon_at(unix_now()))).div_ceil(1000));
     let gpu_seconds = gpu_seconds_milli.div_ceil(1000) as i64;
     Usage {
@@ -97,25 +102,31 @@ pub fn estimate_usage(
     }
 }
 
-/// What a job used over `seconds` on the nodes of its recorded placement.
-pub fn job_usage(state: &AppState, job: &store::Job, seconds: u64) -> Usage {
-    let nodes: Vec<u32> = job
-        .placement
-        .as_ref()
-        .and_then(|p| p.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.get("node").and_then(serde_json::Value::as_u64))
-                .map(|n| n as u32)
-                .collect()
-        })
-        .unwrap_or_default();
+/// A job's recorded placement: the nodes and the GPUs it holds on them.
+pub fn placement_of(job: &store::Job) -> Vec<sched::NodeAlloc> {
+    job.placement
+        .clone()
+        .and_then(|p| serde_json::from_value(p).ok())
+        .unwrap_or_default()
+}
+
+/// What a job used over `seconds` on its recorded placement; `gpu_mj` is what NVML
+/// measured on the GPUs it was given (shared GPUs count at the job's fraction).
+pub fn job_usage(state: &AppState, job: &store::Job, seconds: u64, gpu_mj: Option<u64>) -> Usage {
+    let placement = placement_of(job);
+    let nodes: Vec<u32> = placement.iter().map(|a| a.node).collect();
+    let listed: u64 = placement.iter().map(|a| a.gpus.len() as u64).sum();
+    let milli = job.spec.gpus.total_milli();
+    let measured = gpu_mj
+        .filter(|_| listed > 0)
+        .map(|mj| u128::from(mj) * u128::from(milli) / u128::from(listed * 1000));
     estimate_usage(
         &state.cluster,
         &nodes,
-        job.spec.gpus.total_milli(),
+        milli,
         seconds,
         state.config.cents_per_gpu_hour,
+        measured,
     )
 }
 
@@ -209,7 +220,7 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
         return;
     };
     let seconds = exit.ended_at.saturating_sub(exit.started_at).max(1);
-    let usage = job_usage(state, &job, seconds);
+    let usage = job_usage(state, &job, seconds, exit.gpu_energy_mj);
     let (db_state, outcome, reason) = if exit.timed_out {
         (
             JobState::Timeout,
@@ -254,4 +265,29 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
         control.forget(&exit.job_id);
     }
     schedule(state, &mut control).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::estimate_usage;
+
+    #[test]
+    fn energy_is_measured_where_nvml_reads_and_estimated_elsewhere() {
+        let cluster = crate::demo::demo_cluster();
+        let node = &cluster.nodes[0]; // Bologna: PUE 1.15, 330 g/kWh, 250 cents per GPU-hour
+        let busy_w = u64::from(node.busy_w_per_gpu);
+        // Two GPUs for an hour, estimated: busy power × GPU-hours × PUE.
+        let estimated = estimate_usage(&cluster, &[0], 2000, 3600, 100, None);
+        assert_eq!(estimated.gpu_seconds, 7200);
+        assert_eq!(estimated.energy_wh as u64, (2 * busy_w * 1150).div_ceil(1000));
+        assert_eq!(estimated.cost_cents, 500, "the site's price, not the default 100");
+        // Measured: 1 kWh of IT energy (3.6e9 mJ) becomes 1.15 kWh at the meter.
+        let measured = estimate_usage(&cluster, &[0], 2000, 3600, 100, Some(3_600_000_000));
+        assert_eq!(measured.energy_wh, 1150);
+        assert_eq!(measured.carbon_g, (1150 * 330_i64 + 999) / 1000);
+        assert_eq!(measured.gpu_seconds, estimated.gpu_seconds, "time is time either way");
+        // A week on 8 GPUs at 700 W does not overflow.
+        let week = estimate_usage(&cluster, &[0], 8000, 604_800, 100, Some(8 * 700 * 604_800 * 1000));
+        assert_eq!(week.energy_wh, 8 * 700 * 168 * 115 / 100);
+    }
 }

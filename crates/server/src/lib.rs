@@ -143,12 +143,12 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
         match job.state {
             JobState::Running => {
                 let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
-                let placement: Option<Vec<sched::NodeAlloc>> =
-                    job.placement.clone().and_then(|p| serde_json::from_value(p).ok());
-                if let Some(placement) = placement
+                let placement = control::placement_of(&job);
+                let gpus: Vec<u16> = placement.iter().flat_map(|a| a.gpus.iter().copied()).collect();
+                if !placement.is_empty()
                     && state
                         .exec
-                        .adopt(&job.id, started, Duration::from_secs(job.spec.walltime_s))
+                        .adopt(&job.id, started, Duration::from_secs(job.spec.walltime_s), gpus)
                 {
                     // Still running: the engine holds its GPUs again and its end is
                     // settled as if it had been started by this process.
@@ -174,7 +174,7 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
                 // Nothing of it runs any more (or it cannot be placed again): stop whatever
                 // is left and settle the time it ran as used, once.
                 exec::kill_leftover(state.exec.root(), &job.id);
-                let usage = control::job_usage(state, &job, now.saturating_sub(started).max(1));
+                let usage = control::job_usage(state, &job, now.saturating_sub(started).max(1), None);
                 let end = JobEnd {
                     state: JobState::Lost,
                     ended_at: now as i64,
