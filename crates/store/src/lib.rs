@@ -663,6 +663,7 @@ impl Store {
             "ledger",
             "jobs",
             "allocations",
+            "project_members",
             "projects",
             "api_tokens",
             "memberships",

@@ -1,0 +1,244 @@
+//! A client of Slurm's REST API (slurmrestd), over a unix socket (`rest_auth/local`) or
+//! HTTP with a JWT (`X-SLURM-USER-TOKEN`). It reads `/openapi/v3` once and speaks the
+//! highest API version both sides support (see [`mapping`]). Nothing here knows our jobs'
+//! rules; the server maps its jobs to [`JobRequest`]s and Slurm's states back.
+
+pub mod mapping;
+
+pub use mapping::{ApiVersion, JobRequest, JobState, JobStatus, NodeInfo, NodeState};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    #[error("`{0}` is not a slurmrestd URL: use unix:/path/to/socket or http://host:port")]
+    BadUrl(String),
+    #[error("slurmrestd at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("slurmrestd answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("Slurm refused: {0}")]
+    Refused(String),
+    #[error("unexpected answer from slurmrestd: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl SlurmError {
+    /// Worth retrying later (the daemons are down or restarting), as opposed to a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SlurmError::Unreachable { .. } => true,
+            SlurmError::Http { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Unix(PathBuf),
+    Tcp { authority: String },
+}
+
+/// A JWT for slurmrestd's `rest_auth/jwt`, with the user it was issued to.
+#[derive(Debug, Clone)]
+pub struct Jwt {
+    pub user: Option<String>,
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    url: String,
+    endpoint: Endpoint,
+    jwt: Option<Jwt>,
+    version: ApiVersion,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects to slurmrestd at `url` and settles the API version.
+    pub async fn connect(url: &str, jwt: Option<Jwt>) -> Result<Client, SlurmError> {
+        let endpoint = if let Some(path) = url.strip_prefix("unix:") {
+            Endpoint::Unix(PathBuf::from(path.trim_start_matches("//")))
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            let authority = rest.trim_end_matches('/').to_string();
+            if authority.is_empty() || authority.contains('/') {
+                return Err(SlurmError::BadUrl(url.to_string()));
+            }
+            Endpoint::Tcp { authority }
+        } else {
+            return Err(SlurmError::BadUrl(url.to_string()));
+        };
+        let mut client = Client {
+            url: url.to_string(),
+            endpoint,
+            jwt,
+            version: ApiVersion::V0038,
+            timeout: Duration::from_secs(10),
+        };
+        let openapi = client.request("GET", "/openapi/v3", None).await?;
+        client.version = mapping::pick_version(&openapi)?;
+        Ok(client)
+    }
+
+    pub fn version(&self) -> ApiVersion {
+        self.version
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, rest: &str) -> String {
+        format!("/slurm/{}/{rest}", self.version.as_str())
+    }
+
+    /// Whether slurmctld answers through slurmrestd.
+    pub async fn ping(&self) -> Result<(), SlurmError> {
+        let body = self.request("GET", &self.path("ping"), None).await?;
+        match mapping::errors(&body) {
+            Some(e) => Err(SlurmError::Refused(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Submits a batch job and returns its Slurm id. A job Slurm queued while objecting
+    /// to it is cancelled again and reported as refused: nothing half-submitted stays.
+    pub async fn submit(&self, job: &JobRequest) -> Result<u64, SlurmError> {
+        let body = mapping::submit_body(self.version, job)?;
+        let answer = self.request("POST", &self.path("job/submit"), Some(&body)).await?;
+        match mapping::parse_submit(&answer) {
+            mapping::Submitted {
+                job_id: Some(id),
+                error: None,
+            } => Ok(id),
+            mapping::Submitted {
+                job_id: Some(id),
+                error: Some(e),
+            } => {
+                let _ = self.cancel(id).await;
+                Err(SlurmError::Refused(e))
+            }
+            mapping::Submitted {
+                job_id: None,
+                error: Some(e),
+            } => Err(SlurmError::Refused(e)),
+            mapping::Submitted {
+                job_id: None,
+                error: None,
+            } => Err(SlurmError::Protocol(format!(
+                "no job_id in the submit answer: {answer}"
+            ))),
+        }
+    }
+
+    /// Every job slurmctld knows (one request, for all of ours).
+    pub async fn jobs(&self) -> Result<Vec<JobStatus>, SlurmError> {
+        mapping::parse_jobs(&self.request("GET", &self.path("jobs"), None).await?)
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, SlurmError> {
+        mapping::parse_nodes(&self.request("GET", &self.path("nodes"), None).await?)
+    }
+
+    /// Cancels a job (SIGTERM, then SIGKILL after slurm.conf's KillWait).
+    pub async fn cancel(&self, slurm_id: u64) -> Result<(), SlurmError> {
+        let body = self
+            .request("DELETE", &self.path(&format!("job/{slurm_id}")), None)
+            .await?;
+        match mapping::errors(&body) {
+            Some(e) => Err(SlurmError::Refused(e)),
+            None => Ok(()),
+        }
+    }
+
+    async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, SlurmError> {
+        tokio::time::timeout(self.timeout, self.exchange(method, path, body))
+            .await
+            .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    fn unreachable(&self, reason: impl std::fmt::Display) -> SlurmError {
+        SlurmError::Unreachable {
+            url: self.url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// One request on a new connection (slurmrestd closes idle ones; a unix socket
+    /// connects in microseconds).
+    async fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, SlurmError> {
+        let payload = body.map(Value::to_string).unwrap_or_default();
+        let host = match &self.endpoint {
+            Endpoint::Unix(_) => "localhost".to_string(),
+            Endpoint::Tcp { authority } => authority.clone(),
+        };
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+            .header("accept", "application/json");
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        if let Some(jwt) = &self.jwt {
+            req = req.header("X-SLURM-USER-TOKEN", &jwt.token);
+            if let Some(user) = &jwt.user {
+                req = req.header("X-SLURM-USER-NAME", user);
+            }
+        }
+        let req = req
+            .body(Full::new(Bytes::from(payload)))
+            .map_err(|e| SlurmError::Protocol(e.to_string()))?;
+        let resp = match &self.endpoint {
+            Endpoint::Unix(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|e| self.unreachable(e))?;
+                send(stream, req).await
+            }
+            Endpoint::Tcp { authority } => {
+                let stream = tokio::net::TcpStream::connect(authority.as_str())
+                    .await
+                    .map_err(|e| self.unreachable(e))?;
+                send(stream, req).await
+            }
+        }
+        .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.unreachable(e))?
+            .to_bytes();
+        let value: Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        if status >= 400 {
+            let message = mapping::errors(&value).unwrap_or_else(|| value.to_string());
+            return Err(SlurmError::Http { status, message });
+        }
+        Ok(value)
+    }
+}
+
+async fn send<S>(
+    stream: S,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.send_request(req).await
+}

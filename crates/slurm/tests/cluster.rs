@@ -1,0 +1,136 @@
+//! Against a real Slurm (scripts/slurm-test-cluster.sh; `AIFACTORY_TEST_SLURM` holds the
+//! URL, as `scripts/test` sets it; in CI its absence is an error). One node with 8 fake
+//! GPUs: a two-node gang cannot run here, so its refusal is what is checked.
+
+use slurm::{Client, JobRequest, JobState, JobStatus, NodeState};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+async fn client() -> Option<Client> {
+    match std::env::var("AIFACTORY_TEST_SLURM") {
+        Ok(url) => Some(
+            Client::connect(&url, None)
+                .await
+                .expect("AIFACTORY_TEST_SLURM is reachable"),
+        ),
+        Err(_) if std::env::var("CI").is_ok() => panic!("CI must run the Slurm suite: AIFACTORY_TEST_SLURM is not set"),
+        Err(_) => {
+            eprintln!("AIFACTORY_TEST_SLURM not set: Slurm suite skipped (./scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// A directory the job's user (slurmrestd's, with rest_auth/local) can write to.
+fn job_dir(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("aifactory-slurm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+fn job(name: &str, gpus: u32, seconds: u64, script: &str) -> JobRequest {
+    let dir = job_dir(name);
+    JobRequest {
+        name: name.into(),
+        partition: None,
+        nodes: 1,
+        gpus_per_node: gpus,
+        time_limit_s: seconds,
+        account: None,
+        qos: None,
+        working_dir: dir.display().to_string(),
+        environment: vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("GREETING".into(), "hello".into()),
+        ],
+        script: format!("#!/bin/sh\n{script}\n"),
+        stdout: dir.join("stdout.log").display().to_string(),
+        stderr: dir.join("stderr.log").display().to_string(),
+        comment: format!("aifactory:test_{name}"),
+        required_nodes: vec![],
+    }
+}
+
+/// Polls the whole job list (one request per round) until the job satisfies `done`.
+async fn wait_for(c: &Client, id: u64, limit: Duration, done: impl Fn(&JobStatus) -> bool) -> JobStatus {
+    let started = Instant::now();
+    loop {
+        let jobs = c.jobs().await.unwrap();
+        if let Some(j) = jobs.into_iter().find(|j| j.slurm_id == id)
+            && done(&j)
+        {
+            return j;
+        }
+        assert!(started.elapsed() < limit, "job {id} did not get there in {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_run_fail_time_out_and_are_cancelled_on_real_slurm() {
+    let Some(c) = client().await else { return };
+    c.ping().await.unwrap();
+    let nodes = c.nodes().await.unwrap();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n.gpus == 8 && matches!(n.state, NodeState::Idle | NodeState::Mixed | NodeState::Allocated)),
+        "{nodes:?}"
+    );
+    let ran = job(
+        "ran",
+        4,
+        60,
+        "echo $GREETING $CUDA_VISIBLE_DEVICES; echo oops >&2; exit 3",
+    );
+    let slow = job("slow", 1, 60, "sleep 300");
+    let stopped = job("stopped", 1, 600, "sleep 300");
+    let (ran_id, slow_id, stopped_id) = (
+        c.submit(&ran).await.unwrap(),
+        c.submit(&slow).await.unwrap(),
+        c.submit(&stopped).await.unwrap(),
+    );
+    // A gang of 4 GPUs on one node: Slurm hands out 4 devices and the job sees them.
+    let ended = wait_for(&c, ran_id, Duration::from_secs(60), |j| j.state.is_final()).await;
+    assert_eq!(
+        (&ended.state, ended.exit_code),
+        (&JobState::Failed, Some(3)),
+        "{ended:?}"
+    );
+    assert_eq!(ended.comment, "aifactory:test_ran");
+    let out = std::fs::read_to_string(&ran.stdout).unwrap();
+    assert_eq!(out, "hello 0,1,2,3\n", "four GPUs, through CUDA_VISIBLE_DEVICES");
+    assert_eq!(std::fs::read_to_string(&ran.stderr).unwrap(), "oops\n");
+    // Cancel a running job.
+    wait_for(&c, stopped_id, Duration::from_secs(30), |j| {
+        j.state == JobState::Running
+    })
+    .await;
+    c.cancel(stopped_id).await.unwrap();
+    let cancelled = wait_for(&c, stopped_id, Duration::from_secs(30), |j| j.state.is_final()).await;
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    // Two nodes of 4 GPUs on a one-node cluster: refused at submission, with Slurm's words.
+    let gang = JobRequest {
+        nodes: 2,
+        ..job("gang", 4, 60, "true")
+    };
+    let err = c.submit(&gang).await.unwrap_err().to_string();
+    assert!(err.contains("Slurm refused") && err.contains("partition"), "{err}");
+    // Slurm queued it while objecting: it was cancelled again, nothing waits forever.
+    let leftover = c.jobs().await.unwrap();
+    assert!(
+        leftover
+            .iter()
+            .filter(|j| j.comment == "aifactory:test_gang")
+            .all(|j| j.state.is_final()),
+        "{leftover:?}"
+    );
+    // Walltime: a minute (Slurm's unit), then SIGTERM.
+    let timed_out = wait_for(&c, slow_id, Duration::from_secs(150), |j| j.state.is_final()).await;
+    assert_eq!(timed_out.state, JobState::Timeout);
+    assert_eq!(timed_out.reason, "TimeLimit");
+    assert!(c.cancel(u64::from(u32::MAX) - 7).await.is_err(), "an unknown job");
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# A real one-node Slurm cluster on this machine, for aifactory's tests and benchmarks.
+#
+#   scripts/slurm-test-cluster.sh start   # installs (as root, if missing) and starts it;
+#                                         # the last line printed is the --slurm-url
+#   scripts/slurm-test-cluster.sh stop
+#   scripts/slurm-test-cluster.sh status
+#
+# munge, slurmctld and slurmd (8 fake H100 GPUs: empty device files, AutoDetect off) run as
+# root; slurmrestd runs as the unprivileged user `slurm` (it refuses root) on a unix socket
+# with rest_auth/local, so jobs submitted through it run as `slurm`. Everything it writes
+# lives under $AIFACTORY_SLURM_DIR (default /tmp/aifactory-slurm) except the configuration,
+# which goes where Slurm's tools look for it (/etc/slurm).
+set -euo pipefail
+
+DIR="${AIFACTORY_SLURM_DIR:-/tmp/aifactory-slurm}"
+CONF_DIR=/etc/slurm
+HOST="$(hostname -s)"
+SOCKET="$DIR/rest/slurmrestd.sock"
+REST_USER=slurm
+
+log() { echo "slurm-test-cluster: $*" >&2; }
+
+install_packages() {
+    local missing=()
+    for p in slurmctld slurmd slurmrestd slurm-client munge; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        [[ $(id -u) -eq 0 ]] || { log "missing ${missing[*]}: run as root to install them"; exit 1; }
+        log "installing ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+write_config() {
+    mkdir -p "$DIR"/{state,spool,gpus,log,rest} "$CONF_DIR"
+    chmod 755 "$DIR"
+    chown "$REST_USER" "$DIR/rest"
+    # Character devices (null's numbers) so that slurmd accepts them; no GPU behind them.
+    for i in 0 1 2 3 4 5 6 7; do
+        [[ -c "$DIR/gpus/nvidia$i" ]] || { rm -f "$DIR/gpus/nvidia$i"; mknod -m 666 "$DIR/gpus/nvidia$i" c 1 3; }
+    done
+    # The test machine has few cores: declare more (config_overrides) so that eight
+    # one-GPU jobs can run side by side; memory is not scheduled.
+    cat >"$CONF_DIR/slurm.conf" <<EOF
+ClusterName=aifactory-test
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+GresTypes=gpu
+SchedulerType=sched/backfill
+SlurmdParameters=config_overrides
+ReturnToService=2
+MpiDefault=none
+JobCompType=jobcomp/none
+AccountingStorageType=accounting_storage/none
+KillWait=5
+MinJobAge=600
+NodeName=$HOST CPUs=64 RealMemory=64000 Gres=gpu:h100:8 State=UNKNOWN
+PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+    cat >"$CONF_DIR/gres.conf" <<EOF
+AutoDetect=off
+NodeName=$HOST Name=gpu Type=h100 File=$DIR/gpus/nvidia[0-7]
+EOF
+}
+
+running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_munge() {
+    if pgrep -x munged >/dev/null; then return; fi
+    [[ -s /etc/munge/munge.key ]] || { /usr/sbin/mungekey --create >/dev/null 2>&1 || true; }
+    chown munge:munge /etc/munge/munge.key 2>/dev/null || true
+    mkdir -p /run/munge /var/log/munge /var/lib/munge
+    chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    runuser -u munge -- /usr/sbin/munged --force
+}
+
+wait_for() { # what, seconds, command...
+    local what=$1 seconds=$2
+    shift 2
+    for _ in $(seq $((seconds * 10))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    log "$what did not come up; logs in $DIR/log"
+    tail -n 20 "$DIR"/log/*.log >&2 || true
+    exit 1
+}
+
+start() {
+    install_packages
+    write_config
+    start_munge
+    wait_for munge 10 munge -n
+    running "$DIR/slurmctld.pid" || /usr/sbin/slurmctld -i
+    wait_for slurmctld 30 scontrol ping
+    running "$DIR/slurmd.pid" || /usr/sbin/slurmd
+    wait_for slurmd 30 bash -c "sinfo -h -N -o %t | grep -qE '^(idle|mix|alloc)'"
+    if ! running "$DIR/slurmrestd.pid"; then
+        rm -f "$SOCKET"
+        # rest_auth/local: the caller is whoever runs slurmrestd; it refuses root.
+        (
+            cd "$DIR"
+            # Only the slurmctld API: the slurmdbd one needs an accounting database.
+            setsid runuser -u "$REST_USER" -- /usr/sbin/slurmrestd -a rest_auth/local -s openapi/v0.0.38 \
+                "unix:$SOCKET" >"$DIR/log/slurmrestd.log" 2>&1 &
+            echo $! >"$DIR/slurmrestd.pid"
+        )
+    fi
+    wait_for slurmrestd 30 test -S "$SOCKET"
+    chmod 666 "$SOCKET"
+    log "up: $(sinfo -h -N -o '%N %t %G')"
+    echo "unix:$SOCKET"
+}
+
+stop() {
+    for d in slurmrestd slurmd slurmctld; do
+        if running "$DIR/$d.pid"; then kill "$(cat "$DIR/$d.pid")" 2>/dev/null || true; fi
+    done
+    pkill -x slurmrestd 2>/dev/null || true
+    sleep 1
+    pkill -9 -x slurmstepd 2>/dev/null || true
+    rm -f "$SOCKET" "$DIR"/*.pid
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) sinfo -N -o '%N %t %G' && test -S "$SOCKET" && echo "unix:$SOCKET" ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
