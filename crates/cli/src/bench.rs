@@ -22,9 +22,13 @@ pub struct Args {
     /// Print the figures as one JSON document.
     #[arg(long)]
     json: bool,
-    /// Which benchmarks: the scheduler and simulator (`sim`), the HTTP API (`api`), or both.
-    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api"])]
+    /// Which benchmarks: the scheduler and simulator (`sim`), the HTTP API (`api`), both
+    /// (`all`), or jobs onto a real Slurm (`slurm`, needs --slurm-url).
+    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "slurm"])]
     suite: String,
+    /// slurmrestd for `--suite slurm` [default: AIFACTORY_TEST_SLURM].
+    #[arg(long, env = "AIFACTORY_TEST_SLURM")]
+    slurm_url: Option<String>,
     /// PostgreSQL URL for the API benchmark's second run [default: AIFACTORY_TEST_PG].
     #[arg(long, env = "AIFACTORY_TEST_PG")]
     pg: Option<String>,
@@ -62,6 +66,13 @@ const PYTHON_JOBS_PER_S: f64 = 20_000.0 / 51.0;
 pub fn run(args: Args) -> Result<()> {
     if args.suite == "api" {
         return crate::bench_api::run(args.pg.as_deref(), args.json);
+    }
+    if args.suite == "slurm" {
+        let url = args
+            .slurm_url
+            .as_deref()
+            .context("--suite slurm needs --slurm-url (scripts/slurm-test-cluster.sh start prints one)")?;
+        return crate::bench_slurm::run(url, args.json);
     }
     let mut replays = Vec::new();
     let mut workloads = vec![("100k", "jobs=100000,gpus=2048,seed=1")];

@@ -30,6 +30,37 @@ pub struct Args {
     /// Settings file (TOML with the same names as the flags, in snake_case).
     #[arg(long, env = "AIFACTORY_CONFIG")]
     config: Option<PathBuf>,
+    /// Where jobs run: `local` processes or `slurm` [default: local].
+    #[arg(long, env = "AIFACTORY_EXECUTOR")]
+    executor: Option<String>,
+    /// slurmrestd: unix:/path/to/socket (rest_auth/local) or http://host:port (JWT).
+    #[arg(long, env = "AIFACTORY_SLURM_URL")]
+    slurm_url: Option<String>,
+    /// `aifactory` (our engine decides, Slurm runs) or `slurm` (Slurm's queue decides) [default: slurm].
+    #[arg(long, env = "AIFACTORY_SLURM_MODE")]
+    slurm_mode: Option<String>,
+    /// File holding the JWT for slurmrestd (X-SLURM-USER-TOKEN); or set SLURM_JWT.
+    #[arg(long, env = "AIFACTORY_SLURM_TOKEN_FILE")]
+    slurm_token_file: Option<PathBuf>,
+    /// The user the JWT belongs to (X-SLURM-USER-NAME), if slurmrestd wants it.
+    #[arg(long, env = "AIFACTORY_SLURM_USER")]
+    slurm_user: Option<String>,
+    /// How often Slurm's job and node lists are read, in milliseconds [default: 1000].
+    #[arg(long, env = "AIFACTORY_SLURM_POLL_MS")]
+    slurm_poll_ms: Option<u64>,
+    /// The site of ours that Slurm's GPU nodes make up [default: slurm].
+    #[arg(long, env = "AIFACTORY_SLURM_SITE")]
+    slurm_site: Option<String>,
+    /// That site's country (ISO 3166-1 alpha-2) [default: EU].
+    #[arg(long, env = "AIFACTORY_SLURM_COUNTRY")]
+    slurm_country: Option<String>,
+    /// Slurm partition, account and QoS for every job [default: Slurm's defaults].
+    #[arg(long, env = "AIFACTORY_SLURM_PARTITION")]
+    slurm_partition: Option<String>,
+    #[arg(long, env = "AIFACTORY_SLURM_ACCOUNT")]
+    slurm_account: Option<String>,
+    #[arg(long, env = "AIFACTORY_SLURM_QOS")]
+    slurm_qos: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +72,61 @@ struct FileSettings {
     cluster: Option<PathBuf>,
     demo: Option<bool>,
     cents_per_gpu_hour: Option<i64>,
+    executor: Option<String>,
+    slurm_url: Option<String>,
+    slurm_mode: Option<String>,
+    slurm_token_file: Option<PathBuf>,
+    slurm_user: Option<String>,
+    slurm_poll_ms: Option<u64>,
+    slurm_site: Option<String>,
+    slurm_country: Option<String>,
+    slurm_partition: Option<String>,
+    slurm_account: Option<String>,
+    slurm_qos: Option<String>,
+}
+
+/// The Slurm executor's settings (flags over file), or the local executor.
+fn executor(args: &Args, file: &FileSettings) -> Result<server::ExecutorChoice> {
+    let pick = |a: &Option<String>, f: &Option<String>| a.clone().or_else(|| f.clone());
+    match pick(&args.executor, &file.executor).as_deref() {
+        None | Some("local") => return Ok(server::ExecutorChoice::Local),
+        Some("slurm") => {}
+        Some(other) => anyhow::bail!("--executor is local or slurm, not `{other}`"),
+    }
+    let url = pick(&args.slurm_url, &file.slurm_url)
+        .context("--executor slurm needs --slurm-url (unix:/path/to/socket or http://host:port)")?;
+    let token = match args.slurm_token_file.clone().or_else(|| file.slurm_token_file.clone()) {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the Slurm token {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("SLURM_JWT").ok().filter(|t| !t.is_empty()),
+    };
+    if url.starts_with("http://") && token.is_none() {
+        anyhow::bail!("slurmrestd over HTTP needs a JWT: --slurm-token-file FILE or SLURM_JWT");
+    }
+    let mode = pick(&args.slurm_mode, &file.slurm_mode)
+        .unwrap_or_else(|| "slurm".into())
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    Ok(server::ExecutorChoice::Slurm {
+        config: Box::new(exec::slurm::SlurmConfig {
+            url,
+            jwt: token.map(|token| slurm::Jwt {
+                user: pick(&args.slurm_user, &file.slurm_user),
+                token,
+            }),
+            poll: std::time::Duration::from_millis(args.slurm_poll_ms.or(file.slurm_poll_ms).unwrap_or(1000).max(50)),
+            partition: pick(&args.slurm_partition, &file.slurm_partition),
+            account: pick(&args.slurm_account, &file.slurm_account),
+            qos: pick(&args.slurm_qos, &file.slurm_qos),
+        }),
+        mode,
+        site: pick(&args.slurm_site, &file.slurm_site).unwrap_or_else(|| "slurm".into()),
+        country: pick(&args.slurm_country, &file.slurm_country).unwrap_or_else(|| "EU".into()),
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -51,6 +137,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => FileSettings::default(),
     };
+    let executor = executor(&args, &file)?;
     let listen = args
         .listen
         .or(file.listen)
@@ -75,6 +162,7 @@ pub fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("aifactory.sqlite").display()));
     let mut config = server::Config {
         data_dir: data_dir.clone(),
+        executor,
         ..server::Config::default()
     };
     if let Some(c) = args.cents_per_gpu_hour.or(file.cents_per_gpu_hour) {

@@ -10,6 +10,7 @@
 //! tell it from an unrelated process that reused the pid) and learn how it ended.
 
 mod energy;
+pub mod slurm;
 
 pub use energy::GpuEnergy;
 use nix::sys::signal::{Signal, killpg};
@@ -62,6 +63,10 @@ pub struct Exit {
     pub ended_at: u64,
     /// Energy its GPUs used while it ran, from NVML; `None` where it cannot be measured.
     pub gpu_energy_mj: Option<u64>,
+    /// Nothing is known of how it ended (it vanished from the executor).
+    pub lost: bool,
+    /// The executor's explanation, where it has one (a refusal, a vanished job).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +182,8 @@ impl LocalExecutor {
             };
             let _ = exits.send(Exit {
                 gpu_energy_mj: meter.used(),
+                lost: false,
+                reason: None,
                 job_id,
                 exit_code,
                 timed_out,
@@ -247,6 +254,8 @@ impl LocalExecutor {
             let exit_code = recorded.or(signalled.map(|s| 128 + s as i32)).unwrap_or(-1);
             let _ = exits.send(Exit {
                 gpu_energy_mj: meter.used(),
+                lost: false,
+                reason: None,
                 job_id,
                 exit_code,
                 timed_out,
@@ -330,7 +339,7 @@ fn process_birth(pid: i32) -> Option<u64> {
 /// Resolves once the adopted process has ended (it is not our child: no wait, so poll).
 async fn gone(pid: Birth) {
     while process_birth(pid.0) == Some(pid.1) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -480,7 +489,8 @@ mod tests {
             .await
             .unwrap();
         // The server restarts: a second executor over the same directory takes over.
-        let (second, mut exits) = LocalExecutor::new(&root, Duration::from_millis(300));
+        // A grace long enough for a loaded machine: the exit codes must come from SIGTERM.
+        let (second, mut exits) = LocalExecutor::new(&root, Duration::from_secs(3));
         let started = unix_now();
         assert!(second.adopt("job_x", started, Duration::from_secs(30), vec![2, 3]));
         assert!(second.adopt("job_y", started, Duration::from_secs(30), vec![2, 3]));

@@ -59,6 +59,22 @@ async fn admit(state: &AppState, jobs: &[NewJob]) -> Vec<Result<Job, ApiError>> 
             return jobs.iter().map(|_| Err(e.clone())).collect();
         }
     };
+    if state.exec.slurm_schedules() {
+        // Slurm's queue decides: hand each new job over; the engine only admitted it.
+        for job in results.iter().flatten().filter(|j| j.state == JobState::Pending) {
+            if let Err(reason) = state.exec.launch(job, &[], &state.cluster).await {
+                let end = store::JobEnd {
+                    state: JobState::Failed,
+                    ended_at: control::unix_now() as i64,
+                    exit_code: None,
+                    reason: Some(reason),
+                    usage: store::Usage::default(),
+                };
+                let _ = state.store.finish_job(&job.id, &end).await;
+            }
+        }
+        return results.into_iter().map(|r| r.map_err(ApiError::from)).collect();
+    }
     let mut control = state.control.lock().await;
     let now = control::unix_now();
     let mut submitted = false;

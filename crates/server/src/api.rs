@@ -714,6 +714,14 @@ fn job_view(j: &Job) -> Value {
 // ---- handlers ---------------------------------------------------------------------------
 
 async fn ready(State(state): State<AppState>) -> Response {
+    if let Some(trouble) = state.exec.trouble() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "executor-unavailable",
+            format!("jobs cannot run: {trouble}"),
+        )
+        .into_response();
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => ApiError::new(
@@ -1451,7 +1459,13 @@ async fn list_jobs(State(state): State<AppState>, caller: Caller, Params(q): Par
 }
 
 async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
-    ok(job_view(&visible_job(&state, &caller, &id).await?))
+    let job = visible_job(&state, &caller, &id).await?;
+    let mut view = job_view(&job);
+    if !job.state.is_final() {
+        // Where the executor is with it (e.g. waiting for Slurm, pending there and why).
+        view["executor_note"] = json!(state.exec.note(&id).or_else(|| state.exec.trouble()));
+    }
+    ok(view)
 }
 
 async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
@@ -1473,6 +1487,8 @@ async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Pat
         let _ = control.engine.apply(unix_now(), Event::Cancel { id: engine_id });
     }
     if job.state == JobState::Pending {
+        // Waiting in Slurm's queue (when Slurm schedules): take it out there too.
+        state.exec.cancel(&id);
         let end = JobEnd {
             state: JobState::Cancelled,
             ended_at: unix_now() as i64,
@@ -1798,8 +1814,10 @@ async fn set_node(state: AppState, caller: Caller, name: String, drain: bool) ->
         .await?;
     let mut control = state.control.lock().await;
     let event = if drain {
+        control.operator_drained.insert(i as u32);
         Event::NodeDrain { node: i as u32 }
     } else {
+        control.operator_drained.remove(&(i as u32));
         Event::NodeUp { node: i as u32 }
     };
     control.engine.apply(unix_now(), event).map_err(ApiError::internal)?;

@@ -3,10 +3,9 @@
 
 use crate::AppState;
 use domain::{Cluster, JobId, Seconds};
-use exec::{Exit, Launch};
+use exec::Exit;
 use sched::{Decision, Engine, Event, Outcome};
 use std::collections::HashMap;
-use std::time::Duration;
 use store::{JobEnd, JobState, Usage};
 
 /// The engine and the mapping between the store's job ids and the engine's.
@@ -18,6 +17,8 @@ pub struct Control {
     next: u64,
     /// Jobs stopped for a preemption: their end requeues them instead of ending them.
     preempting: std::collections::HashSet<String>,
+    /// Nodes an operator drained here; Slurm's view of them does not undo that.
+    pub operator_drained: std::collections::HashSet<u32>,
 }
 
 impl Control {
@@ -28,6 +29,7 @@ impl Control {
             names: HashMap::new(),
             next: 1,
             preempting: Default::default(),
+            operator_drained: Default::default(),
         }
     }
 
@@ -144,7 +146,6 @@ pub async fn schedule(state: &AppState, control: &mut Control) {
         match decision {
             Decision::Start { job, placement } => {
                 let Some(job_id) = control.name(job) else { continue };
-                let gpus: Vec<u16> = placement.iter().flat_map(|a| a.gpus.iter().copied()).collect();
                 let placement_json = serde_json::to_value(&placement).unwrap_or_default();
                 match state.store.mark_running(&job_id, now as i64, &placement_json).await {
                     Ok(true) => {}
@@ -161,21 +162,14 @@ pub async fn schedule(state: &AppState, control: &mut Control) {
                         continue;
                     }
                 };
-                let launch = Launch {
-                    job_id: job_id.clone(),
-                    command: stored.command.clone(),
-                    env: vec![("AIFACTORY_PROJECT".into(), stored.project_id.clone())],
-                    gpus,
-                    walltime: Duration::from_secs(stored.spec.walltime_s),
-                };
-                if let Err(e) = state.exec.launch(launch).await {
+                if let Err(reason) = state.exec.launch(&stored, &placement, &state.cluster).await {
                     // The command could not start: the job fails at once, with the reason.
-                    tracing::warn!(job.id = job_id.as_str(), error = %e, "launch failed");
+                    tracing::warn!(job.id = job_id.as_str(), error = %reason, "launch failed");
                     let end = JobEnd {
                         state: JobState::Failed,
                         ended_at: now as i64,
                         exit_code: None,
-                        reason: Some(e.to_string()),
+                        reason: Some(reason),
                         usage: Usage::default(),
                     };
                     let _ = state.store.finish_job(&job_id, &end).await;
@@ -221,7 +215,13 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
     };
     let seconds = exit.ended_at.saturating_sub(exit.started_at).max(1);
     let usage = job_usage(state, &job, seconds, exit.gpu_energy_mj);
-    let (db_state, outcome, reason) = if exit.timed_out {
+    let (db_state, outcome, reason) = if exit.lost {
+        (
+            JobState::Lost,
+            Outcome::Failed,
+            Some(exit.reason.clone().unwrap_or_else(|| "lost by the executor".into())),
+        )
+    } else if exit.timed_out {
         (
             JobState::Timeout,
             Outcome::Timeout,
@@ -231,6 +231,16 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
         (JobState::Cancelled, Outcome::Cancelled, Some("cancelled".to_string()))
     } else if exit.exit_code == 0 {
         (JobState::Completed, Outcome::Completed, None)
+    } else if exit.exit_code < 0 {
+        (
+            JobState::Failed,
+            Outcome::Failed,
+            Some(
+                exit.reason
+                    .clone()
+                    .unwrap_or_else(|| "ended without an exit code".into()),
+            ),
+        )
     } else {
         (
             JobState::Failed,
@@ -241,7 +251,7 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
     let end = JobEnd {
         state: db_state,
         ended_at: exit.ended_at as i64,
-        exit_code: Some(i64::from(exit.exit_code)),
+        exit_code: (exit.exit_code >= 0).then_some(i64::from(exit.exit_code)),
         reason,
         usage,
     };
@@ -267,9 +277,119 @@ pub async fn on_exit(state: &AppState, exit: Exit) {
     schedule(state, &mut control).await;
 }
 
+/// Slurm started a job it schedules itself: the store follows, with where it runs.
+pub async fn on_started(state: &AppState, started: exec::slurm::Started) {
+    if !state.exec.slurm_schedules() {
+        return; // our engine placed it; the store already says running
+    }
+    let names = expand_hostlist(&started.nodes);
+    let placement: Vec<sched::NodeAlloc> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let node = state.cluster.nodes.iter().position(|n| &n.name == name)? as u32;
+            Some(sched::NodeAlloc {
+                node,
+                gpus: started.gpus.get(i).cloned().unwrap_or_default(),
+                milli_per_gpu: 1000,
+            })
+        })
+        .collect();
+    let json = serde_json::to_value(&placement).unwrap_or_default();
+    if let Err(e) = state
+        .store
+        .mark_running(&started.job_id, started.at as i64, &json)
+        .await
+    {
+        tracing::error!(job.id = started.job_id.as_str(), error = %e, "could not record a start on Slurm");
+    }
+}
+
+/// `gpu[01-03,07],login1` → every name.
+pub fn expand_hostlist(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    let mut items = Vec::new();
+    for (i, c) in list.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&list[start..]);
+    for item in items.into_iter().filter(|s| !s.is_empty()) {
+        let Some((prefix, rest)) = item.split_once('[') else {
+            out.push(item.to_string());
+            continue;
+        };
+        let (ranges, suffix) = rest.split_once(']').unwrap_or((rest, ""));
+        for range in ranges.split(',') {
+            match range.split_once('-') {
+                Some((a, b)) => {
+                    let width = a.len();
+                    if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                        out.extend((a..=b).map(|n| format!("{prefix}{n:0width$}{suffix}")));
+                    }
+                }
+                None => out.push(format!("{prefix}{range}{suffix}")),
+            }
+        }
+    }
+    out
+}
+
+/// Makes the engine's node states follow Slurm's (drained or down there is drained or
+/// down here), except where an operator drained a node here. Returns whether any changed.
+pub fn sync_slurm_nodes(state: &AppState, control: &mut Control) -> bool {
+    let crate::executor::Executor::Slurm { exec, .. } = &state.exec else {
+        return false;
+    };
+    let now = unix_now();
+    let mut changed = false;
+    for info in exec.nodes() {
+        let Some(i) = state.cluster.nodes.iter().position(|n| n.name == info.name) else {
+            continue;
+        };
+        let node = i as u32;
+        let wanted = match info.state {
+            _ if control.operator_drained.contains(&node) => continue,
+            slurm::NodeState::Drained => sched::NodeStatus::Drained,
+            slurm::NodeState::Down => sched::NodeStatus::Down,
+            _ => sched::NodeStatus::Up,
+        };
+        if control.engine.node_status(node) == Some(wanted) {
+            continue;
+        }
+        let event = match wanted {
+            sched::NodeStatus::Drained => Event::NodeDrain { node },
+            sched::NodeStatus::Down => Event::NodeDown { node },
+            sched::NodeStatus::Up => Event::NodeUp { node },
+        };
+        tracing::info!(node = info.name.as_str(), status = ?wanted, reason = info.reason.as_str(), "node state from Slurm");
+        changed |= control.engine.apply(now, event).is_ok();
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
-    use super::estimate_usage;
+    use super::{estimate_usage, expand_hostlist};
+
+    #[test]
+    fn hostlists_expand() {
+        assert_eq!(expand_hostlist("vm"), ["vm"]);
+        assert_eq!(
+            expand_hostlist("gpu[01-03,07],login1"),
+            ["gpu01", "gpu02", "gpu03", "gpu07", "login1"]
+        );
+        assert_eq!(expand_hostlist(""), Vec::<String>::new());
+    }
 
     #[test]
     fn energy_is_measured_where_nvml_reads_and_estimated_elsewhere() {

@@ -7,6 +7,7 @@ mod cache;
 pub mod control;
 pub mod demo;
 mod error;
+pub mod executor;
 pub mod metrics;
 
 pub use error::{ApiError, Problem};
@@ -14,6 +15,7 @@ pub use error::{ApiError, Problem};
 use control::Control;
 use domain::Cluster;
 use exec::LocalExecutor;
+use executor::{Executor, SlurmMode};
 use sched::{Engine, Event, PolicyConfig, PolicyName};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +33,21 @@ pub struct Config {
     /// Requests per second each token may make on average, and in a burst.
     pub rate_per_s: f64,
     pub rate_burst: f64,
+    pub executor: ExecutorChoice,
+}
+
+/// Where jobs run.
+#[derive(Debug, Clone)]
+pub enum ExecutorChoice {
+    /// Processes on this machine (the embedded default).
+    Local,
+    /// A Slurm cluster through slurmrestd; its GPU nodes become one site of ours.
+    Slurm {
+        config: Box<exec::slurm::SlurmConfig>,
+        mode: SlurmMode,
+        site: String,
+        country: String,
+    },
 }
 
 impl Default for Config {
@@ -42,6 +59,7 @@ impl Default for Config {
             body_limit: 256 * 1024,
             rate_per_s: 200.0,
             rate_burst: 400.0,
+            executor: ExecutorChoice::Local,
         }
     }
 }
@@ -51,7 +69,7 @@ pub struct Inner {
     pub store: Store,
     pub cluster: Cluster,
     pub control: Mutex<Control>,
-    pub exec: LocalExecutor,
+    pub exec: Executor,
     pub config: Config,
     pub metrics: metrics::Metrics,
     /// Authenticated callers by token secret hash, for a few seconds (cleared on any token
@@ -90,8 +108,24 @@ pub fn local_cluster(gpus: u16) -> Cluster {
 /// process ends. Jobs that were running when the server stopped are adopted if their
 /// processes still run, else marked lost and settled once; pending jobs keep their place.
 pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<AppState, String> {
+    let jobs_dir = config.data_dir.join("jobs");
+    let (exec, mut exits, started, cluster) = match &config.executor {
+        ExecutorChoice::Local => {
+            let (exec, exits) = LocalExecutor::new(jobs_dir, config.cancel_grace);
+            (Executor::Local(exec), exits, None, cluster)
+        }
+        ExecutorChoice::Slurm {
+            config: slurm_config,
+            mode,
+            site,
+            country,
+        } => {
+            let (exec, exits, started) = exec::slurm::SlurmExecutor::start(jobs_dir, (**slurm_config).clone());
+            let cluster = slurm_inventory(&exec, *mode, site, country).await?;
+            (Executor::Slurm { exec, mode: *mode }, exits, Some(started), cluster)
+        }
+    };
     let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
-    let (exec, mut exits) = LocalExecutor::new(config.data_dir.join("jobs"), config.cancel_grace);
     let state: AppState = Arc::new_cyclic(|weak| Inner {
         store,
         cluster,
@@ -107,8 +141,20 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
     recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();
     tokio::spawn(async move {
-        while let Some(exit) = exits.recv().await {
-            control::on_exit(&settle, exit).await;
+        // One task for both, starts first: a job that started and ended between two polls
+        // is recorded running before it is settled.
+        let mut started = started;
+        loop {
+            tokio::select! {
+                biased;
+                Some(s) = async { match started.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
+                    control::on_started(&settle, s).await;
+                }
+                exit = exits.recv() => match exit {
+                    Some(exit) => control::on_exit(&settle, exit).await,
+                    None => break,
+                },
+            }
         }
     });
     let ticker = state.clone();
@@ -118,12 +164,51 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         loop {
             tick.tick().await;
             let mut control = ticker.control.lock().await;
-            if control.engine.next_wakeup().is_some_and(|t| t <= control::unix_now()) {
+            let changed = control::sync_slurm_nodes(&ticker, &mut control);
+            if changed || control.engine.next_wakeup().is_some_and(|t| t <= control::unix_now()) {
                 control::schedule(&ticker, &mut control).await;
             }
         }
     });
     Ok(state)
+}
+
+/// Reads Slurm's nodes (waiting up to half a minute for slurmrestd) and makes them a site.
+async fn slurm_inventory(
+    exec: &exec::slurm::SlurmExecutor,
+    mode: SlurmMode,
+    site: &str,
+    country: &str,
+) -> Result<Cluster, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (client, nodes) = loop {
+        let attempt = async {
+            let client = exec.connect().await?;
+            let nodes = client.nodes().await?;
+            Ok::<_, slurm::SlurmError>((client, nodes))
+        };
+        match attempt.await {
+            Ok(got) => break got,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "waiting for slurmrestd to read the inventory");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(format!("cannot read Slurm's inventory: {e}")),
+        }
+    };
+    let cluster = executor::cluster_from_slurm(&nodes, site, country)?;
+    if mode == SlurmMode::Aifactory && cluster.nodes.len() > 1 && !client.version().can_pin_nodes() {
+        return Err(format!(
+            "--slurm-mode aifactory pins jobs to nodes, which Slurm's REST API {} cannot do: use --slurm-mode slurm, or Slurm 23.02 or later",
+            client.version().as_str()
+        ));
+    }
+    tracing::info!(
+        nodes = cluster.nodes.len(),
+        version = client.version().as_str(),
+        "Slurm inventory read"
+    );
+    Ok(cluster)
 }
 
 async fn recover(state: &AppState) -> Result<(), store::StoreError> {
@@ -134,21 +219,43 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
             continue;
         };
         let event = match status.as_str() {
+            "up" => continue,
             "down" => Event::NodeDown { node: node as u32 },
             _ => Event::NodeDrain { node: node as u32 },
         };
+        control.operator_drained.insert(node as u32);
         let _ = control.engine.apply(now, event);
     }
     for job in state.store.active_jobs().await? {
         match job.state {
+            JobState::Running | JobState::Pending if state.exec.slurm_schedules() => {
+                // Slurm holds (or is to hold) it: follow it there, by our id.
+                state
+                    .exec
+                    .resume_on_slurm(&job, &control::placement_of(&job), &state.cluster);
+            }
+            JobState::Running if matches!(state.exec, Executor::Slurm { .. }) => {
+                let placement = control::placement_of(&job);
+                let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
+                state.exec.resume_on_slurm(&job, &placement, &state.cluster);
+                let id = control.engine_id(&job.id);
+                let restored = Event::Restore {
+                    id,
+                    spec: job.spec.clone(),
+                    submitted_at: job.submitted_at.max(0) as u64,
+                    running: Some((started, placement)),
+                };
+                if let Err(e) = control.engine.apply(now, restored) {
+                    tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a job running on Slurm");
+                }
+            }
             JobState::Running => {
                 let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
                 let placement = control::placement_of(&job);
                 let gpus: Vec<u16> = placement.iter().flat_map(|a| a.gpus.iter().copied()).collect();
-                if !placement.is_empty()
-                    && state
-                        .exec
-                        .adopt(&job.id, started, Duration::from_secs(job.spec.walltime_s), gpus)
+                if let Executor::Local(local) = &state.exec
+                    && !placement.is_empty()
+                    && local.adopt(&job.id, started, Duration::from_secs(job.spec.walltime_s), gpus)
                 {
                     // Still running: the engine holds its GPUs again and its end is
                     // settled as if it had been started by this process.

@@ -301,8 +301,13 @@ fn first_state(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The jobs of a `GET /slurm/<version>/jobs` answer (either family of shapes).
+/// The jobs of a `GET /slurm/<version>/jobs` answer (either family of shapes). An answer
+/// with errors is an error even if it carries a (then empty) list: taking it at its word
+/// would make every job look vanished while slurmctld is away.
 pub fn parse_jobs(body: &Value) -> Result<Vec<JobStatus>, SlurmError> {
+    if let Some(e) = errors(body) {
+        return Err(SlurmError::Refused(e));
+    }
     let jobs = body
         .get("jobs")
         .and_then(Value::as_array)
@@ -448,6 +453,9 @@ pub fn gpu_gres(gres: &str) -> (Option<String>, u16) {
 
 /// The nodes of a `GET /slurm/<version>/nodes` answer.
 pub fn parse_nodes(body: &Value) -> Result<Vec<NodeInfo>, SlurmError> {
+    if let Some(e) = errors(body) {
+        return Err(SlurmError::Refused(e));
+    }
     let nodes = body
         .get("nodes")
         .and_then(Value::as_array)

@@ -197,3 +197,18 @@ fn gres_strings() {
     assert_eq!(minutes(60), 1);
     assert_eq!(minutes(61), 2);
 }
+
+#[test]
+fn an_answer_with_errors_is_never_an_empty_list() {
+    // Recorded with slurmctld stopped: HTTP 500, an error, and an empty job list.
+    let raw = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/v0.0.38/jobs-slurmctld-down.http",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(raw.starts_with("HTTP/1.1 500"));
+    let body: Value = serde_json::from_str(&raw[raw.find('{').unwrap()..]).unwrap();
+    assert_eq!(body["jobs"], json!([]));
+    let err = parse_jobs(&body).unwrap_err().to_string();
+    assert!(err.contains("Failed while looking for jobs"), "{err}");
+}

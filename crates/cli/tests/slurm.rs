@@ -1,0 +1,273 @@
+//! The factory on a real Slurm (scripts/slurm-test-cluster.sh; `AIFACTORY_TEST_SLURM` holds
+//! the slurmrestd URL, as `scripts/test` sets it; in CI its absence is an error): jobs run
+//! through our API and CLI, time out, are cancelled, survive a slurmctld outage and a
+//! kill -9 of the server, and are never submitted twice.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The two tests share one Slurm, and the first stops its controller for a while.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A plain GET, for the unauthenticated probes.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn slurm_url() -> Option<String> {
+    match std::env::var("AIFACTORY_TEST_SLURM") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok() => panic!("CI must run the Slurm suite: AIFACTORY_TEST_SLURM is not set"),
+        Err(_) => {
+            eprintln!("AIFACTORY_TEST_SLURM not set: Slurm suite skipped (./scripts/test sets it)");
+            None
+        }
+    }
+}
+
+fn cluster_script(action: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm-test-cluster.sh");
+    let status = Command::new(script).arg(action).status().unwrap();
+    assert!(status.success(), "slurm-test-cluster.sh {action}");
+}
+
+/// No job of an earlier test left in Slurm.
+fn clean_slate() {
+    let _ = Command::new("scancel").args(["--user", "slurm"]).status();
+    let started = Instant::now();
+    while Command::new("squeue")
+        .args(["-h", "-t", "pending,running,completing"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty())
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "Slurm did not clear");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn serve_on_slurm(dir: &Path, port: u16, url: &str, mode: &str) -> Server {
+    serve_with(
+        dir,
+        port,
+        &[
+            "--executor",
+            "slurm",
+            "--slurm-url",
+            url,
+            "--slurm-mode",
+            mode,
+            "--slurm-site",
+            "it-bologna",
+            "--slurm-poll-ms",
+            "250",
+        ],
+    )
+}
+
+fn submit(server: &Server, t: &str, gpus: &str, minutes: &str, script: &str) -> String {
+    json(&cli(
+        server,
+        t,
+        &[
+            "job", "submit", "--gpus", gpus, "--time", minutes, "--output", "json", "--", "sh", "-c", script,
+        ],
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn show(server: &Server, t: &str, id: &str) -> Value {
+    json(&cli(server, t, &["job", "show", id, "--output", "json"]))
+}
+
+fn wait_state(server: &Server, t: &str, id: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let job = show(server, t, id);
+        if ok(job["state"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(started.elapsed() < limit, "job {id} stuck: {job}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn final_state(s: &str) -> bool {
+    !["pending", "running"].contains(&s)
+}
+
+/// Slurm jobs carrying our id in their comment.
+fn slurm_jobs_of(id: &str) -> usize {
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-o", "%k"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim() == format!("aifactory:{id}"))
+        .count()
+}
+
+#[test]
+fn jobs_on_slurm_through_the_factory_survive_outages_and_restarts() {
+    let Some(url) = slurm_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    clean_slate();
+    let dir = temp_dir("slurm");
+    let port = free_port();
+    let mut server = serve_on_slurm(&dir, port, &url, "slurm");
+    let t = token(&dir, "research");
+    // Inventory: Slurm's node, with its 8 GPUs, is the site's only node.
+    let nodes = json(&cli(&server, &t, &["node", "list", "--output", "json"]));
+    assert_eq!(nodes["items"].as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes["items"][0]["gpus"], 8);
+    // Started first, checked last: a minute of walltime (Slurm's unit) for a longer job.
+    let slow = submit(&server, &t, "1", "1", "sleep 300");
+    // A 4-GPU job runs, its output captured where `job logs` reads it; its exit code kept.
+    let four = submit(&server, &t, "4", "2", "echo gpus $CUDA_VISIBLE_DEVICES; exit 3");
+    let done = wait_state(&server, &t, &four, Duration::from_secs(60), final_state);
+    assert_eq!(
+        (done["state"].as_str(), done["exit_code"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{done}"
+    );
+    let logs = String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", &four]).stdout).to_string();
+    let gpus: Vec<&str> = logs.trim().trim_start_matches("gpus ").split(',').collect();
+    assert_eq!(gpus.len(), 4, "four GPUs through CUDA_VISIBLE_DEVICES: {logs}");
+    let usage = json(&cli(&server, &t, &["usage", "--job", &four, "--output", "json"]));
+    assert!(usage["gpu_seconds"].as_i64().unwrap() >= 4, "{usage}");
+    // Cancel a running job.
+    let stopped = submit(&server, &t, "1", "5", "sleep 300");
+    wait_state(&server, &t, &stopped, Duration::from_secs(30), |s| s == "running");
+    json(&cli(&server, &t, &["job", "cancel", &stopped, "--output", "json"]));
+    let cancelled = wait_state(&server, &t, &stopped, Duration::from_secs(30), final_state);
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    // slurmctld goes away: a running job keeps its state, a new one waits (and says why),
+    // readiness says why; when slurmctld is back, the new one is submitted and runs.
+    let through = submit(&server, &t, "1", "2", "sleep 4; echo survived");
+    wait_state(&server, &t, &through, Duration::from_secs(30), |s| s == "running");
+    cluster_script("ctld-stop");
+    // Started again however this test ends.
+    struct Restart;
+    impl Drop for Restart {
+        fn drop(&mut self) {
+            cluster_script("ctld-start");
+        }
+    }
+    let restart = Restart;
+    let waiting = submit(&server, &t, "1", "2", "echo after the outage");
+    std::thread::sleep(Duration::from_secs(2));
+    let view = show(&server, &t, &waiting);
+    assert_eq!(view["state"], "pending", "{view}");
+    assert!(view["executor_note"].as_str().unwrap_or("").contains("Slurm"), "{view}");
+    // slurmrestd itself waits for slurmctld (MessageTimeout) before it answers 500.
+    let started = Instant::now();
+    loop {
+        let ready = http_get(&format!("{}/readyz", server.url));
+        if ready.starts_with("HTTP/1.1 503") {
+            assert!(ready.contains("executor-unavailable"), "{ready}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "readiness never said why: {ready}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        show(&server, &t, &through)["state"],
+        "running",
+        "the running job keeps its state"
+    );
+    drop(restart);
+    let after = wait_state(&server, &t, &waiting, Duration::from_secs(90), final_state);
+    assert_eq!(after["state"], "completed", "{after}");
+    let through_done = wait_state(&server, &t, &through, Duration::from_secs(60), final_state);
+    assert_eq!(through_done["state"], "completed", "{through_done}");
+    assert_eq!(slurm_jobs_of(&waiting), 1, "submitted once, after the outage");
+    // kill -9 of the server while a job runs: the restarted server finds it by its id,
+    // never submits it again, and settles it once.
+    let crossing = submit(&server, &t, "2", "2", "sleep 5; echo crossed");
+    wait_state(&server, &t, &crossing, Duration::from_secs(30), |s| s == "running");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let server = serve_on_slurm(&dir, port, &url, "slurm");
+    let crossed = wait_state(&server, &t, &crossing, Duration::from_secs(60), final_state);
+    assert_eq!(crossed["state"], "completed", "{crossed}");
+    assert_eq!(slurm_jobs_of(&crossing), 1, "never submitted twice");
+    assert_eq!(
+        String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", &crossing]).stdout),
+        "crossed\n"
+    );
+    // The minute is up: Slurm's TIMEOUT is our timeout.
+    let timed_out = wait_state(&server, &t, &slow, Duration::from_secs(150), final_state);
+    assert_eq!(timed_out["state"], "timeout", "{timed_out}");
+    // Every reservation settled, and the allocation's usage is the jobs' usage.
+    let project = json(&cli(&server, &t, &["project", "list", "--output", "json"]))["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alloc = json(&cli(
+        &server,
+        &t,
+        &["alloc", "list", "--project", &project, "--output", "json"],
+    ));
+    let gs = &alloc["items"][0]["gpu_seconds"];
+    assert_eq!(gs["reserved"], 0, "{gs}");
+    let per_job: i64 = [&slow, &four, &stopped, &through, &waiting, &crossing]
+        .iter()
+        .map(|j| {
+            json(&cli(&server, &t, &["usage", "--job", j, "--output", "json"]))["gpu_seconds"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(gs["used"].as_i64().unwrap(), per_job, "each job booked once");
+}
+
+#[test]
+fn our_engine_schedules_and_slurm_runs() {
+    let Some(url) = slurm_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    clean_slate();
+    let dir = temp_dir("slurm-aif");
+    let server = serve_on_slurm(&dir, free_port(), &url, "aifactory");
+    let t = token(&dir, "research");
+    // 8 GPUs: two 4-GPU jobs run at once, the third waits in our queue, not in Slurm's.
+    let a = submit(&server, &t, "4", "2", "sleep 3; echo a");
+    let b = submit(&server, &t, "4", "2", "sleep 3; echo b");
+    let c = submit(&server, &t, "4", "2", "echo c $CUDA_VISIBLE_DEVICES");
+    assert_eq!(show(&server, &t, &c)["state"], "pending");
+    assert_eq!(slurm_jobs_of(&c), 0, "our engine holds it back");
+    for (id, out) in [(&a, "a\n"), (&b, "b\n")] {
+        let job = wait_state(&server, &t, id, Duration::from_secs(60), final_state);
+        assert_eq!(job["state"], "completed", "{job}");
+        assert_eq!(
+            String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", id]).stdout),
+            out
+        );
+    }
+    let job = wait_state(&server, &t, &c, Duration::from_secs(60), final_state);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(slurm_jobs_of(&c), 1);
+}

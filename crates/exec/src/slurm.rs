@@ -1,0 +1,429 @@
+//! The Slurm executor: jobs become Slurm batch jobs through slurmrestd. One poll per
+//! interval reads every job (one `GET jobs`) and every node (one `GET nodes`); starts and
+//! ends are reported on channels like the local executor's. Nothing is lost when Slurm is
+//! away: submissions wait and are retried with backoff, and a job is found again by the
+//! comment that carries our id, so it is never submitted twice — also after our restart.
+
+use crate::{Exit, Stream};
+use slurm::{Client, JobRequest, JobState, Jwt, NodeInfo, SlurmError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// How the executor reaches slurmrestd and what it asks of Slurm.
+#[derive(Debug, Clone)]
+pub struct SlurmConfig {
+    pub url: String,
+    pub jwt: Option<Jwt>,
+    pub poll: Duration,
+    /// Partition for every job (else the cluster's default).
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+}
+
+/// What to run on Slurm.
+#[derive(Debug, Clone)]
+pub struct SlurmLaunch {
+    pub job_id: String,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub nodes: u32,
+    pub gpus_per_node: u32,
+    pub walltime: Duration,
+    /// Pin to these nodes (aifactory schedules); empty lets Slurm place it.
+    pub required_nodes: Vec<String>,
+}
+
+/// A job Slurm started: where, and on which GPU indices per node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub job_id: String,
+    pub at: u64,
+    pub nodes: String,
+    pub gpus: Vec<Vec<u16>>,
+}
+
+const COMMENT_PREFIX: &str = "aifactory:";
+/// Refusals retried (with backoff 2, 4, 8, 16, 32 s) before the job fails with Slurm's words.
+const REFUSALS_RETRIED: u32 = 5;
+/// Written once Slurm has taken the job: after a restart, a job with this file that Slurm
+/// no longer knows vanished; one without it was never submitted and is submitted now.
+const SUBMITTED_FILE: &str = "slurm_job_id";
+
+#[derive(Debug)]
+struct Tracked {
+    launch: SlurmLaunch,
+    slurm_id: Option<u64>,
+    started: bool,
+    started_at: u64,
+    cancel: bool,
+    attempts: u32,
+    next_try: Instant,
+    note: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    jobs: HashMap<String, Tracked>,
+    nodes: Vec<NodeInfo>,
+    /// Why the last poll failed; `None` while slurmrestd and slurmctld answer.
+    trouble: Option<String>,
+    client: Option<Client>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlurmExecutor {
+    root: PathBuf,
+    config: SlurmConfig,
+    shared: Arc<Mutex<Shared>>,
+    /// Wakes the poller at once for a new submission or a cancel.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `'it'\''s'`: a word the shell reads back unchanged.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+impl SlurmExecutor {
+    /// Connects (retrying in the background if slurmrestd is not there yet) and starts the
+    /// poll loop. Ends come out of the first receiver, starts out of the second.
+    pub fn start(
+        root: impl Into<PathBuf>,
+        config: SlurmConfig,
+    ) -> (
+        SlurmExecutor,
+        mpsc::UnboundedReceiver<Exit>,
+        mpsc::UnboundedReceiver<Started>,
+    ) {
+        let (exits_tx, exits) = mpsc::unbounded_channel();
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let exec = SlurmExecutor {
+            root: root.into(),
+            config,
+            shared: Arc::default(),
+            wake: Arc::default(),
+        };
+        let poller = exec.clone();
+        tokio::spawn(async move {
+            loop {
+                poller.poll_once(&exits_tx, &started_tx).await;
+                tokio::select! {
+                    () = tokio::time::sleep(poller.config.poll) => {}
+                    () = poller.wake.notified() => {}
+                }
+            }
+        });
+        (exec, exits, started)
+    }
+
+    /// Connects now (the server does this at start to read the inventory).
+    pub async fn connect(&self) -> Result<Client, SlurmError> {
+        if let Some(c) = self.shared.lock().expect("slurm state").client.clone() {
+            return Ok(c);
+        }
+        let client = Client::connect(&self.config.url, self.config.jwt.clone()).await?;
+        tracing::info!(
+            url = client.url(),
+            version = client.version().as_str(),
+            "connected to slurmrestd"
+        );
+        self.shared.lock().expect("slurm state").client = Some(client.clone());
+        Ok(client)
+    }
+
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        self.root.join(job_id)
+    }
+
+    pub fn log_path(&self, job_id: &str, stream: Stream) -> PathBuf {
+        self.job_dir(job_id).join(match stream {
+            Stream::Stdout => "stdout.log",
+            Stream::Stderr => "stderr.log",
+        })
+    }
+
+    /// Nodes as of the last poll.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.shared.lock().expect("slurm state").nodes.clone()
+    }
+
+    /// Why Slurm cannot be used right now, if it cannot.
+    pub fn trouble(&self) -> Option<String> {
+        self.shared.lock().expect("slurm state").trouble.clone()
+    }
+
+    /// What the executor knows about a job that has not reached Slurm yet, or is waiting in it.
+    pub fn note(&self, job_id: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .expect("slurm state")
+            .jobs
+            .get(job_id)
+            .and_then(|t| t.note.clone())
+    }
+
+    pub fn running(&self) -> usize {
+        self.shared.lock().expect("slurm state").jobs.len()
+    }
+
+    /// Hands a job to Slurm: prepares its directory now and submits it on the next poll
+    /// (at once if Slurm answers, later with backoff if not).
+    pub fn launch(&self, launch: SlurmLaunch) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.job_dir(&launch.job_id);
+        std::fs::create_dir_all(&dir)?;
+        // The job runs as Slurm's user for it, not as the server's.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        self.track(launch, unix_now(), false);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Follows a job an earlier server process handed to Slurm (or meant to): found again
+    /// by its comment; submitted only if it never was.
+    pub fn resume(&self, launch: SlurmLaunch, started_at: u64) {
+        self.track(launch, started_at, true);
+    }
+
+    fn track(&self, launch: SlurmLaunch, started_at: u64, started: bool) {
+        let job_id = launch.job_id.clone();
+        self.shared.lock().expect("slurm state").jobs.insert(
+            job_id,
+            Tracked {
+                launch,
+                slurm_id: None,
+                started,
+                started_at,
+                cancel: false,
+                attempts: 0,
+                next_try: Instant::now(),
+                note: Some("waiting to be submitted to Slurm".into()),
+            },
+        );
+    }
+
+    /// Cancels the job in Slurm (on the next poll, so a Slurm that is away gets it later).
+    pub fn cancel(&self, job_id: &str) -> bool {
+        match self.shared.lock().expect("slurm state").jobs.get_mut(job_id) {
+            Some(t) => {
+                t.cancel = true;
+                self.wake.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn poll_once(&self, exits: &mpsc::UnboundedSender<Exit>, started: &mpsc::UnboundedSender<Started>) {
+        let client = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => return self.troubled(e),
+        };
+        let asked_at = unix_now();
+        let (jobs, nodes) = match tokio::try_join!(client.jobs(), client.nodes()) {
+            Ok(both) => both,
+            Err(e) => return self.troubled(e),
+        };
+        let by_comment: HashMap<&str, &slurm::JobStatus> = jobs
+            .iter()
+            .filter_map(|j| j.comment.strip_prefix(COMMENT_PREFIX).map(|id| (id, j)))
+            .collect();
+        let mut to_submit = Vec::new();
+        let mut to_cancel = Vec::new();
+        {
+            let mut shared = self.shared.lock().expect("slurm state");
+            shared.trouble = None;
+            shared.nodes = nodes;
+            let mut ended = Vec::new();
+            for (job_id, t) in shared.jobs.iter_mut() {
+                match by_comment.get(job_id.as_str()) {
+                    Some(status) => {
+                        t.slurm_id = Some(status.slurm_id);
+                        if t.cancel && !status.state.is_final() {
+                            to_cancel.push(status.slurm_id);
+                        }
+                        // A job that ran between two polls is reported started first.
+                        let ran = status.state == JobState::Running
+                            || (status.state.is_final() && status.start_time.is_some());
+                        if ran && !t.started {
+                            t.started = true;
+                            t.started_at = status.start_time.unwrap_or(asked_at);
+                            let _ = started.send(Started {
+                                job_id: job_id.clone(),
+                                at: t.started_at,
+                                nodes: status.nodes.clone(),
+                                gpus: status.gpus.clone(),
+                            });
+                        }
+                        t.note = (status.state == JobState::Pending)
+                            .then(|| format!("pending in Slurm (job {}): {}", status.slurm_id, status.reason));
+                        if status.state.is_final() {
+                            ended.push(job_id.clone());
+                            let _ = exits.send(Exit {
+                                job_id: job_id.clone(),
+                                exit_code: status.exit_code.unwrap_or(-1),
+                                timed_out: status.state == JobState::Timeout,
+                                cancelled: status.state == JobState::Cancelled,
+                                started_at: status.start_time.unwrap_or(t.started_at),
+                                ended_at: status.end_time.unwrap_or(asked_at),
+                                gpu_energy_mj: None,
+                                lost: matches!(status.state, JobState::NodeFail | JobState::BootFail),
+                                reason: Some(format!(
+                                    "Slurm job {}: {:?} ({})",
+                                    status.slurm_id, status.state, status.reason
+                                )),
+                            });
+                        }
+                    }
+                    None if t.slurm_id.is_some() || self.job_dir(job_id).join(SUBMITTED_FILE).exists() => {
+                        // Slurm took it and no longer knows it: it ended while nobody
+                        // looked for longer than Slurm keeps finished jobs (MinJobAge).
+                        ended.push(job_id.clone());
+                        let _ = exits.send(Exit {
+                            job_id: job_id.clone(),
+                            exit_code: -1,
+                            timed_out: false,
+                            cancelled: t.cancel,
+                            started_at: t.started_at,
+                            ended_at: asked_at,
+                            gpu_energy_mj: None,
+                            lost: !t.cancel,
+                            reason: Some("the job vanished from Slurm's job list".into()),
+                        });
+                    }
+                    None if t.cancel => {
+                        ended.push(job_id.clone());
+                        let _ = exits.send(Exit {
+                            job_id: job_id.clone(),
+                            exit_code: -1,
+                            timed_out: false,
+                            cancelled: true,
+                            started_at: t.started_at,
+                            ended_at: asked_at,
+                            gpu_energy_mj: None,
+                            lost: false,
+                            reason: Some("cancelled before it reached Slurm".into()),
+                        });
+                    }
+                    None if t.next_try <= Instant::now() => to_submit.push((job_id.clone(), t.launch.clone())),
+                    None => {}
+                }
+            }
+            for id in ended {
+                shared.jobs.remove(&id);
+            }
+        }
+        for slurm_id in to_cancel {
+            if let Err(e) = client.cancel(slurm_id).await {
+                tracing::warn!(slurm.job = slurm_id, error = %e, "cancel in Slurm failed; retried next poll");
+            }
+        }
+        for (job_id, launch) in to_submit {
+            self.submit(&client, &job_id, &launch, exits).await;
+        }
+    }
+
+    async fn submit(&self, client: &Client, job_id: &str, launch: &SlurmLaunch, exits: &mpsc::UnboundedSender<Exit>) {
+        let dir = self.job_dir(job_id);
+        let mut env = vec![
+            ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
+            ("AIFACTORY_JOB_ID".to_string(), job_id.to_string()),
+        ];
+        env.extend(launch.env.iter().cloned());
+        let command: Vec<String> = launch.command.iter().map(|w| shell_quote(w)).collect();
+        let request = JobRequest {
+            name: job_id.to_string(),
+            partition: self.config.partition.clone(),
+            nodes: launch.nodes,
+            gpus_per_node: launch.gpus_per_node,
+            time_limit_s: launch.walltime.as_secs(),
+            account: self.config.account.clone(),
+            qos: self.config.qos.clone(),
+            working_dir: dir.display().to_string(),
+            environment: env,
+            script: format!("#!/bin/sh\nexec {}\n", command.join(" ")),
+            stdout: self.log_path(job_id, Stream::Stdout).display().to_string(),
+            stderr: self.log_path(job_id, Stream::Stderr).display().to_string(),
+            comment: format!("{COMMENT_PREFIX}{job_id}"),
+            // v0.0.38 cannot pin; the server only runs its own engine on such a Slurm when
+            // there is one node, where the pin changes nothing.
+            required_nodes: if client.version().can_pin_nodes() {
+                launch.required_nodes.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        let result = client.submit(&request).await;
+        let mut shared = self.shared.lock().expect("slurm state");
+        let Some(t) = shared.jobs.get_mut(job_id) else { return };
+        match result {
+            Ok(slurm_id) => {
+                let _ = std::fs::write(dir.join(SUBMITTED_FILE), slurm_id.to_string());
+                t.slurm_id = Some(slurm_id);
+                t.note = Some(format!("submitted to Slurm as job {slurm_id}"));
+                tracing::info!(job.id = job_id, slurm.job = slurm_id, "submitted to Slurm");
+            }
+            // Slurm refuses some jobs for a while (a node still down after slurmctld came
+            // back): a refusal is retried a few times before it is final.
+            Err(e) if e.is_transient() || (matches!(e, SlurmError::Refused(_)) && t.attempts < REFUSALS_RETRIED) => {
+                t.attempts += 1;
+                let backoff = Duration::from_secs(1 << t.attempts.min(6));
+                t.next_try = Instant::now() + backoff;
+                t.note = Some(format!("waiting for Slurm ({e}); next try in {} s", backoff.as_secs()));
+                tracing::warn!(job.id = job_id, error = %e, "submission to Slurm failed; will retry");
+            }
+            Err(e) => {
+                shared.jobs.remove(job_id);
+                let _ = exits.send(Exit {
+                    job_id: job_id.to_string(),
+                    exit_code: -1,
+                    timed_out: false,
+                    cancelled: false,
+                    started_at: unix_now(),
+                    ended_at: unix_now(),
+                    gpu_energy_mj: None,
+                    lost: false,
+                    reason: Some(e.to_string()),
+                });
+            }
+        }
+    }
+
+    fn troubled(&self, e: SlurmError) {
+        let mut shared = self.shared.lock().expect("slurm state");
+        if shared.trouble.is_none() {
+            tracing::warn!(error = %e, "Slurm is not answering; jobs keep their state");
+        }
+        let reason = e.to_string();
+        for t in shared.jobs.values_mut() {
+            t.note = Some(format!("Slurm is not answering: {reason}"));
+        }
+        shared.trouble = Some(reason);
+        if matches!(e, SlurmError::Unreachable { .. }) {
+            // Connect again next time: slurmrestd may have been restarted elsewhere.
+            shared.client = None;
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_survive_the_shell() {
+        assert_eq!(super::shell_quote("plain"), "'plain'");
+        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(super::shell_quote("$HOME; rm -rf /"), "'$HOME; rm -rf /'");
+    }
+}

@@ -1,0 +1,201 @@
+//! Where jobs run: local processes (the embedded default) or Slurm. The control loop talks
+//! to this one type; only `launch` differs much between the two.
+
+use domain::Cluster;
+use exec::slurm::{SlurmExecutor, SlurmLaunch};
+use exec::{Launch, LocalExecutor, Stream};
+use sched::NodeAlloc;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Who decides where and when a job runs when Slurm runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlurmMode {
+    /// Our engine decides; a started job is submitted pinned to the chosen nodes.
+    Aifactory,
+    /// Jobs go to Slurm at submission and Slurm's queue decides; we mirror its states.
+    Slurm,
+}
+
+impl std::str::FromStr for SlurmMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SlurmMode, String> {
+        match s {
+            "aifactory" => Ok(SlurmMode::Aifactory),
+            "slurm" => Ok(SlurmMode::Slurm),
+            other => Err(format!("the Slurm mode is `aifactory` or `slurm`, not `{other}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Executor {
+    Local(LocalExecutor),
+    Slurm { exec: SlurmExecutor, mode: SlurmMode },
+}
+
+impl Executor {
+    pub fn log_path(&self, job_id: &str, stream: Stream) -> PathBuf {
+        match self {
+            Executor::Local(e) => e.log_path(job_id, stream),
+            Executor::Slurm { exec, .. } => exec.log_path(job_id, stream),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        match self {
+            Executor::Local(e) => e.root(),
+            Executor::Slurm { exec, .. } => exec.root(),
+        }
+    }
+
+    /// Stops a job (or, on Slurm, a job waiting in its queue); false if it is not ours here.
+    pub fn cancel(&self, job_id: &str) -> bool {
+        match self {
+            Executor::Local(e) => e.cancel(job_id),
+            Executor::Slurm { exec, .. } => exec.cancel(job_id),
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        match self {
+            Executor::Local(e) => e.running(),
+            Executor::Slurm { exec, .. } => exec.running(),
+        }
+    }
+
+    /// Slurm schedules: the engine only admits; Slurm's queue orders and places.
+    pub fn slurm_schedules(&self) -> bool {
+        matches!(
+            self,
+            Executor::Slurm {
+                mode: SlurmMode::Slurm,
+                ..
+            }
+        )
+    }
+
+    /// Why jobs cannot run right now, if they cannot (for readiness and job views).
+    pub fn trouble(&self) -> Option<String> {
+        match self {
+            Executor::Local(_) => None,
+            Executor::Slurm { exec, .. } => exec.trouble(),
+        }
+    }
+
+    pub fn note(&self, job_id: &str) -> Option<String> {
+        match self {
+            Executor::Local(_) => None,
+            Executor::Slurm { exec, .. } => exec.note(job_id),
+        }
+    }
+
+    /// Starts a job on `placement` (empty when Slurm places it).
+    pub async fn launch(&self, job: &store::Job, placement: &[NodeAlloc], cluster: &Cluster) -> Result<(), String> {
+        let env = vec![("AIFACTORY_PROJECT".to_string(), job.project_id.clone())];
+        let walltime = Duration::from_secs(job.spec.walltime_s);
+        match self {
+            Executor::Local(e) => e
+                .launch(Launch {
+                    job_id: job.id.clone(),
+                    command: job.command.clone(),
+                    env,
+                    gpus: placement.iter().flat_map(|a| a.gpus.iter().copied()).collect(),
+                    walltime,
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Executor::Slurm { exec, .. } => {
+                let (nodes, gpus_per_node) = slurm_shape(job, placement, cluster);
+                exec.launch(SlurmLaunch {
+                    job_id: job.id.clone(),
+                    command: job.command.clone(),
+                    env,
+                    nodes,
+                    gpus_per_node,
+                    walltime,
+                    required_nodes: placement
+                        .iter()
+                        .filter_map(|a| cluster.nodes.get(a.node as usize).map(|n| n.name.clone()))
+                        .collect(),
+                })
+                .map_err(|e| format!("cannot prepare the job's directory: {e}"))
+            }
+        }
+    }
+
+    /// After a restart: follows a job an earlier process gave to Slurm (never submitting
+    /// it twice). Returns false for the local executor, which adopts processes instead.
+    pub fn resume_on_slurm(&self, job: &store::Job, placement: &[NodeAlloc], cluster: &Cluster) -> bool {
+        let Executor::Slurm { exec, .. } = self else {
+            return false;
+        };
+        let (nodes, gpus_per_node) = slurm_shape(job, placement, cluster);
+        exec.resume(
+            SlurmLaunch {
+                job_id: job.id.clone(),
+                command: job.command.clone(),
+                env: vec![("AIFACTORY_PROJECT".to_string(), job.project_id.clone())],
+                nodes,
+                gpus_per_node,
+                walltime: Duration::from_secs(job.spec.walltime_s),
+                required_nodes: placement
+                    .iter()
+                    .filter_map(|a| cluster.nodes.get(a.node as usize).map(|n| n.name.clone()))
+                    .collect(),
+            },
+            job.started_at.unwrap_or(job.submitted_at).max(0) as u64,
+        );
+        true
+    }
+}
+
+/// Nodes and GPUs per node to ask Slurm for. With a placement, its shape; without (Slurm
+/// schedules), the request's: a gang as asked, spread GPUs on as few nodes as hold them, a
+/// GPU fraction as one whole GPU (Slurm shares GPUs only through MPS or shards).
+fn slurm_shape(job: &store::Job, placement: &[NodeAlloc], cluster: &Cluster) -> (u32, u32) {
+    if let Some(first) = placement.first() {
+        return (placement.len() as u32, first.gpus.len() as u32);
+    }
+    match job.spec.gpus {
+        domain::GpuRequest::Gang { nodes, gpus_per_node } => (nodes, gpus_per_node),
+        domain::GpuRequest::Fraction { .. } => (1, 1),
+        domain::GpuRequest::Spread { gpus } => {
+            let widest = cluster
+                .nodes
+                .iter()
+                .map(|n| u32::from(n.gpus))
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            let nodes = gpus.div_ceil(widest);
+            (nodes, gpus.div_ceil(nodes))
+        }
+    }
+}
+
+/// The cluster as Slurm reports it: every node with GPUs, at one site of ours.
+pub fn cluster_from_slurm(nodes: &[slurm::NodeInfo], site: &str, country: &str) -> Result<Cluster, String> {
+    let mut toml = format!("[[sites]]\nname = {site:?}\ncountry = {country:?}\ncarbon_g_per_kwh = 250\n");
+    let mut partitions: Vec<&str> = Vec::new();
+    for n in nodes.iter().filter(|n| n.gpus > 0) {
+        let partition = n.partitions.first().map_or("default", String::as_str);
+        if !partitions.contains(&partition) {
+            partitions.push(partition);
+            toml.push_str(&format!("[[partitions]]\nname = {partition:?}\nsite = {site:?}\n"));
+        }
+        let model = n.gpu_type.as_deref().and_then(domain::gpu::lookup).map_or_else(
+            || n.gpu_type.clone().unwrap_or_else(|| "GPU".into()),
+            |m| m.name.to_string(),
+        );
+        toml.push_str(&format!(
+            "[[nodes]]\nname = {:?}\nsite = {site:?}\npartition = {partition:?}\ngpu_model = {model:?}\ngpus = {}\n",
+            n.name, n.gpus
+        ));
+    }
+    if partitions.is_empty() {
+        return Err("Slurm reports no node with GPUs (GRES gpu)".into());
+    }
+    Cluster::from_toml(&toml).map_err(|e| format!("Slurm's inventory does not make a cluster: {e}"))
+}
