@@ -9,20 +9,26 @@ use std::time::{Duration, Instant};
 const JOBS: usize = 200;
 const LATENCY_SAMPLES: usize = 20;
 
-fn comment_count(jobs: &[slurm::JobStatus], prefix: &str) -> usize {
-    jobs.iter().filter(|j| j.comment.starts_with(prefix)).count()
-}
-
+/// Cancels every job and waits until none is left, completing ones included: a job
+/// submitted while others still complete waits for Slurm's next scheduling cycle.
 async fn clear() {
-    let _ = tokio::process::Command::new("scancel")
-        .args(["--user", "slurm"])
-        .status()
-        .await;
-    let _ = tokio::process::Command::new("scancel")
-        .args(["--user", "root"])
-        .status()
-        .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    for user in ["slurm", "root"] {
+        let _ = tokio::process::Command::new("scancel")
+            .args(["--user", user])
+            .status()
+            .await;
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let out = tokio::process::Command::new("squeue")
+            .args(["-h", "-t", "pending,running,completing,configuring"])
+            .output()
+            .await;
+        if out.is_ok_and(|o| o.stdout.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn job_request(dir: &std::path::Path, name: &str) -> slurm::JobRequest {
@@ -169,13 +175,18 @@ pub fn run(url: &str, as_json: bool) -> Result<()> {
         })
         .await??;
         let admitted = t.elapsed().as_secs_f64();
+        // Slurm has a job once the executor has its Slurm id, which it writes next to the
+        // job's logs; reading Slurm's own list instead would slow what is measured.
         loop {
-            let jobs = client.jobs().await?;
-            if comment_count(&jobs, "aifactory:") >= ids.len() {
+            let taken = ids
+                .iter()
+                .filter(|id| dir.join("jobs").join(id.as_str()).join("slurm_job_id").exists())
+                .count();
+            if taken == ids.len() {
                 break;
             }
             anyhow::ensure!(t.elapsed() < Duration::from_secs(300), "not every job reached Slurm");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let api_rate = JOBS as f64 / t.elapsed().as_secs_f64();
         let api_admit_rate = JOBS as f64 / admitted;

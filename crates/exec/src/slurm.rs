@@ -47,6 +47,10 @@ pub struct Started {
 }
 
 const COMMENT_PREFIX: &str = "aifactory:";
+/// How often the whole job list is read; in between, only what changed.
+const FULL_LIST_EVERY: Duration = Duration::from_secs(30);
+/// Submissions sent to slurmrestd at once.
+const SUBMITS_IN_FLIGHT: usize = 8;
 /// Refusals retried (with backoff 2, 4, 8, 16, 32 s) before the job fails with Slurm's words.
 const REFUSALS_RETRIED: u32 = 5;
 /// Written once Slurm has taken the job: after a restart, a job with this file that Slurm
@@ -57,6 +61,10 @@ const SUBMITTED_FILE: &str = "slurm_job_id";
 struct Tracked {
     launch: SlurmLaunch,
     slurm_id: Option<u64>,
+    /// A submission is on its way: nobody else may send one.
+    in_flight: bool,
+    /// When Slurm took it (this process): only a job list read after that can miss it.
+    submitted: Option<Instant>,
     started: bool,
     started_at: u64,
     cancel: bool,
@@ -68,6 +76,12 @@ struct Tracked {
 #[derive(Debug, Default)]
 struct Shared {
     jobs: HashMap<String, Tracked>,
+    /// The last status of each of our jobs in Slurm, by our id: between full lists only
+    /// the jobs that changed are read.
+    statuses: HashMap<String, slurm::JobStatus>,
+    /// When the last full list was read, and the Slurm clock of the last read.
+    last_full: Option<Instant>,
+    last_read: u64,
     nodes: Vec<NodeInfo>,
     /// Why the last poll failed; `None` while slurmrestd and slurmctld answer.
     trouble: Option<String>,
@@ -79,6 +93,9 @@ pub struct SlurmExecutor {
     root: PathBuf,
     config: SlurmConfig,
     shared: Arc<Mutex<Shared>>,
+    exits: mpsc::UnboundedSender<Exit>,
+    /// Bounds the submissions in flight.
+    submits: Arc<tokio::sync::Semaphore>,
     /// Wakes the poller at once for a new submission or a cancel.
     wake: Arc<tokio::sync::Notify>,
 }
@@ -109,6 +126,8 @@ impl SlurmExecutor {
             root: root.into(),
             config,
             shared: Arc::default(),
+            exits: exits_tx.clone(),
+            submits: Arc::new(tokio::sync::Semaphore::new(SUBMITS_IN_FLIGHT)),
             wake: Arc::default(),
         };
         let poller = exec.clone();
@@ -182,8 +201,16 @@ impl SlurmExecutor {
         std::fs::create_dir_all(&dir)?;
         // The job runs as Slurm's user for it, not as the server's.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        let job_id = launch.job_id.clone();
         self.track(launch, unix_now(), false);
-        self.wake.notify_one();
+        // Straight to Slurm if it is there; the poll retries whatever does not get through.
+        let me = self.clone();
+        tokio::spawn(async move {
+            let client = me.shared.lock().expect("slurm state").client.clone();
+            if let Some(client) = client {
+                me.submit(&client, &job_id).await;
+            }
+        });
         Ok(())
     }
 
@@ -200,6 +227,8 @@ impl SlurmExecutor {
             Tracked {
                 launch,
                 slurm_id: None,
+                in_flight: false,
+                submitted: None,
                 started,
                 started_at,
                 cancel: false,
@@ -228,20 +257,37 @@ impl SlurmExecutor {
             Err(e) => return self.troubled(e),
         };
         let asked_at = unix_now();
-        let (jobs, nodes) = match tokio::try_join!(client.jobs(), client.nodes()) {
+        let snapshot_at = Instant::now();
+        let (full, since) = {
+            let shared = self.shared.lock().expect("slurm state");
+            let full = shared.last_full.is_none_or(|at| at.elapsed() >= FULL_LIST_EVERY);
+            // A little overlap: Slurm's clock and ours may differ by a second or two.
+            (full, (!full).then(|| shared.last_read.saturating_sub(5)))
+        };
+        let (jobs, nodes) = match tokio::try_join!(client.jobs_changed_since(since), client.nodes()) {
             Ok(both) => both,
             Err(e) => return self.troubled(e),
         };
-        let by_comment: HashMap<&str, &slurm::JobStatus> = jobs
-            .iter()
-            .filter_map(|j| j.comment.strip_prefix(COMMENT_PREFIX).map(|id| (id, j)))
-            .collect();
         let mut to_submit = Vec::new();
         let mut to_cancel = Vec::new();
         {
             let mut shared = self.shared.lock().expect("slurm state");
             shared.trouble = None;
             shared.nodes = nodes;
+            shared.last_read = asked_at;
+            if full {
+                shared.last_full = Some(snapshot_at);
+                shared.statuses.clear();
+            }
+            for j in jobs {
+                if let Some(id) = j.comment.strip_prefix(COMMENT_PREFIX) {
+                    shared.statuses.insert(id.to_string(), j);
+                }
+            }
+            // Absent from a partial list means unchanged, not gone: only a full list tells.
+            let last_full = shared.last_full;
+            let statuses = std::mem::take(&mut shared.statuses);
+            let by_comment: HashMap<&str, &slurm::JobStatus> = statuses.iter().map(|(k, v)| (k.as_str(), v)).collect();
             let mut ended = Vec::new();
             for (job_id, t) in shared.jobs.iter_mut() {
                 match by_comment.get(job_id.as_str()) {
@@ -283,6 +329,8 @@ impl SlurmExecutor {
                             });
                         }
                     }
+                    // Being submitted, or taken after the last full list: not missing.
+                    None if t.in_flight || t.submitted.is_some_and(|at| last_full.is_none_or(|f| at >= f)) => {}
                     None if t.slurm_id.is_some() || self.job_dir(job_id).join(SUBMITTED_FILE).exists() => {
                         // Slurm took it and no longer knows it: it ended while nobody
                         // looked for longer than Slurm keeps finished jobs (MinJobAge).
@@ -313,25 +361,48 @@ impl SlurmExecutor {
                             reason: Some("cancelled before it reached Slurm".into()),
                         });
                     }
-                    None if t.next_try <= Instant::now() => to_submit.push((job_id.clone(), t.launch.clone())),
+                    None if t.next_try <= Instant::now() => to_submit.push(job_id.clone()),
                     None => {}
                 }
             }
+            drop(by_comment);
+            let mut statuses = statuses;
             for id in ended {
                 shared.jobs.remove(&id);
+                statuses.remove(&id);
             }
+            // Only ours that are still followed are worth keeping.
+            statuses.retain(|id, _| shared.jobs.contains_key(id));
+            shared.statuses = statuses;
         }
         for slurm_id in to_cancel {
             if let Err(e) = client.cancel(slurm_id).await {
                 tracing::warn!(slurm.job = slurm_id, error = %e, "cancel in Slurm failed; retried next poll");
             }
         }
-        for (job_id, launch) in to_submit {
-            self.submit(&client, &job_id, &launch, exits).await;
+        // Several at once: slurmrestd serves connections in parallel.
+        let mut set = tokio::task::JoinSet::new();
+        for job_id in to_submit {
+            let (me, client) = (self.clone(), client.clone());
+            set.spawn(async move { me.submit(&client, &job_id).await });
         }
+        while set.join_next().await.is_some() {}
     }
 
-    async fn submit(&self, client: &Client, job_id: &str, launch: &SlurmLaunch, exits: &mpsc::UnboundedSender<Exit>) {
+    /// Sends one job to Slurm, unless a submission of it is already on its way or done.
+    async fn submit(&self, client: &Client, job_id: &str) {
+        let _permit = self.submits.acquire().await;
+        let launch = {
+            let mut shared = self.shared.lock().expect("slurm state");
+            let Some(t) = shared.jobs.get_mut(job_id) else { return };
+            if t.in_flight || t.slurm_id.is_some() || t.cancel {
+                return;
+            }
+            t.in_flight = true;
+            t.launch.clone()
+        };
+        let exits = &self.exits;
+        let launch = &launch;
         let dir = self.job_dir(job_id);
         let mut env = vec![
             ("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string()),
@@ -364,10 +435,12 @@ impl SlurmExecutor {
         let result = client.submit(&request).await;
         let mut shared = self.shared.lock().expect("slurm state");
         let Some(t) = shared.jobs.get_mut(job_id) else { return };
+        t.in_flight = false;
         match result {
             Ok(slurm_id) => {
                 let _ = std::fs::write(dir.join(SUBMITTED_FILE), slurm_id.to_string());
                 t.slurm_id = Some(slurm_id);
+                t.submitted = Some(Instant::now());
                 t.note = Some(format!("submitted to Slurm as job {slurm_id}"));
                 tracing::info!(job.id = job_id, slurm.job = slurm_id, "submitted to Slurm");
             }

@@ -141,7 +141,17 @@ impl Client {
 
     /// Every job slurmctld knows (one request, for all of ours).
     pub async fn jobs(&self) -> Result<Vec<JobStatus>, SlurmError> {
-        mapping::parse_jobs(&self.request("GET", &self.path("jobs"), None).await?)
+        self.jobs_changed_since(None).await
+    }
+
+    /// The jobs that changed since `update_time` (Unix seconds), or every job: the cheap
+    /// way to follow many jobs, since a full list is large on a busy cluster.
+    pub async fn jobs_changed_since(&self, update_time: Option<u64>) -> Result<Vec<JobStatus>, SlurmError> {
+        let path = match update_time {
+            Some(t) => format!("{}?update_time={t}", self.path("jobs")),
+            None => self.path("jobs"),
+        };
+        mapping::parse_jobs(&self.request("GET", &path, None).await?)
     }
 
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, SlurmError> {
