@@ -403,6 +403,16 @@ mod tests {
         }
     }
 
+    async fn wait_for_output(path: &Path) {
+        for _ in 0..200 {
+            if std::fs::read_to_string(path).is_ok_and(|t| !t.is_empty()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{} stayed empty", path.display());
+    }
+
     #[tokio::test]
     async fn runs_with_gpus_env_and_logs_and_reports_the_exit_code() {
         let (exec, mut exits) = LocalExecutor::new(temp_root("run"), Duration::from_secs(1));
@@ -437,10 +447,13 @@ mod tests {
         let exit = exits.recv().await.unwrap();
         assert!(exit.timed_out && !exit.cancelled);
         assert_eq!(exit.exit_code, 128 + 9);
-        exec.launch(sh("job_c", "sleep 30", Duration::from_secs(30)))
+        exec.launch(sh("job_c", "echo up; sleep 30", Duration::from_secs(30)))
             .await
             .unwrap();
         assert_eq!(exec.running(), 1);
+        // Once the command runs: a SIGTERM that lands between the wrapper's fork and the
+        // command's exec is taken by the shell's handler, and only SIGKILL ends it then.
+        wait_for_output(&exec.log_path("job_c", Stream::Stdout)).await;
         assert!(exec.cancel("job_c"));
         let exit = exits.recv().await.unwrap();
         assert!(exit.cancelled && !exit.timed_out);
@@ -481,7 +494,7 @@ mod tests {
             .await
             .unwrap();
         first
-            .launch(sh("job_y", "sleep 30", Duration::from_secs(30)))
+            .launch(sh("job_y", "echo up; sleep 30", Duration::from_secs(30)))
             .await
             .unwrap();
         first
@@ -496,6 +509,7 @@ mod tests {
         assert!(second.adopt("job_y", started, Duration::from_secs(30), vec![2, 3]));
         assert!(second.adopt("job_z", started, Duration::from_secs(1), vec![2, 3]));
         assert!(!second.adopt("job_missing", started, Duration::from_secs(30), vec![]));
+        wait_for_output(&second.log_path("job_y", Stream::Stdout)).await;
         assert!(second.cancel("job_y"));
         let mut ends = Vec::new();
         for _ in 0..3 {
