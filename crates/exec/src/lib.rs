@@ -75,6 +75,16 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    /// Where a job's stream is kept in its directory, whichever executor ran it.
+    pub fn file_in(self, job_dir: &Path) -> PathBuf {
+        job_dir.join(match self {
+            Stream::Stdout => "stdout.log",
+            Stream::Stderr => "stderr.log",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     root: PathBuf,
@@ -107,10 +117,7 @@ impl LocalExecutor {
     }
 
     pub fn log_path(&self, job_id: &str, stream: Stream) -> PathBuf {
-        self.job_dir(job_id).join(match stream {
-            Stream::Stdout => "stdout.log",
-            Stream::Stderr => "stderr.log",
-        })
+        stream.file_in(&self.job_dir(job_id))
     }
 
     /// Starts the job's process and returns its pid; its end is reported on the channel.

@@ -163,10 +163,7 @@ impl SlurmExecutor {
     }
 
     pub fn log_path(&self, job_id: &str, stream: Stream) -> PathBuf {
-        self.job_dir(job_id).join(match stream {
-            Stream::Stdout => "stdout.log",
-            Stream::Stderr => "stderr.log",
-        })
+        stream.file_in(&self.job_dir(job_id))
     }
 
     /// Nodes as of the last poll.

@@ -211,6 +211,26 @@ async fn slurm_inventory(
     Ok(cluster)
 }
 
+/// Gives the engine back a job that runs (adopted, or on Slurm) with the GPUs it holds.
+fn restore_running(
+    control: &mut Control,
+    job: &store::Job,
+    started: u64,
+    placement: Vec<sched::NodeAlloc>,
+    now: u64,
+) -> Result<(), sched::EngineError> {
+    let id = control.engine_id(&job.id);
+    control.engine.apply(
+        now,
+        Event::Restore {
+            id,
+            spec: job.spec.clone(),
+            submitted_at: job.submitted_at.max(0) as u64,
+            running: Some((started, placement)),
+        },
+    )
+}
+
 async fn recover(state: &AppState) -> Result<(), store::StoreError> {
     let mut control = state.control.lock().await;
     let now = control::unix_now();
@@ -238,14 +258,7 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
                 let placement = control::placement_of(&job);
                 let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
                 state.exec.resume_on_slurm(&job, &placement, &state.cluster);
-                let id = control.engine_id(&job.id);
-                let restored = Event::Restore {
-                    id,
-                    spec: job.spec.clone(),
-                    submitted_at: job.submitted_at.max(0) as u64,
-                    running: Some((started, placement)),
-                };
-                if let Err(e) = control.engine.apply(now, restored) {
+                if let Err(e) = restore_running(&mut control, &job, started, placement, now) {
                     tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a job running on Slurm");
                 }
             }
@@ -259,14 +272,7 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
                 {
                     // Still running: the engine holds its GPUs again and its end is
                     // settled as if it had been started by this process.
-                    let id = control.engine_id(&job.id);
-                    let restored = Event::Restore {
-                        id,
-                        spec: job.spec.clone(),
-                        submitted_at: job.submitted_at.max(0) as u64,
-                        running: Some((started, placement)),
-                    };
-                    match control.engine.apply(now, restored) {
+                    match restore_running(&mut control, &job, started, placement, now) {
                         Ok(()) => {
                             tracing::info!(job.id = job.id.as_str(), "adopted a job still running");
                             continue;
