@@ -176,29 +176,6 @@ fn a_crash_loses_no_job_adopts_survivors_and_settles_each_once() {
         String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", &c]).stdout),
         "survived\n"
     );
-    let project = json(&cli(&server, &t, &["project", "list", "--output", "json"]))["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let alloc = json(&cli(
-        &server,
-        &t,
-        &["alloc", "list", "--project", &project, "--output", "json"],
-    ));
-    let gs = &alloc["items"][0]["gpu_seconds"];
-    assert_eq!(gs["reserved"], 0, "every reservation settled: {gs}");
-    let used = gs["used"].as_i64().unwrap();
-    let per_job: i64 = [&a, &b, &c]
-        .iter()
-        .map(|j| {
-            json(&cli(&server, &t, &["usage", "--job", j, "--output", "json"]))["gpu_seconds"]
-                .as_i64()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(
-        used, per_job,
-        "the allocation's usage is exactly the jobs' usage, each booked once"
-    );
+    let per_job = assert_booked_once(&server, &t, &[&a, &b, &c]);
     assert!(per_job >= 4 * 2, "{per_job}");
 }

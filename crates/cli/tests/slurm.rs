@@ -223,26 +223,7 @@ fn jobs_on_slurm_through_the_factory_survive_outages_and_restarts() {
     let timed_out = wait_state(&server, &t, &slow, Duration::from_secs(150), final_state);
     assert_eq!(timed_out["state"], "timeout", "{timed_out}");
     // Every reservation settled, and the allocation's usage is the jobs' usage.
-    let project = json(&cli(&server, &t, &["project", "list", "--output", "json"]))["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let alloc = json(&cli(
-        &server,
-        &t,
-        &["alloc", "list", "--project", &project, "--output", "json"],
-    ));
-    let gs = &alloc["items"][0]["gpu_seconds"];
-    assert_eq!(gs["reserved"], 0, "{gs}");
-    let per_job: i64 = [&slow, &four, &stopped, &through, &waiting, &crossing]
-        .iter()
-        .map(|j| {
-            json(&cli(&server, &t, &["usage", "--job", j, "--output", "json"]))["gpu_seconds"]
-                .as_i64()
-                .unwrap()
-        })
-        .sum();
-    assert_eq!(gs["used"].as_i64().unwrap(), per_job, "each job booked once");
+    assert_booked_once(&server, &t, &[&slow, &four, &stopped, &through, &waiting, &crossing]);
 }
 
 #[test]

@@ -84,3 +84,33 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     d
 }
+
+/// Every reservation of the caller's first project is settled and its allocation's used
+/// GPU-seconds are exactly the jobs' usage (each booked once); returns that usage.
+pub fn assert_booked_once(server: &Server, t: &str, jobs: &[&String]) -> i64 {
+    let project = json(&cli(server, t, &["project", "list", "--output", "json"]))["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alloc = json(&cli(
+        server,
+        t,
+        &["alloc", "list", "--project", &project, "--output", "json"],
+    ));
+    let gs = &alloc["items"][0]["gpu_seconds"];
+    assert_eq!(gs["reserved"], 0, "every reservation settled: {gs}");
+    let per_job: i64 = jobs
+        .iter()
+        .map(|j| {
+            json(&cli(server, t, &["usage", "--job", j, "--output", "json"]))["gpu_seconds"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        gs["used"].as_i64().unwrap(),
+        per_job,
+        "the allocation's usage is exactly the jobs' usage, each booked once"
+    );
+    per_job
+}
