@@ -9,7 +9,10 @@
 #
 # munge, slurmctld and slurmd (8 fake H100 GPUs: empty device files, AutoDetect off) run as
 # root; slurmrestd runs as the unprivileged user `slurm` (it refuses root) on a unix socket
-# with rest_auth/local, so jobs submitted through it run as `slurm`. Everything it writes
+# with rest_auth/local, so jobs submitted through it run as `slurm`. A second slurmrestd
+# listens on http://127.0.0.1:$HTTP_PORT with rest_auth/jwt (slurmctld takes auth/jwt as
+# its alternative authentication, with a random HS256 key); `start` leaves a token for the
+# user `slurm` in $DIR/rest/jwt-token and the address in $DIR/rest/http-url. Everything it writes
 # lives under $AIFACTORY_SLURM_DIR (default /tmp/aifactory-slurm) except the configuration,
 # which goes where Slurm's tools look for it (/etc/slurm).
 set -euo pipefail
@@ -19,6 +22,8 @@ CONF_DIR=/etc/slurm
 HOST="$(hostname -s)"
 SOCKET="$DIR/rest/slurmrestd.sock"
 REST_USER=slurm
+HTTP_PORT="${AIFACTORY_SLURM_HTTP_PORT:-6820}"
+JWT_KEY="$DIR/jwt_hs256.key"
 
 log() { echo "slurm-test-cluster: $*" >&2; }
 
@@ -39,6 +44,9 @@ write_config() {
     mkdir -p "$DIR"/{state,spool,gpus,log,rest} "$CONF_DIR"
     chmod 755 "$DIR"
     chown "$REST_USER" "$DIR/rest"
+    if [[ ! -s "$JWT_KEY" ]]; then
+        (umask 077 && head -c 32 /dev/urandom >"$JWT_KEY")
+    fi
     # Character devices (null's numbers) so that slurmd accepts them; no GPU behind them.
     for i in 0 1 2 3 4 5 6 7; do
         [[ -c "$DIR/gpus/nvidia$i" ]] || { rm -f "$DIR/gpus/nvidia$i"; mknod -m 666 "$DIR/gpus/nvidia$i" c 1 3; }
@@ -51,6 +59,8 @@ SlurmctldHost=$HOST
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
 CredType=cred/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
@@ -78,6 +88,16 @@ EOF
 AutoDetect=off
 NodeName=$HOST Name=gpu Type=h100 File=$DIR/gpus/nvidia[0-7]
 EOF
+}
+
+# A day-long token for the user slurm, issued by slurmctld (needs root or SlurmUser).
+write_token() {
+    local token
+    token=$(scontrol token username="$REST_USER" lifespan=86400 | sed -n 's/^SLURM_JWT=//p')
+    [[ -n "$token" ]] || { log "scontrol token gave no token"; exit 1; }
+    printf '%s\n' "$token" >"$DIR/rest/jwt-token"
+    chmod 644 "$DIR/rest/jwt-token"
+    echo "http://127.0.0.1:$HTTP_PORT" >"$DIR/rest/http-url"
 }
 
 running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -125,12 +145,24 @@ start() {
     fi
     wait_for slurmrestd 30 test -S "$SOCKET"
     chmod 666 "$SOCKET"
+    if ! running "$DIR/slurmrestd-jwt.pid"; then
+        (
+            cd "$DIR"
+            # SLURM_JWT=daemon: slurmrestd then speaks auth/jwt to slurmctld, passing each
+            # request's token through.
+            setsid runuser -u "$REST_USER" -- env SLURM_JWT=daemon /usr/sbin/slurmrestd -a rest_auth/jwt -s openapi/v0.0.38 \
+                "127.0.0.1:$HTTP_PORT" >"$DIR/log/slurmrestd-jwt.log" 2>&1 &
+            echo $! >"$DIR/slurmrestd-jwt.pid"
+        )
+    fi
+    wait_for "slurmrestd (jwt)" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT"
+    write_token
     log "up: $(sinfo -h -N -o '%N %t %G')"
     echo "unix:$SOCKET"
 }
 
 stop() {
-    for d in slurmrestd slurmd slurmctld; do
+    for d in slurmrestd slurmrestd-jwt slurmd slurmctld; do
         if running "$DIR/$d.pid"; then kill "$(cat "$DIR/$d.pid")" 2>/dev/null || true; fi
     done
     pkill -x slurmrestd 2>/dev/null || true

@@ -119,6 +119,12 @@ pub enum AllocCmd {
         /// End of validity, in days from now.
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// The Slurm account the site opened for it (sbatch --account).
+        #[arg(long)]
+        slurm_account: Option<String>,
+        /// The Slurm QoS its jobs run under (sbatch --qos).
+        #[arg(long)]
+        slurm_qos: Option<String>,
     },
     TopUp {
         id: String,
@@ -137,6 +143,14 @@ pub enum AllocCmd {
         /// New end, in days from now.
         #[arg(long)]
         days: i64,
+    },
+    /// Set the Slurm account and QoS its jobs are charged to (omitted: none).
+    Slurm {
+        id: String,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        qos: Option<String>,
     },
 }
 
@@ -321,6 +335,12 @@ impl Client {
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
             ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            ("PUT", b) => self
+                .agent
+                .put(&url)
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(b.map_or_else(|| "{}".to_string(), Value::to_string)),
             (_, b) => self
                 .agent
                 .post(&url)
@@ -550,6 +570,7 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
         "used_gpu_h",
         "available_gpu_h",
         "valid_until",
+        "slurm_account",
     ];
     let v = match cmd {
         AllocCmd::List { project } => c.call("GET", &format!("/api/v1/allocations?project={project}"), None)?,
@@ -560,6 +581,8 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
             gpu_hours,
             class,
             days,
+            slurm_account,
+            slurm_qos,
         } => {
             let until = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
@@ -568,7 +591,10 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
             c.call(
                 "POST",
                 "/api/v1/allocations",
-                Some(&json!({"project": project, "site": site, "gpu_hours": gpu_hours, "class": class, "valid_until": until})),
+                Some(&json!({
+                    "project": project, "site": site, "gpu_hours": gpu_hours, "class": class, "valid_until": until,
+                    "slurm_account": slurm_account, "slurm_qos": slurm_qos,
+                })),
             )?
         }
         AllocCmd::TopUp { id, gpu_hours } => c.call(
@@ -589,6 +615,11 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
                 Some(&json!({"valid_until": until})),
             )?
         }
+        AllocCmd::Slurm { id, account, qos } => c.call(
+            "PUT",
+            &format!("/api/v1/allocations/{id}/slurm"),
+            Some(&json!({"account": account, "qos": qos})),
+        )?,
     };
     c.print(&with_hours(v), &cols);
     Ok(())

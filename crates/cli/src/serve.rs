@@ -39,10 +39,11 @@ pub struct Args {
     /// `aifactory` (our engine decides, Slurm runs) or `slurm` (Slurm's queue decides) [default: slurm].
     #[arg(long, env = "AIFACTORY_SLURM_MODE")]
     slurm_mode: Option<String>,
-    /// File holding the JWT for slurmrestd (X-SLURM-USER-TOKEN); or set SLURM_JWT.
+    /// File holding the JWT for slurmrestd (X-SLURM-USER-TOKEN), re-read when it changes;
+    /// or set SLURM_JWT.
     #[arg(long, env = "AIFACTORY_SLURM_TOKEN_FILE")]
     slurm_token_file: Option<PathBuf>,
-    /// The user the JWT belongs to (X-SLURM-USER-NAME), if slurmrestd wants it.
+    /// The user the JWT belongs to (X-SLURM-USER-NAME) [default: the token's `sun` claim].
     #[arg(long, env = "AIFACTORY_SLURM_USER")]
     slurm_user: Option<String>,
     /// How often Slurm's job and node lists are read, in milliseconds [default: 1000].
@@ -96,13 +97,22 @@ fn executor(args: &Args, file: &FileSettings) -> Result<server::ExecutorChoice> 
     let url = pick(&args.slurm_url, &file.slurm_url)
         .context("--executor slurm needs --slurm-url (unix:/path/to/socket or http://host:port)")?;
     let token = match args.slurm_token_file.clone().or_else(|| file.slurm_token_file.clone()) {
-        Some(path) => Some(
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("reading the Slurm token {}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => std::env::var("SLURM_JWT").ok().filter(|t| !t.is_empty()),
+        Some(path) => {
+            // Read now for a clear error at start; the executor reads it again whenever
+            // it changes, so a renewed token needs no restart.
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the Slurm token {}", path.display()))?;
+            anyhow::ensure!(
+                !text.trim().is_empty(),
+                "the Slurm token file {} is empty",
+                path.display()
+            );
+            Some(slurm::TokenSource::File(path))
+        }
+        None => std::env::var("SLURM_JWT")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(slurm::TokenSource::Value),
     };
     if url.starts_with("http://") && token.is_none() {
         anyhow::bail!("slurmrestd over HTTP needs a JWT: --slurm-token-file FILE or SLURM_JWT");

@@ -43,6 +43,23 @@ fn slurm_url() -> Option<String> {
     }
 }
 
+/// The slurmrestd that takes JWTs (`rest_auth/jwt` over HTTP) and a token file for it.
+fn slurm_http() -> Option<(String, String)> {
+    match (
+        std::env::var("AIFACTORY_TEST_SLURM_HTTP"),
+        std::env::var("AIFACTORY_TEST_SLURM_TOKEN_FILE"),
+    ) {
+        (Ok(url), Ok(token)) => Some((url, token)),
+        _ if std::env::var("CI").is_ok() => {
+            panic!("CI must run the Slurm JWT suite: AIFACTORY_TEST_SLURM_HTTP/_TOKEN_FILE are not set")
+        }
+        _ => {
+            eprintln!("AIFACTORY_TEST_SLURM_HTTP not set: Slurm JWT suite skipped (./scripts/test sets it)");
+            None
+        }
+    }
+}
+
 fn cluster_script(action: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slurm-test-cluster.sh");
     let status = Command::new(script).arg(action).status().unwrap();
@@ -63,23 +80,21 @@ fn clean_slate() {
     }
 }
 
-fn serve_on_slurm(dir: &Path, port: u16, url: &str, mode: &str) -> Server {
-    serve_with(
-        dir,
-        port,
-        &[
-            "--executor",
-            "slurm",
-            "--slurm-url",
-            url,
-            "--slurm-mode",
-            mode,
-            "--slurm-site",
-            "it-bologna",
-            "--slurm-poll-ms",
-            "250",
-        ],
-    )
+fn serve_on_slurm(dir: &Path, port: u16, url: &str, mode: &str, more: &[&str]) -> Server {
+    let mut args = vec![
+        "--executor",
+        "slurm",
+        "--slurm-url",
+        url,
+        "--slurm-mode",
+        mode,
+        "--slurm-site",
+        "it-bologna",
+        "--slurm-poll-ms",
+        "250",
+    ];
+    args.extend_from_slice(more);
+    serve_with(dir, port, &args)
 }
 
 fn submit(server: &Server, t: &str, gpus: &str, minutes: &str, script: &str) -> String {
@@ -115,6 +130,18 @@ fn final_state(s: &str) -> bool {
     !["pending", "running"].contains(&s)
 }
 
+/// The Slurm account of the (one) Slurm job carrying our id.
+fn slurm_account_of(id: &str) -> String {
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-o", "%k %a"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("aifactory:{id} ")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no Slurm job for {id}"))
+}
+
 /// Slurm jobs carrying our id in their comment.
 fn slurm_jobs_of(id: &str) -> usize {
     let out = Command::new("squeue")
@@ -134,7 +161,8 @@ fn jobs_on_slurm_through_the_factory_survive_outages_and_restarts() {
     clean_slate();
     let dir = temp_dir("slurm");
     let port = free_port();
-    let mut server = serve_on_slurm(&dir, port, &url, "slurm");
+    let fallback = ["--slurm-account", "aifactory-default"];
+    let mut server = serve_on_slurm(&dir, port, &url, "slurm", &fallback);
     let t = token(&dir, "research");
     // Inventory: Slurm's node, with its 8 GPUs, is the site's only node.
     let nodes = json(&cli(&server, &t, &["node", "list", "--output", "json"]));
@@ -153,6 +181,11 @@ fn jobs_on_slurm_through_the_factory_survive_outages_and_restarts() {
     let logs = String::from_utf8_lossy(&cli(&server, &t, &["job", "logs", &four]).stdout).to_string();
     let gpus: Vec<&str> = logs.trim().trim_start_matches("gpus ").split(',').collect();
     assert_eq!(gpus.len(), 4, "four GPUs through CUDA_VISIBLE_DEVICES: {logs}");
+    assert_eq!(
+        slurm_account_of(&four),
+        "aifactory-default",
+        "the allocation names none"
+    );
     let usage = json(&cli(&server, &t, &["usage", "--job", &four, "--output", "json"]));
     assert!(usage["gpu_seconds"].as_i64().unwrap() >= 4, "{usage}");
     // Cancel a running job.
@@ -211,7 +244,7 @@ fn jobs_on_slurm_through_the_factory_survive_outages_and_restarts() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     drop(server);
-    let server = serve_on_slurm(&dir, port, &url, "slurm");
+    let server = serve_on_slurm(&dir, port, &url, "slurm", &fallback);
     let crossed = wait_state(&server, &t, &crossing, Duration::from_secs(60), final_state);
     assert_eq!(crossed["state"], "completed", "{crossed}");
     assert_eq!(slurm_jobs_of(&crossing), 1, "never submitted twice");
@@ -226,14 +259,41 @@ fn jobs_on_slurm_through_the_factory_survive_outages_and_restarts() {
     assert_booked_once(&server, &t, &[&slow, &four, &stopped, &through, &waiting, &crossing]);
 }
 
+/// Also the HTTP path: slurmrestd with rest_auth/jwt, the token from a file (its user from
+/// the token's own claim).
 #[test]
 fn our_engine_schedules_and_slurm_runs() {
-    let Some(url) = slurm_url() else { return };
+    let Some((url, token_file)) = slurm_http() else { return };
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     clean_slate();
     let dir = temp_dir("slurm-aif");
-    let server = serve_on_slurm(&dir, free_port(), &url, "aifactory");
+    let server = serve_on_slurm(
+        &dir,
+        free_port(),
+        &url,
+        "aifactory",
+        &["--slurm-token-file", &token_file],
+    );
     let t = token(&dir, "research");
+    // The site opened a Slurm account for the allocation: its jobs are charged to it.
+    let project = json(&cli(&server, &t, &["project", "list", "--output", "json"]))["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let allocs = json(&cli(
+        &server,
+        &t,
+        &["alloc", "list", "--project", &project, "--output", "json"],
+    ));
+    for alloc in allocs["items"].as_array().unwrap() {
+        let id = alloc["id"].as_str().unwrap();
+        let set = json(&cli(
+            &server,
+            &token(&dir, "operator"),
+            &["alloc", "slurm", id, "--account", "euhpc_a01_042", "--output", "json"],
+        ));
+        assert_eq!(set["slurm_account"], "euhpc_a01_042", "{set}");
+    }
     // 8 GPUs: two 4-GPU jobs run at once, the third waits in our queue, not in Slurm's.
     let a = submit(&server, &t, "4", "2", "sleep 3; echo a");
     let b = submit(&server, &t, "4", "2", "sleep 3; echo b");
@@ -251,4 +311,5 @@ fn our_engine_schedules_and_slurm_runs() {
     let job = wait_state(&server, &t, &c, Duration::from_secs(60), final_state);
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(slurm_jobs_of(&c), 1);
+    assert_eq!(slurm_account_of(&c), "euhpc_a01_042");
 }

@@ -35,6 +35,9 @@ pub struct SlurmLaunch {
     pub walltime: Duration,
     /// Pin to these nodes (aifactory schedules); empty lets Slurm place it.
     pub required_nodes: Vec<String>,
+    /// The Slurm account and QoS of the job's allocation; unset, the configured defaults.
+    pub account: Option<String>,
+    pub qos: Option<String>,
 }
 
 /// A job Slurm started: where, and on which GPU indices per node.
@@ -413,8 +416,8 @@ impl SlurmExecutor {
             nodes: launch.nodes,
             gpus_per_node: launch.gpus_per_node,
             time_limit_s: launch.walltime.as_secs(),
-            account: self.config.account.clone(),
-            qos: self.config.qos.clone(),
+            account: launch.account.clone().or_else(|| self.config.account.clone()),
+            qos: launch.qos.clone().or_else(|| self.config.qos.clone()),
             working_dir: dir.display().to_string(),
             environment: env,
             script: format!("#!/bin/sh\nexec {}\n", command.join(" ")),

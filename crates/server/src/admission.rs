@@ -62,7 +62,11 @@ async fn admit(state: &AppState, jobs: &[NewJob]) -> Vec<Result<Job, ApiError>> 
     if state.exec.slurm_schedules() {
         // Slurm's queue decides: hand each new job over; the engine only admitted it.
         for job in results.iter().flatten().filter(|j| j.state == JobState::Pending) {
-            if let Err(reason) = state.exec.launch(job, &[], &state.cluster).await {
+            let launched = match control::slurm_charge(state, job).await {
+                Ok(charge) => state.exec.launch(job, &charge, &[], &state.cluster).await,
+                Err(e) => Err(e),
+            };
+            if let Err(reason) = launched {
                 let end = store::JobEnd {
                     state: JobState::Failed,
                     ended_at: control::unix_now() as i64,

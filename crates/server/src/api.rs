@@ -254,7 +254,12 @@ fn endpoints() -> Vec<Endpoint> {
                     ("gpu_hours", "integer"),
                     ("valid_until", "integer"),
                 ],
-                &[("class", "string"), ("valid_from", "integer")],
+                &[
+                    ("class", "string"),
+                    ("valid_from", "integer"),
+                    ("slurm_account", "string"),
+                    ("slurm_qos", "string"),
+                ],
             )),
             post(create_allocation),
         ),
@@ -311,6 +316,15 @@ fn endpoints() -> Vec<Endpoint> {
             &[],
             Some(obj(&[("valid_until", "integer")], &[])),
             post(extend),
+        ),
+        e(
+            "put",
+            "/api/v1/allocations/{id}/slurm",
+            "Set the Slurm account and QoS the allocation's jobs are charged to (platform admin, site operator)",
+            true,
+            &[],
+            Some(obj(&[], &[("account", "string"), ("qos", "string")])),
+            axum::routing::put(set_slurm_charge),
         ),
         e(
             "post",
@@ -486,6 +500,13 @@ pub fn router(state: AppState) -> Router {
     router
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method (see /api/v1/openapi.json)",
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -688,6 +709,7 @@ fn allocation_view(a: &Allocation, balance: Option<store::Balance>) -> Value {
     let mut v = json!({
         "id": a.id, "project": a.project_id, "site": a.site, "class": a.class, "state": a.state,
         "valid_from": rfc3339(a.valid_from), "valid_until": rfc3339(a.valid_until), "created_at": rfc3339(a.created_at),
+        "slurm_account": a.slurm.account, "slurm_qos": a.slurm.qos,
     });
     if let Some(b) = balance {
         v["gpu_seconds"] =
@@ -1074,6 +1096,8 @@ struct CreateAllocation {
     class: Option<PriorityClass>,
     valid_from: Option<i64>,
     valid_until: i64,
+    slurm_account: Option<String>,
+    slurm_qos: Option<String>,
 }
 
 async fn create_allocation(
@@ -1105,6 +1129,7 @@ async fn create_allocation(
             gpu_seconds: b.gpu_hours * 3600,
             valid_from: b.valid_from.unwrap_or_else(|| unix_now() as i64),
             valid_until: b.valid_until,
+            slurm: slurm_charge(("slurm_account", b.slurm_account), ("slurm_qos", b.slurm_qos))?,
         })
         .await?;
     state.submission_cache.clear();
@@ -1194,6 +1219,59 @@ async fn set_state(state: AppState, caller: Caller, id: String, to: AllocationSt
 #[serde(deny_unknown_fields)]
 struct Extend {
     valid_until: i64,
+}
+
+/// A Slurm account or QoS name as `sacctmgr` takes it; empty or absent means none.
+fn slurm_name((field, value): (&str, Option<String>)) -> Result<Option<String>, ApiError> {
+    let Some(value) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let fits = value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !fits {
+        return Err(ApiError::field(
+            field,
+            format!("`{field}` is a Slurm name: up to 64 letters, digits, `_`, `-` or `.`"),
+        ));
+    }
+    Ok(Some(value))
+}
+
+fn slurm_charge(account: (&str, Option<String>), qos: (&str, Option<String>)) -> Result<store::SlurmCharge, ApiError> {
+    Ok(store::SlurmCharge {
+        account: slurm_name(account)?,
+        qos: slurm_name(qos)?,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSlurmCharge {
+    account: Option<String>,
+    qos: Option<String>,
+}
+
+/// Where a site keeps its own accounting (sacct, sreport, its fair-share tree), each
+/// allocation's jobs go to Slurm under the account the site opened for it. Applies to jobs
+/// handed to Slurm from now on.
+async fn set_slurm_charge(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<SetSlurmCharge>,
+) -> ApiResult {
+    visible_allocation(&state, &caller, &id).await?;
+    if !caller.manages_allocations() {
+        return Err(ApiError::forbidden(
+            "platform admins and site operators set an allocation's Slurm account",
+        ));
+    }
+    let charge = slurm_charge(("account", b.account), ("qos", b.qos))?;
+    state.store.set_allocation_slurm(&id, &charge).await?;
+    state.submission_cache.clear();
+    get_allocation(State(state), caller, Path(id)).await
 }
 
 async fn extend(

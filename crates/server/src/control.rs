@@ -114,6 +114,24 @@ pub fn placement_of(job: &store::Job) -> Vec<sched::NodeAlloc> {
 
 /// What a job used over `seconds` on its recorded placement; `gpu_mj` is what NVML
 /// measured on the GPUs it was given (shared GPUs count at the job's fraction).
+/// The Slurm account and QoS of a job's allocation (nothing to look up for local jobs).
+pub async fn slurm_charge(state: &AppState, job: &store::Job) -> Result<store::SlurmCharge, String> {
+    if !matches!(state.exec, crate::executor::Executor::Slurm { .. }) {
+        return Ok(store::SlurmCharge::default());
+    }
+    if let Some(context) = state.submission_cache.get(&job.project_id)
+        && let Some(alloc) = context.allocations.iter().find(|a| a.id == job.allocation_id)
+    {
+        return Ok(alloc.slurm.clone());
+    }
+    state
+        .store
+        .get_allocation(&job.allocation_id)
+        .await
+        .map(|a| a.slurm)
+        .map_err(|e| format!("cannot read the allocation's Slurm account: {e}"))
+}
+
 pub fn job_usage(state: &AppState, job: &store::Job, seconds: u64, gpu_mj: Option<u64>) -> Usage {
     let placement = placement_of(job);
     let nodes: Vec<u32> = placement.iter().map(|a| a.node).collect();
@@ -162,7 +180,11 @@ pub async fn schedule(state: &AppState, control: &mut Control) {
                         continue;
                     }
                 };
-                if let Err(reason) = state.exec.launch(&stored, &placement, &state.cluster).await {
+                let launched = match slurm_charge(state, &stored).await {
+                    Ok(charge) => state.exec.launch(&stored, &charge, &placement, &state.cluster).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(reason) = launched {
                     // The command could not start: the job fails at once, with the reason.
                     tracing::warn!(job.id = job_id.as_str(), error = %reason, "launch failed");
                     let end = JobEnd {

@@ -164,6 +164,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
                 gpu_seconds: 500 * 3600,
                 valid_from: now - 3600,
                 valid_until: now + year,
+                slurm: Default::default(),
             })
             .await?;
         if ["startup", "sme", "research"].contains(&key) {

@@ -90,64 +90,77 @@ impl Executor {
         }
     }
 
-    /// Starts a job on `placement` (empty when Slurm places it).
-    pub async fn launch(&self, job: &store::Job, placement: &[NodeAlloc], cluster: &Cluster) -> Result<(), String> {
-        let env = vec![("AIFACTORY_PROJECT".to_string(), job.project_id.clone())];
-        let walltime = Duration::from_secs(job.spec.walltime_s);
+    /// Starts a job on `placement` (empty when Slurm places it), charged on Slurm to its
+    /// allocation's account and QoS.
+    pub async fn launch(
+        &self,
+        job: &store::Job,
+        charge: &store::SlurmCharge,
+        placement: &[NodeAlloc],
+        cluster: &Cluster,
+    ) -> Result<(), String> {
         match self {
             Executor::Local(e) => e
                 .launch(Launch {
                     job_id: job.id.clone(),
                     command: job.command.clone(),
-                    env,
+                    env: job_env(job),
                     gpus: placement.iter().flat_map(|a| a.gpus.iter().copied()).collect(),
-                    walltime,
+                    walltime: Duration::from_secs(job.spec.walltime_s),
                 })
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
-            Executor::Slurm { exec, .. } => {
-                let (nodes, gpus_per_node) = slurm_shape(job, placement, cluster);
-                exec.launch(SlurmLaunch {
-                    job_id: job.id.clone(),
-                    command: job.command.clone(),
-                    env,
-                    nodes,
-                    gpus_per_node,
-                    walltime,
-                    required_nodes: placement
-                        .iter()
-                        .filter_map(|a| cluster.nodes.get(a.node as usize).map(|n| n.name.clone()))
-                        .collect(),
-                })
-                .map_err(|e| format!("cannot prepare the job's directory: {e}"))
-            }
+            Executor::Slurm { exec, .. } => exec
+                .launch(slurm_launch(job, charge, placement, cluster))
+                .map_err(|e| format!("cannot prepare the job's directory: {e}")),
         }
     }
 
     /// After a restart: follows a job an earlier process gave to Slurm (never submitting
     /// it twice). Returns false for the local executor, which adopts processes instead.
-    pub fn resume_on_slurm(&self, job: &store::Job, placement: &[NodeAlloc], cluster: &Cluster) -> bool {
+    pub fn resume_on_slurm(
+        &self,
+        job: &store::Job,
+        charge: &store::SlurmCharge,
+        placement: &[NodeAlloc],
+        cluster: &Cluster,
+    ) -> bool {
         let Executor::Slurm { exec, .. } = self else {
             return false;
         };
-        let (nodes, gpus_per_node) = slurm_shape(job, placement, cluster);
         exec.resume(
-            SlurmLaunch {
-                job_id: job.id.clone(),
-                command: job.command.clone(),
-                env: vec![("AIFACTORY_PROJECT".to_string(), job.project_id.clone())],
-                nodes,
-                gpus_per_node,
-                walltime: Duration::from_secs(job.spec.walltime_s),
-                required_nodes: placement
-                    .iter()
-                    .filter_map(|a| cluster.nodes.get(a.node as usize).map(|n| n.name.clone()))
-                    .collect(),
-            },
+            slurm_launch(job, charge, placement, cluster),
             job.started_at.unwrap_or(job.submitted_at).max(0) as u64,
         );
         true
+    }
+}
+
+fn job_env(job: &store::Job) -> Vec<(String, String)> {
+    vec![("AIFACTORY_PROJECT".to_string(), job.project_id.clone())]
+}
+
+fn slurm_launch(
+    job: &store::Job,
+    charge: &store::SlurmCharge,
+    placement: &[NodeAlloc],
+    cluster: &Cluster,
+) -> SlurmLaunch {
+    let (nodes, gpus_per_node) = slurm_shape(job, placement, cluster);
+    SlurmLaunch {
+        job_id: job.id.clone(),
+        command: job.command.clone(),
+        env: job_env(job),
+        nodes,
+        gpus_per_node,
+        walltime: Duration::from_secs(job.spec.walltime_s),
+        required_nodes: placement
+            .iter()
+            .filter_map(|a| cluster.nodes.get(a.node as usize).map(|n| n.name.clone()))
+            .collect(),
+        account: charge.account.clone(),
+        qos: charge.qos.clone(),
     }
 }
 

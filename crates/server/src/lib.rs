@@ -250,14 +250,16 @@ async fn recover(state: &AppState) -> Result<(), store::StoreError> {
         match job.state {
             JobState::Running | JobState::Pending if state.exec.slurm_schedules() => {
                 // Slurm holds (or is to hold) it: follow it there, by our id.
+                let charge = state.store.get_allocation(&job.allocation_id).await?.slurm;
                 state
                     .exec
-                    .resume_on_slurm(&job, &control::placement_of(&job), &state.cluster);
+                    .resume_on_slurm(&job, &charge, &control::placement_of(&job), &state.cluster);
             }
             JobState::Running if matches!(state.exec, Executor::Slurm { .. }) => {
                 let placement = control::placement_of(&job);
                 let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
-                state.exec.resume_on_slurm(&job, &placement, &state.cluster);
+                let charge = state.store.get_allocation(&job.allocation_id).await?.slurm;
+                state.exec.resume_on_slurm(&job, &charge, &placement, &state.cluster);
                 if let Err(e) = restore_running(&mut control, &job, started, placement, now) {
                     tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a job running on Slurm");
                 }

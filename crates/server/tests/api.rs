@@ -431,6 +431,49 @@ async fn bad_input_is_refused_with_the_field_named() {
     );
     let (s, _) = app.get("/api/v1/nothing-here", "startup").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = app.call(Method::DELETE, "/api/v1/sites", Some("startup"), None).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method-not-allowed")),
+        "{v}"
+    );
+    // A Slurm account is a Slurm name; a blank one means none.
+    let grant = |account: &str| {
+        json!({"project": project, "site": "it-bologna", "gpu_hours": 1, "valid_until": 4_000_000_000i64,
+               "slurm_account": account, "slurm_qos": " "})
+    };
+    let (s, v) = app.post("/api/v1/allocations", "admin", grant("euhpc; rm -rf /")).await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("slurm_account")),
+        "{v}"
+    );
+    let (s, v) = app.post("/api/v1/allocations", "admin", grant("euhpc_a01_042")).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (&v["slurm_account"], &v["slurm_qos"]),
+        (&json!("euhpc_a01_042"), &Value::Null),
+        "{v}"
+    );
+    let path = format!("/api/v1/allocations/{}/slurm", v["id"].as_str().unwrap());
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            &path,
+            Some("operator"),
+            Some(json!({"qos": "x".repeat(65)})),
+        )
+        .await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("qos")), "{v}");
+    let (s, v) = app
+        .call(Method::PUT, &path, Some("operator"), Some(json!({"qos": "high"})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["slurm_account"], &v["slurm_qos"]),
+        (&Value::Null, &json!("high")),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -740,7 +783,8 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("delete", "/api/v1/tokens/{id}") => "HHHAHHH",
         ("post", "/api/v1/allocations" | "/api/v1/nodes/{name}/drain" | "/api/v1/nodes/{name}/resume") => "AAFFFFF",
         ("post", "/api/v1/allocations/{id}/top-up" | "/api/v1/allocations/{id}/extend")
-        | ("post", "/api/v1/allocations/{id}/suspend" | "/api/v1/allocations/{id}/resume") => "AAFFFHH",
+        | ("post", "/api/v1/allocations/{id}/suspend" | "/api/v1/allocations/{id}/resume")
+        | ("put", "/api/v1/allocations/{id}/slurm") => "AAFFFHH",
         ("post", "/api/v1/jobs") => "FFFAAHH",
         ("post", "/api/v1/jobs/{id}/cancel") => "AFFAAHH",
         ("post", "/api/v1/jobs/{id}/requeue") => "FFFAAHH",
@@ -847,7 +891,7 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                         let pool = json!({"project": project, "org": org, "name": format!("n{counter}"), "sector": "x",
                             "command": ["true"], "walltime_s": 60, "site": "it-bologna", "gpu_hours": 1,
                             "valid_until": 4_000_000_000i64, "type": "sme", "country": "IT",
-                            "email": format!("e{counter}@y.example")});
+                            "email": format!("e{counter}@y.example"), "account": "euhpc_a01_042", "qos": "normal"});
                         let body = op.get("requestBody").map(|b| {
                             let schema = &b["content"]["application/json"]["schema"]["properties"];
                             let fields = schema
@@ -881,6 +925,11 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
     // Only the two permitted top-ups (admin, operator) of 1 GPU-hour reached the allocation.
     let (_, alloc) = app.get(&format!("/api/v1/allocations/{target_alloc}"), "startup").await;
     assert_eq!(alloc["gpu_seconds"]["granted"], (10 + 2) * 3600, "{alloc}");
+    assert_eq!(
+        (&alloc["slurm_account"], &alloc["slurm_qos"]),
+        (&json!("euhpc_a01_042"), &json!("normal")),
+        "set by staff only: {alloc}"
+    );
     // A member of the organisation but not of the project may look but not submit.
     let (_, me) = app.get("/api/v1/me", "startup-member").await;
     let member = me["user"]["id"].as_str().unwrap();

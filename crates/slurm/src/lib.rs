@@ -21,6 +21,12 @@ pub enum SlurmError {
     Unreachable { url: String, reason: String },
     #[error("slurmrestd answered HTTP {status}: {message}")]
     Http { status: u16, message: String },
+    #[error(
+        "slurmrestd refused our credentials (HTTP 401: {0}); check the token (--slurm-token-file or SLURM_JWT) and the user it was issued to"
+    )]
+    Unauthorized(String),
+    #[error("the Slurm token: {0}")]
+    Token(String),
     #[error("Slurm refused: {0}")]
     Refused(String),
     #[error("unexpected answer from slurmrestd: {0}")]
@@ -33,7 +39,9 @@ impl SlurmError {
     /// Worth retrying later (the daemons are down or restarting), as opposed to a refusal.
     pub fn is_transient(&self) -> bool {
         match self {
-            SlurmError::Unreachable { .. } => true,
+            // A token is renewed by the site (the file is re-read when it changes): until
+            // then Slurm is as good as away, which is no reason to fail anybody's job.
+            SlurmError::Unreachable { .. } | SlurmError::Unauthorized(_) | SlurmError::Token(_) => true,
             SlurmError::Http { status, .. } => *status >= 500,
             _ => false,
         }
@@ -46,18 +54,106 @@ enum Endpoint {
     Tcp { authority: String },
 }
 
-/// A JWT for slurmrestd's `rest_auth/jwt`, with the user it was issued to.
+/// A JWT for slurmrestd's `rest_auth/jwt`, with the user it was issued to. Without a
+/// user, the one the token names (its `sun` claim, as `scontrol token` issues them) goes
+/// in `X-SLURM-USER-NAME`, which Slurm before 23.02 requires.
 #[derive(Debug, Clone)]
 pub struct Jwt {
     pub user: Option<String>,
-    pub token: String,
+    pub token: TokenSource,
+}
+
+/// Where the token comes from. Tokens expire, and sites renew them (`scontrol token
+/// lifespan=...` from cron): a file is read again whenever it changes, so a renewal needs
+/// no restart.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    Value(String),
+    File(PathBuf),
+}
+
+/// The token in use and what it was read from.
+#[derive(Debug, Default)]
+struct LoadedToken {
+    modified: Option<std::time::SystemTime>,
+    token: String,
+    user: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Credentials {
+    jwt: Jwt,
+    loaded: std::sync::Arc<std::sync::Mutex<LoadedToken>>,
+}
+
+impl Credentials {
+    fn new(jwt: Jwt) -> Result<Credentials, SlurmError> {
+        let credentials = Credentials {
+            jwt,
+            loaded: Default::default(),
+        };
+        credentials.current()?;
+        Ok(credentials)
+    }
+
+    /// The token and user name for the next request, reading the file again if it changed.
+    fn current(&self) -> Result<(String, Option<String>), SlurmError> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        match &self.jwt.token {
+            TokenSource::Value(token) if loaded.token.is_empty() => {
+                *loaded = LoadedToken {
+                    modified: None,
+                    token: token.trim().to_string(),
+                    user: token_user(token),
+                };
+            }
+            TokenSource::Value(_) => {}
+            TokenSource::File(path) => {
+                let modified = std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .map_err(|e| SlurmError::Token(format!("{}: {e}", path.display())))?;
+                if loaded.token.is_empty() || loaded.modified != Some(modified) {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| SlurmError::Token(format!("{}: {e}", path.display())))?;
+                    let token = text.trim().trim_start_matches("SLURM_JWT=").to_string();
+                    if token.is_empty() {
+                        return Err(SlurmError::Token(format!("{} is empty", path.display())));
+                    }
+                    *loaded = LoadedToken {
+                        modified: Some(modified),
+                        user: token_user(&token),
+                        token,
+                    };
+                }
+            }
+        }
+        if loaded.token.is_empty() {
+            return Err(SlurmError::Token("the token is empty".into()));
+        }
+        Ok((
+            loaded.token.clone(),
+            self.jwt.user.clone().or_else(|| loaded.user.clone()),
+        ))
+    }
+}
+
+/// The user a Slurm JWT was issued to: its `sun` claim. Nothing is verified here;
+/// slurmctld checks the signature.
+pub fn token_user(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.trim().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sun")?.as_str().map(str::to_string)
 }
 
 #[derive(Debug, Clone)]
 pub struct Client {
     url: String,
     endpoint: Endpoint,
-    jwt: Option<Jwt>,
+    credentials: Option<Credentials>,
     version: ApiVersion,
     timeout: Duration,
 }
@@ -79,7 +175,7 @@ impl Client {
         let mut client = Client {
             url: url.to_string(),
             endpoint,
-            jwt,
+            credentials: jwt.map(Credentials::new).transpose()?,
             version: ApiVersion::V0038,
             timeout: Duration::from_secs(10),
         };
@@ -198,9 +294,10 @@ impl Client {
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        if let Some(jwt) = &self.jwt {
-            req = req.header("X-SLURM-USER-TOKEN", &jwt.token);
-            if let Some(user) = &jwt.user {
+        if let Some(credentials) = &self.credentials {
+            let (token, user) = credentials.current()?;
+            req = req.header("X-SLURM-USER-TOKEN", token);
+            if let Some(user) = user {
                 req = req.header("X-SLURM-USER-NAME", user);
             }
         }
@@ -231,6 +328,10 @@ impl Client {
             .to_bytes();
         let value: Value =
             serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        if status == 401 {
+            let message = mapping::errors(&value).unwrap_or_else(|| value.as_str().unwrap_or_default().to_string());
+            return Err(SlurmError::Unauthorized(message));
+        }
         if status >= 400 {
             let message = mapping::errors(&value).unwrap_or_else(|| value.to_string());
             return Err(SlurmError::Http { status, message });

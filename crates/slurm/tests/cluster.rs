@@ -134,3 +134,84 @@ async fn jobs_run_fail_time_out_and_are_cancelled_on_real_slurm() {
     assert_eq!(timed_out.reason, "TimeLimit");
     assert!(c.cancel(u64::from(u32::MAX) - 7).await.is_err(), "an unknown job");
 }
+
+/// slurmrestd with `rest_auth/jwt` over HTTP (`AIFACTORY_TEST_SLURM_HTTP`, the token in
+/// `AIFACTORY_TEST_SLURM_TOKEN_FILE`, as `scripts/test` sets them).
+fn jwt_endpoint() -> Option<(String, String)> {
+    match (
+        std::env::var("AIFACTORY_TEST_SLURM_HTTP"),
+        std::env::var("AIFACTORY_TEST_SLURM_TOKEN_FILE"),
+    ) {
+        (Ok(url), Ok(token_file)) => Some((url, std::fs::read_to_string(token_file).unwrap())),
+        _ if std::env::var("CI").is_ok() => {
+            panic!("CI must run the Slurm JWT suite: AIFACTORY_TEST_SLURM_HTTP is not set")
+        }
+        _ => {
+            eprintln!("AIFACTORY_TEST_SLURM_HTTP not set: Slurm JWT suite skipped (./scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// Writes the token file anew with a later modification time, as a renewal would.
+fn renew(path: &std::path::Path, token: &str) {
+    let previous = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    std::fs::write(path, token).unwrap();
+    if let Some(previous) = previous {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(previous + Duration::from_secs(1)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_through_http_with_a_jwt_and_a_renewed_token_is_picked_up() {
+    use slurm::{Jwt, SlurmError, TokenSource};
+    let Some((url, token)) = jwt_endpoint() else { return };
+    assert_eq!(
+        slurm::token_user(&token).as_deref(),
+        Some("slurm"),
+        "scontrol token names its user"
+    );
+    // No token: slurmrestd answers 401, which says what to check.
+    let err = Client::connect(&url, None).await.unwrap_err();
+    assert!(matches!(err, SlurmError::Unauthorized(_)), "{err:?}");
+    assert!(err.to_string().contains("--slurm-token-file"), "{err}");
+    // The token from a file; the user name from the token.
+    let token_file = job_dir("jwt-token").join("token");
+    renew(&token_file, &token);
+    let c = Client::connect(
+        &url,
+        Some(Jwt {
+            user: None,
+            token: TokenSource::File(token_file.clone()),
+        }),
+    )
+    .await
+    .unwrap();
+    c.ping().await.unwrap();
+    let ran = job("jwt", 2, 60, "echo $(id -un) $CUDA_VISIBLE_DEVICES");
+    let id = c.submit(&ran).await.unwrap();
+    let ended = wait_for(&c, id, Duration::from_secs(60), |j| j.state.is_final()).await;
+    assert_eq!(
+        (&ended.state, ended.exit_code),
+        (&JobState::Completed, Some(0)),
+        "{ended:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&ran.stdout).unwrap(),
+        "slurm 0,1\n",
+        "runs as the token's user"
+    );
+    // A token slurmctld does not accept: every call fails, as something to retry.
+    renew(
+        &token_file,
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJzbHVybSJ9.bm90IGEgc2lnbmF0dXJl",
+    );
+    let err = c.ping().await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(c.jobs().await.is_err());
+    // Renewed: the same client goes on, with no restart.
+    renew(&token_file, &token);
+    c.ping().await.unwrap();
+    assert!(c.jobs().await.unwrap().iter().any(|j| j.slurm_id == id));
+}

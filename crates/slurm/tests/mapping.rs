@@ -212,3 +212,13 @@ fn an_answer_with_errors_is_never_an_empty_list() {
     let err = parse_jobs(&body).unwrap_err().to_string();
     assert!(err.contains("Failed while looking for jobs"), "{err}");
 }
+
+#[test]
+fn the_user_of_a_slurm_token_is_its_sun_claim() {
+    // {"alg":"HS256"} . {"exp":1,"iat":0,"sun":"alice"} . signature, as `scontrol token` makes them
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjEsImlhdCI6MCwic3VuIjoiYWxpY2UifQ.c2ln";
+    assert_eq!(slurm::token_user(token).as_deref(), Some("alice"));
+    assert_eq!(slurm::token_user(&format!("{token}\n")).as_deref(), Some("alice"));
+    assert_eq!(slurm::token_user("not-a-token"), None);
+    assert_eq!(slurm::token_user("a.eyJleHAiOjF9.b"), None, "no sun claim");
+}

@@ -64,6 +64,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_node_states.sql")),
     (3, include_str!("../migrations/0003_allocation_balances.sql")),
     (4, include_str!("../migrations/0004_project_members.sql")),
+    (5, include_str!("../migrations/0005_allocation_slurm.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -491,10 +492,12 @@ impl Store {
             valid_until: new.valid_until,
             state: AllocationState::Active,
             created_at: now(),
+            slurm: new.slurm.clone(),
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO allocations (id, project_id, site, class, valid_from, valid_until, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO allocations (id, project_id, site, class, valid_from, valid_until, state, created_at, slurm_account, slurm_qos) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&alloc.id)
         .bind(&alloc.project_id)
@@ -504,6 +507,8 @@ impl Store {
         .bind(alloc.valid_until)
         .bind(alloc.state.as_str())
         .bind(alloc.created_at)
+        .bind(alloc.slurm.account.as_deref())
+        .bind(alloc.slurm.qos.as_deref())
         .execute(&mut *tx)
         .await?;
         insert_ledger(
@@ -730,6 +735,20 @@ impl Store {
             .bind(allocation_id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Sets the Slurm account and QoS an allocation's jobs are charged to.
+    pub async fn set_allocation_slurm(&self, allocation_id: &str, slurm: &SlurmCharge) -> Result<()> {
+        let done = sqlx::query("UPDATE allocations SET slurm_account = $1, slurm_qos = $2 WHERE id = $3")
+            .bind(slurm.account.as_deref())
+            .bind(slurm.qos.as_deref())
+            .bind(allocation_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("allocation", allocation_id));
+        }
         Ok(())
     }
 
@@ -1284,6 +1303,10 @@ fn allocation_from(r: &AnyRow) -> Result<Allocation> {
         valid_until: r.try_get("valid_until")?,
         state: parse(&r.try_get::<String, _>("state")?)?,
         created_at: r.try_get("created_at")?,
+        slurm: SlurmCharge {
+            account: r.try_get("slurm_account")?,
+            qos: r.try_get("slurm_qos")?,
+        },
     })
 }
 

@@ -131,6 +131,16 @@ pub struct NewAllocation {
     pub gpu_seconds: i64,
     pub valid_from: i64,
     pub valid_until: i64,
+    #[serde(default)]
+    pub slurm: SlurmCharge,
+}
+
+/// The Slurm account (association) and QoS a site charges an allocation's jobs to; unset,
+/// the Slurm executor's defaults apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmCharge {
+    pub account: Option<String>,
+    pub qos: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +153,7 @@ pub struct Allocation {
     pub valid_until: i64,
     pub state: AllocationState,
     pub created_at: i64,
+    pub slurm: SlurmCharge,
 }
 
 /// GPU-seconds of an allocation; `available = granted - reserved - used`.

@@ -69,6 +69,7 @@ async fn world(s: &Store, gpu_seconds: i64) -> World {
             gpu_seconds,
             valid_from: 0,
             valid_until: i64::MAX / 2,
+            slurm: Default::default(),
         })
         .await
         .unwrap();
@@ -358,6 +359,20 @@ async fn allocation_rules_and_idempotency() {
         let mut bad = job(&w, 100, None);
         bad.allocation_id = "alc_missing".into();
         assert!(matches!(s.submit_job(&bad).await, Err(StoreError::NotFound { .. })));
+        // The Slurm account and QoS the site charges the allocation's jobs to.
+        assert_eq!(w.alloc.slurm, SlurmCharge::default(), "{name}");
+        let charge = SlurmCharge {
+            account: Some("euhpc_a01_042".into()),
+            qos: Some("normal".into()),
+        };
+        s.set_allocation_slurm(&w.alloc.id, &charge).await.unwrap();
+        assert_eq!(s.get_allocation(&w.alloc.id).await.unwrap().slurm, charge, "{name}");
+        let context = s.submission_context(&w.alloc.project_id).await.unwrap();
+        assert_eq!(context.allocations[0].slurm, charge, "{name}");
+        assert!(matches!(
+            s.set_allocation_slurm("alc_missing", &charge).await,
+            Err(StoreError::NotFound { .. })
+        ));
     }
 }
 
