@@ -18,7 +18,12 @@
 set -euo pipefail
 
 DIR="${AIFACTORY_SLURM_DIR:-/tmp/aifactory-slurm}"
-CONF_DIR=/etc/slurm
+# Debian's Slurm by default; AIFACTORY_SLURM_PREFIX=/opt/slurm24 runs one built from
+# source there instead (configuration in $PREFIX/etc), for newer API versions.
+PREFIX="${AIFACTORY_SLURM_PREFIX:-/usr}"
+SBIN="$PREFIX/sbin"
+if [[ "$PREFIX" == /usr ]]; then CONF_DIR=/etc/slurm; else CONF_DIR="$PREFIX/etc"; fi
+export PATH="$PREFIX/bin:$PATH"
 HOST="$(hostname -s)"
 SOCKET="$DIR/rest/slurmrestd.sock"
 REST_USER=slurm
@@ -100,6 +105,23 @@ write_token() {
     echo "http://127.0.0.1:$HTTP_PORT" >"$DIR/rest/http-url"
 }
 
+# Only the slurmctld API (the slurmdbd one needs an accounting database): one plugin per
+# version up to 23.02, one plugin for all the versions (data parsers) since 23.11.
+rest_plugins() {
+    local version major minor
+    version=$("$SBIN/slurmctld" -V | awk '{print $2}')
+    major=${version%%.*}
+    minor=${version#*.}
+    minor=${minor%%.*}
+    if ((major < 23)); then
+        echo openapi/v0.0.38
+    elif ((major == 23 && 10#$minor < 11)); then
+        echo openapi/v0.0.39
+    else
+        echo openapi/slurmctld
+    fi
+}
+
 running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_munge() {
@@ -124,21 +146,20 @@ wait_for() { # what, seconds, command...
 }
 
 start() {
-    install_packages
+    [[ "$PREFIX" != /usr ]] || install_packages
     write_config
     start_munge
     wait_for munge 10 munge -n
-    running "$DIR/slurmctld.pid" || /usr/sbin/slurmctld -i
+    running "$DIR/slurmctld.pid" || "$SBIN/slurmctld" -i
     wait_for slurmctld 30 scontrol ping
-    running "$DIR/slurmd.pid" || /usr/sbin/slurmd
+    running "$DIR/slurmd.pid" || "$SBIN/slurmd"
     wait_for slurmd 30 bash -c "sinfo -h -N -o %t | grep -qE '^(idle|mix|alloc)'"
     if ! running "$DIR/slurmrestd.pid"; then
         rm -f "$SOCKET"
         # rest_auth/local: the caller is whoever runs slurmrestd; it refuses root.
         (
             cd "$DIR"
-            # Only the slurmctld API: the slurmdbd one needs an accounting database.
-            setsid runuser -u "$REST_USER" -- /usr/sbin/slurmrestd -a rest_auth/local -s openapi/v0.0.38 \
+            setsid runuser -u "$REST_USER" -- "$SBIN/slurmrestd" -a rest_auth/local -s "$(rest_plugins)" \
                 "unix:$SOCKET" >"$DIR/log/slurmrestd.log" 2>&1 &
             echo $! >"$DIR/slurmrestd.pid"
         )
@@ -150,7 +171,7 @@ start() {
             cd "$DIR"
             # SLURM_JWT=daemon: slurmrestd then speaks auth/jwt to slurmctld, passing each
             # request's token through.
-            setsid runuser -u "$REST_USER" -- env SLURM_JWT=daemon /usr/sbin/slurmrestd -a rest_auth/jwt -s openapi/v0.0.38 \
+            setsid runuser -u "$REST_USER" -- env SLURM_JWT=daemon "$SBIN/slurmrestd" -a rest_auth/jwt -s "$(rest_plugins)" \
                 "127.0.0.1:$HTTP_PORT" >"$DIR/log/slurmrestd-jwt.log" 2>&1 &
             echo $! >"$DIR/slurmrestd-jwt.pid"
         )
@@ -166,8 +187,12 @@ stop() {
         if running "$DIR/$d.pid"; then kill "$(cat "$DIR/$d.pid")" 2>/dev/null || true; fi
     done
     pkill -x slurmrestd 2>/dev/null || true
-    sleep 1
-    pkill -9 -x slurmstepd 2>/dev/null || true
+    # Gone before returning: another Slurm may start next on the same ports.
+    for _ in $(seq 100); do
+        pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || pgrep -x slurmrestd >/dev/null || break
+        sleep 0.1
+    done
+    for d in slurmctld slurmd slurmrestd slurmstepd; do pkill -9 -x "$d" 2>/dev/null || true; done
     rm -f "$SOCKET" "$DIR"/*.pid
 }
 
@@ -179,7 +204,7 @@ case "${1:-}" in
         for _ in $(seq 50); do running "$DIR/slurmctld.pid" || break; sleep 0.1; done
         ;;
     ctld-start)
-        running "$DIR/slurmctld.pid" || /usr/sbin/slurmctld
+        running "$DIR/slurmctld.pid" || "$SBIN/slurmctld"
         wait_for slurmctld 30 scontrol ping
         wait_for slurmd 30 bash -c "sinfo -h -N -o %t | grep -qE '^(idle|mix|alloc)'"
         # 22.05 can keep counting the GPUs of jobs that ended during the outage as used

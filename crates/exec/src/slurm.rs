@@ -290,7 +290,12 @@ impl SlurmExecutor {
             let by_comment: HashMap<&str, &slurm::JobStatus> = statuses.iter().map(|(k, v)| (k.as_str(), v)).collect();
             let mut ended = Vec::new();
             for (job_id, t) in shared.jobs.iter_mut() {
-                match by_comment.get(job_id.as_str()) {
+                // Since 23.11 a refused submission leaves a FAILED record with our comment
+                // (BadConstraints): that is not the job, which waits for its next try.
+                let status = by_comment
+                    .get(job_id.as_str())
+                    .filter(|s| !(t.slurm_id.is_none() && t.attempts > 0 && s.state.is_final()));
+                match status {
                     Some(status) => {
                         t.slurm_id = Some(status.slurm_id);
                         if t.cancel && !status.state.is_final() {
@@ -309,8 +314,7 @@ impl SlurmExecutor {
                                 gpus: status.gpus.clone(),
                             });
                         }
-                        t.note = (status.state == JobState::Pending)
-                            .then(|| format!("pending in Slurm (job {}): {}", status.slurm_id, status.reason));
+                        t.note = (status.state == JobState::Pending).then(|| pending_note(status, asked_at));
                         if status.state.is_final() {
                             ended.push(job_id.clone());
                             let _ = exits.send(Exit {
@@ -499,4 +503,13 @@ mod tests {
         assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
         assert_eq!(super::shell_quote("$HOME; rm -rf /"), "'$HOME; rm -rf /'");
     }
+}
+
+/// What a waiting job's view says: Slurm's reason, and its backfill forecast if it has one.
+fn pending_note(status: &slurm::JobStatus, now: u64) -> String {
+    let mut note = format!("pending in Slurm (job {}): {}", status.slurm_id, status.reason);
+    if let Some(at) = status.expected_start.filter(|&at| at > now) {
+        note.push_str(&format!("; expected to start in about {} min", (at - now).div_ceil(60)));
+    }
+    note
 }

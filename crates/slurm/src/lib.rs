@@ -199,10 +199,7 @@ impl Client {
     /// Whether slurmctld answers through slurmrestd.
     pub async fn ping(&self) -> Result<(), SlurmError> {
         let body = self.request("GET", &self.path("ping"), None).await?;
-        match mapping::errors(&body) {
-            Some(e) => Err(SlurmError::Refused(e)),
-            None => Ok(()),
-        }
+        mapping::ping_answered(&body).map_err(|e| self.unreachable(e))
     }
 
     /// Submits a batch job and returns its Slurm id. A job Slurm queued while objecting
@@ -328,12 +325,15 @@ impl Client {
             .to_bytes();
         let value: Value =
             serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        if status == 401 {
+        if status == 401 || mapping::is_auth_error(&value) {
             let message = mapping::errors(&value).unwrap_or_else(|| value.as_str().unwrap_or_default().to_string());
             return Err(SlurmError::Unauthorized(message));
         }
         if status >= 400 {
             let message = mapping::errors(&value).unwrap_or_else(|| value.to_string());
+            if mapping::is_refusal(&value) {
+                return Err(SlurmError::Refused(message));
+            }
             return Err(SlurmError::Http { status, message });
         }
         Ok(value)

@@ -176,6 +176,49 @@ pub fn errors(body: &Value) -> Option<String> {
     (!messages.is_empty()).then(|| messages.join("; "))
 }
 
+/// Whether a ping answer says slurmctld answered: v0.0.38 `"ping": "UP"`, v0.0.40+
+/// `"pinged": "UP"` and `"responding": true`. Since 23.11 a ping slurmctld refused (a
+/// token it does not take) is HTTP 200 with `"pinged": "DOWN"` and no error.
+pub fn ping_answered(body: &Value) -> Result<(), String> {
+    if let Some(e) = errors(body) {
+        return Err(e);
+    }
+    let pings = body.get("pings").and_then(Value::as_array).cloned().unwrap_or_default();
+    let up = |p: &Value| {
+        let state = p.get("pinged").or_else(|| p.get("ping")).and_then(Value::as_str);
+        state == Some("UP") && p.get("responding").and_then(Value::as_bool) != Some(false)
+    };
+    if pings.iter().any(up) {
+        Ok(())
+    } else {
+        Err(format!("slurmctld does not answer the ping: {}", Value::Array(pings)))
+    }
+}
+
+/// Whether Slurm's errors say it refused the caller's credentials (a token slurmctld does
+/// not accept: `Protocol authentication error`, 1007), as opposed to being away.
+pub fn is_auth_error(body: &Value) -> bool {
+    body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|e| e.get("error_number").and_then(Value::as_i64) == Some(1007))
+    })
+}
+
+/// Whether Slurm's errors are slurmctld's own objections to the request (`ESLURM_*`
+/// codes, 2000 and up: bad partition, node configuration not available, parse failures)
+/// rather than trouble reaching it. Since 23.11 such a refusal comes as HTTP 500.
+pub fn is_refusal(body: &Value) -> bool {
+    body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
+        errors.iter().any(|e| {
+            e.get("error_number")
+                .or_else(|| e.get("error_code"))
+                .and_then(Value::as_i64)
+                .is_some_and(|n| (2000..=9999).contains(&n))
+        })
+    })
+}
+
 /// What a submission answered: the job it created, and what Slurm objected to. Both can
 /// come at once: a job Slurm queued but says cannot run as asked (22.05 answers a request
 /// for more nodes than the partition has with a job id and error 2015).
@@ -276,8 +319,12 @@ pub struct JobStatus {
     pub exit_code: Option<i32>,
     /// The signal that ended it, if one did.
     pub signal: Option<i32>,
+    /// When it started; none while it waits (Slurm's answer then holds a forecast).
     pub start_time: Option<u64>,
+    /// When it ended; none until it has (Slurm's answer holds the projected end).
     pub end_time: Option<u64>,
+    /// While it waits: when Slurm's backfill expects to start it (`squeue --start`).
+    pub expected_start: Option<u64>,
     pub nodes: String,
     pub stdout: String,
     pub stderr: String,
@@ -349,6 +396,7 @@ fn parse_job(job: &Value) -> Result<JobStatus, SlurmError> {
         .and_then(Value::as_array)
         .map(|d| d.iter().filter_map(Value::as_str).map(gpu_indices).collect())
         .unwrap_or_default();
+    let (pending, ended) = (state == JobState::Pending, state.is_final());
     Ok(JobStatus {
         slurm_id,
         name: text(job, "name"),
@@ -361,8 +409,9 @@ fn parse_job(job: &Value) -> Result<JobStatus, SlurmError> {
         reason: text(job, "state_reason"),
         exit_code,
         signal,
-        start_time: time(job, "start_time"),
-        end_time: time(job, "end_time"),
+        start_time: time(job, "start_time").filter(|_| !pending),
+        end_time: time(job, "end_time").filter(|_| ended),
+        expected_start: time(job, "start_time").filter(|_| pending),
         nodes: text(job, "nodes"),
         stdout: text(job, "standard_output"),
         stderr: text(job, "standard_error"),

@@ -102,7 +102,9 @@ async fn jobs_run_fail_time_out_and_are_cancelled_on_real_slurm() {
     );
     assert_eq!(ended.comment, "aifactory:test_ran");
     let out = std::fs::read_to_string(&ran.stdout).unwrap();
-    assert_eq!(out, "hello 0,1,2,3\n", "four GPUs, through CUDA_VISIBLE_DEVICES");
+    // Four devices (which ones depends on what else runs).
+    let devices: std::collections::BTreeSet<&str> = out.trim().trim_start_matches("hello ").split(',').collect();
+    assert_eq!(devices.len(), 4, "four GPUs, through CUDA_VISIBLE_DEVICES: {out}");
     assert_eq!(std::fs::read_to_string(&ran.stderr).unwrap(), "oops\n");
     // Cancel a running job.
     wait_for(&c, stopped_id, Duration::from_secs(30), |j| {
@@ -118,7 +120,12 @@ async fn jobs_run_fail_time_out_and_are_cancelled_on_real_slurm() {
         ..job("gang", 4, 60, "true")
     };
     let err = c.submit(&gang).await.unwrap_err().to_string();
-    assert!(err.contains("Slurm refused") && err.contains("partition"), "{err}");
+    // 22.05: "Requested partition configuration not available now"; 24.11: "Requested node
+    // configuration is not available".
+    assert!(
+        err.contains("Slurm refused") && err.contains("configuration") && err.contains("not available"),
+        "{err}"
+    );
     // Slurm queued it while objecting: it was cancelled again, nothing waits forever.
     let leftover = c.jobs().await.unwrap();
     assert!(
@@ -197,10 +204,10 @@ async fn a_job_runs_through_http_with_a_jwt_and_a_renewed_token_is_picked_up() {
         (&JobState::Completed, Some(0)),
         "{ended:?}"
     );
-    assert_eq!(
-        std::fs::read_to_string(&ran.stdout).unwrap(),
-        "slurm 0,1\n",
-        "runs as the token's user"
+    let out = std::fs::read_to_string(&ran.stdout).unwrap();
+    assert!(
+        out.starts_with("slurm ") && out.trim().split(',').count() == 2,
+        "runs as the token's user, on 2 GPUs: {out}"
     );
     // A token slurmctld does not accept: every call fails, as something to retry.
     renew(
@@ -209,7 +216,8 @@ async fn a_job_runs_through_http_with_a_jwt_and_a_renewed_token_is_picked_up() {
     );
     let err = c.ping().await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
-    assert!(c.jobs().await.is_err());
+    let err = c.jobs().await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
     // Renewed: the same client goes on, with no restart.
     renew(&token_file, &token);
     c.ping().await.unwrap();

@@ -222,3 +222,114 @@ fn the_user_of_a_slurm_token_is_its_sun_claim() {
     assert_eq!(slurm::token_user("not-a-token"), None);
     assert_eq!(slurm::token_user("a.eyJleHAiOjF9.b"), None, "no sun claim");
 }
+
+/// An answer recorded with its status line (`HTTP/1.1 500`, blank line, body).
+fn recorded_http(path: &str) -> (u16, Value) {
+    let raw = std::fs::read_to_string(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(&raw[raw.find('{').unwrap()..]).unwrap())
+}
+
+/// Every v0.0.4x version of a real Slurm 24.11.5, recorded by scripts/record-slurm-fixtures.py.
+#[test]
+fn slurm_24_11_answers_recorded_for_every_version() {
+    assert_eq!(
+        pick_version(&fixture("24.11", "openapi-paths.json")).unwrap(),
+        ApiVersion::V0042
+    );
+    for (i, version) in ["v0.0.40", "v0.0.41", "v0.0.42"].into_iter().enumerate() {
+        let at = |name: &str| fixture(&format!("24.11/{version}"), name);
+        let http = |name: &str| recorded_http(&format!("24.11/{version}/{name}"));
+        assert_eq!(ping_answered(&at("ping.json")), Ok(()), "{version}");
+        // Job ids 5, 7, 9: one completed submission per version, each after a refused gang.
+        assert_eq!(
+            parse_submit(&at("submit.json")),
+            Submitted {
+                job_id: Some(5 + 2 * i as u64),
+                error: None
+            },
+            "{version}"
+        );
+        let (status, refused) = http("submit-refused.http");
+        assert_eq!(status, 500, "a refusal comes as HTTP 500 since 23.11");
+        assert!(is_refusal(&refused), "{version}: not to be retried as an outage");
+        assert!(
+            errors(&refused)
+                .unwrap()
+                .contains("Requested node configuration is not available")
+        );
+        let jobs = parse_jobs(&at("jobs.json")).unwrap();
+        assert_eq!(jobs.len(), 11, "{version}");
+        let failed = by_comment(&jobs, "aifactory:job_failed");
+        assert_eq!(
+            (failed.state, failed.exit_code, failed.signal, failed.reason.as_str()),
+            (JobState::Failed, Some(3), None, "NonZeroExitCode"),
+            "{version}"
+        );
+        let running = by_comment(&jobs, "aifactory:job_running");
+        assert_eq!(
+            (running.state.clone(), running.nodes.as_str()),
+            (JobState::Running, "vm")
+        );
+        assert_eq!(running.gpus, [[1, 2, 3, 4]], "{version}: gres_detail");
+        assert_eq!(running.stdout, "/tmp/aifactory-fixtures/job_running.out");
+        // While it runs, Slurm's end_time is a projection (start + the limit): not an end.
+        assert_eq!(running.end_time, None, "{running:?}");
+        let cancelled = by_comment(&jobs, "aifactory:job_cancelled");
+        assert_eq!((cancelled.state, cancelled.signal), (JobState::Cancelled, Some(15)));
+        let timeout = by_comment(&jobs, "aifactory:job_timeout");
+        assert_eq!(
+            (timeout.state, timeout.signal, timeout.reason.as_str()),
+            (JobState::Timeout, Some(15), "TimeLimit"),
+            "{version}"
+        );
+        let completed = by_comment(&jobs, &format!("aifactory:job_completed_{version}"));
+        assert_eq!((completed.state, completed.exit_code), (JobState::Completed, Some(0)));
+        assert!(completed.end_time >= completed.start_time);
+        // A refused submission still leaves a job record behind, failed at once.
+        let gang = by_comment(&jobs, "aifactory:job_gang");
+        assert_eq!((gang.state, gang.reason.as_str()), (JobState::Failed, "BadConstraints"));
+        // Waiting: no start, but Slurm's forecast (the running 10-minute job's end).
+        let waiting = by_comment(&jobs, "aifactory:job_waiting");
+        assert_eq!(
+            (waiting.state, waiting.start_time, waiting.reason.as_str()),
+            (JobState::Pending, None, "Resources"),
+            "{version}"
+        );
+        assert_eq!(waiting.expected_start, running.start_time.map(|t| t + 600));
+        let nodes = parse_nodes(&at("nodes.json")).unwrap();
+        assert_eq!(nodes.len(), 1);
+        let node = &nodes[0];
+        assert_eq!(
+            (node.state, node.gpus, node.gpus_used, node.gpu_type.as_deref()),
+            (NodeState::Mixed, 8, 4, Some("h100")),
+            "{version}: {node:?}"
+        );
+        assert_eq!(node.partitions, ["gpu"]);
+        let drained = &parse_nodes(&at("nodes-drained.json")).unwrap()[0];
+        assert_eq!(
+            (drained.state, drained.reason.as_str()),
+            (NodeState::Drained, "maintenance by test"),
+            "{version}: MIXED+DRAIN is drained"
+        );
+        // slurmctld stopped: HTTP 502, a communication error (1800), an empty list that
+        // must not be taken for "no jobs", and not a refusal: retried.
+        let (status, down) = http("jobs-slurmctld-down.http");
+        assert_eq!(status, 502);
+        assert_eq!(down["jobs"], json!([]));
+        assert!(
+            parse_jobs(&down)
+                .unwrap_err()
+                .to_string()
+                .contains("Unable to contact slurm controller")
+        );
+        assert!(!is_refusal(&down) && !is_auth_error(&down));
+        // A token slurmctld does not take: HTTP 511 with error 1007 for jobs; a ping is
+        // HTTP 200 with the controller "DOWN" and no error at all.
+        let (status, bad) = http("jobs-bad-token.http");
+        assert_eq!(status, 511);
+        assert!(is_auth_error(&bad) && !is_refusal(&bad), "{version}");
+        let err = ping_answered(&at("ping-bad-token.json")).unwrap_err();
+        assert!(err.contains("DOWN"), "{err}");
+    }
+}
