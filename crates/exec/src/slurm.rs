@@ -495,16 +495,6 @@ impl SlurmExecutor {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn words_survive_the_shell() {
-        assert_eq!(super::shell_quote("plain"), "'plain'");
-        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(super::shell_quote("$HOME; rm -rf /"), "'$HOME; rm -rf /'");
-    }
-}
-
 /// What a waiting job's view says: Slurm's reason, and its backfill forecast if it has one.
 fn pending_note(status: &slurm::JobStatus, now: u64) -> String {
     let mut note = format!("pending in Slurm (job {}): {}", status.slurm_id, status.reason);
@@ -512,4 +502,43 @@ fn pending_note(status: &slurm::JobStatus, now: u64) -> String {
         note.push_str(&format!("; expected to start in about {} min", (at - now).div_ceil(60)));
     }
     note
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_waiting_job_says_why_and_when() {
+        let status = slurm::JobStatus {
+            slurm_id: 11,
+            name: "job_1".into(),
+            comment: "aifactory:job_1".into(),
+            state: slurm::JobState::Pending,
+            reason: "Resources".into(),
+            exit_code: None,
+            signal: None,
+            start_time: None,
+            end_time: None,
+            expected_start: Some(1_000 + 601),
+            nodes: String::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+            gpus: vec![],
+        };
+        assert_eq!(
+            super::pending_note(&status, 1_000),
+            "pending in Slurm (job 11): Resources; expected to start in about 11 min"
+        );
+        assert_eq!(
+            super::pending_note(&status, 2_000),
+            "pending in Slurm (job 11): Resources",
+            "a forecast in the past says nothing"
+        );
+    }
+
+    #[test]
+    fn words_survive_the_shell() {
+        assert_eq!(super::shell_quote("plain"), "'plain'");
+        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(super::shell_quote("$HOME; rm -rf /"), "'$HOME; rm -rf /'");
+    }
 }
