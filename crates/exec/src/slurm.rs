@@ -493,6 +493,11 @@ impl SlurmExecutor {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The Slurm partition jobs go to, if one is set (else Slurm's default).
+    pub fn partition(&self) -> Option<&str> {
+        self.config.partition.as_deref()
+    }
 }
 
 /// What a waiting job's view says: Slurm's reason, and its backfill forecast if it has one.

@@ -188,12 +188,19 @@ fn slurm_shape(job: &store::Job, placement: &[NodeAlloc], cluster: &Cluster) -> 
     }
 }
 
-/// The cluster as Slurm reports it: every node with GPUs, at one site of ours.
-pub fn cluster_from_slurm(nodes: &[slurm::NodeInfo], site: &str, country: &str) -> Result<Cluster, String> {
+/// The cluster as Slurm reports it: every node with GPUs (of `partition` when jobs go to
+/// one: the engine must not count nodes its jobs cannot reach), at one site of ours.
+pub fn cluster_from_slurm(
+    nodes: &[slurm::NodeInfo],
+    partition: Option<&str>,
+    site: &str,
+    country: &str,
+) -> Result<Cluster, String> {
     let mut toml = format!("[[sites]]\nname = {site:?}\ncountry = {country:?}\ncarbon_g_per_kwh = 250\n");
     let mut partitions: Vec<&str> = Vec::new();
-    for n in nodes.iter().filter(|n| n.gpus > 0) {
-        let partition = n.partitions.first().map_or("default", String::as_str);
+    let reachable = |n: &&slurm::NodeInfo| partition.is_none_or(|p| n.partitions.iter().any(|q| q == p));
+    for n in nodes.iter().filter(|n| n.gpus > 0).filter(reachable) {
+        let partition = partition.unwrap_or_else(|| n.partitions.first().map_or("default", String::as_str));
         if !partitions.contains(&partition) {
             partitions.push(partition);
             toml.push_str(&format!("[[partitions]]\nname = {partition:?}\nsite = {site:?}\n"));
@@ -208,7 +215,44 @@ pub fn cluster_from_slurm(nodes: &[slurm::NodeInfo], site: &str, country: &str) 
         ));
     }
     if partitions.is_empty() {
-        return Err("Slurm reports no node with GPUs (GRES gpu)".into());
+        return Err(match partition {
+            Some(p) => format!("Slurm reports no node with GPUs (GRES gpu) in partition `{p}`"),
+            None => "Slurm reports no node with GPUs (GRES gpu)".into(),
+        });
     }
     Cluster::from_toml(&toml).map_err(|e| format!("Slurm's inventory does not make a cluster: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, gpus: u16, partitions: &[&str]) -> slurm::NodeInfo {
+        slurm::NodeInfo {
+            name: name.into(),
+            state: slurm::NodeState::Idle,
+            gpus,
+            gpu_type: Some("h100".into()),
+            gpus_used: 0,
+            partitions: partitions.iter().map(|p| p.to_string()).collect(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_site_is_the_gpu_nodes_jobs_can_reach() {
+        let nodes = [
+            node("gpu-01", 8, &["gpu", "ai"]),
+            node("gpu-02", 4, &["gpu"]),
+            node("cpu-01", 0, &["cpu"]),
+        ];
+        let all = cluster_from_slurm(&nodes, None, "it-bologna", "IT").unwrap();
+        let names: Vec<&str> = all.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["gpu-01", "gpu-02"], "nodes without GPUs are not part of it");
+        let ai = cluster_from_slurm(&nodes, Some("ai"), "it-bologna", "IT").unwrap();
+        let names: Vec<&str> = ai.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["gpu-01"], "only the partition jobs are sent to");
+        let err = cluster_from_slurm(&nodes, Some("cpu"), "it-bologna", "IT").unwrap_err();
+        assert!(err.contains("partition `cpu`"), "{err}");
+    }
 }

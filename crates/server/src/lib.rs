@@ -196,7 +196,7 @@ async fn slurm_inventory(
             Err(e) => return Err(format!("cannot read Slurm's inventory: {e}")),
         }
     };
-    let cluster = executor::cluster_from_slurm(&nodes, site, country)?;
+    let cluster = executor::cluster_from_slurm(&nodes, exec.partition(), site, country)?;
     if mode == SlurmMode::Aifactory && cluster.nodes.len() > 1 && !client.version().can_pin_nodes() {
         return Err(format!(
             "--slurm-mode aifactory pins jobs to nodes, which Slurm's REST API {} cannot do: use --slurm-mode slurm, or Slurm 23.02 or later",

@@ -27,8 +27,14 @@ pub enum SlurmError {
     Unauthorized(String),
     #[error("the Slurm token: {0}")]
     Token(String),
+    /// Slurm objected, for now (busy or unavailable nodes, a limit reached): worth a few
+    /// more tries.
     #[error("Slurm refused: {0}")]
     Refused(String),
+    /// Slurm will never run the job as asked (no such partition, account or QoS, a node
+    /// configuration it does not have, a request it cannot parse).
+    #[error("Slurm refused the job as asked: {0}")]
+    Invalid(String),
     #[error("unexpected answer from slurmrestd: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -217,12 +223,12 @@ impl Client {
                 error: Some(e),
             } => {
                 let _ = self.cancel(id).await;
-                Err(SlurmError::Refused(e))
+                Err(mapping::refusal(&answer, e))
             }
             mapping::Submitted {
                 job_id: None,
                 error: Some(e),
-            } => Err(SlurmError::Refused(e)),
+            } => Err(mapping::refusal(&answer, e)),
             mapping::Submitted {
                 job_id: None,
                 error: None,
@@ -332,7 +338,7 @@ impl Client {
         if status >= 400 {
             let message = mapping::errors(&value).unwrap_or_else(|| value.to_string());
             if mapping::is_refusal(&value) {
-                return Err(SlurmError::Refused(message));
+                return Err(mapping::refusal(&value, message));
             }
             return Err(SlurmError::Http { status, message });
         }

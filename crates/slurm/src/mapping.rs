@@ -219,6 +219,36 @@ pub fn is_refusal(body: &Value) -> bool {
     })
 }
 
+/// Slurm's codes for a request it will never take as it is (slurm_errno.h): an invalid
+/// partition (2000), access denied (2002), too many CPUs (2005), a bad node count (2006),
+/// no script (2009), a path too long (2012), a node configuration no node has (2014), an
+/// unknown node (2018), an invalid account (2045), licenses (2048), time limit (2051),
+/// wckey (2057), QoS (2066), GRES (2072), burst buffer (2094), TRES (2115), a topology it
+/// lacks (2178), and the REST layer's parse errors (9000 and up). Others, such as a
+/// partition configuration not available *now* (2015), busy nodes (2016) or a node not
+/// available (2068, right after slurmctld restarts), may pass later.
+const LASTING_REFUSALS: &[i64] = &[
+    2000, 2002, 2005, 2006, 2009, 2012, 2014, 2018, 2045, 2048, 2051, 2057, 2066, 2072, 2094, 2115, 2178,
+];
+
+/// The error for an answer in which Slurm objected: [`SlurmError::Invalid`] when no retry
+/// can help, else [`SlurmError::Refused`].
+pub fn refusal(body: &Value, message: String) -> SlurmError {
+    let lasting = body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
+        errors.iter().any(|e| {
+            e.get("error_number")
+                .or_else(|| e.get("error_code"))
+                .and_then(Value::as_i64)
+                .is_some_and(|n| LASTING_REFUSALS.contains(&n) || (9000..=9999).contains(&n))
+        })
+    });
+    if lasting {
+        SlurmError::Invalid(message)
+    } else {
+        SlurmError::Refused(message)
+    }
+}
+
 /// What a submission answered: the job it created, and what Slurm objected to. Both can
 /// come at once: a job Slurm queued but says cannot run as asked (22.05 answers a request
 /// for more nodes than the partition has with a job id and error 2015).

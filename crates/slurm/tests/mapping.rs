@@ -333,3 +333,30 @@ fn slurm_24_11_answers_recorded_for_every_version() {
         assert!(err.contains("DOWN"), "{err}");
     }
 }
+
+#[test]
+fn refusals_that_no_retry_can_help_are_told_apart() {
+    use slurm::SlurmError;
+    let lasting = |body: &Value| matches!(refusal(body, String::new()), SlurmError::Invalid(_));
+    // Recorded: a node configuration no node has (24.11, 2014) and a key 22.05 disables
+    // (its parse error 9001) will never pass; a partition configuration "not available
+    // now" (22.05, 2015) may.
+    for version in ["v0.0.40", "v0.0.41", "v0.0.42"] {
+        assert!(lasting(
+            &recorded_http(&format!("24.11/{version}/submit-refused.http")).1
+        ));
+    }
+    assert!(lasting(&fixture("v0.0.38", "submit-refused.json")));
+    assert!(!lasting(&fixture("v0.0.38", "submit-queued-with-error.json")));
+    // Right after slurmctld restarts: "Required node not available" (2068).
+    let node_not_available =
+        json!({"errors": [{"error_number": 2068, "error": "Required node not available (down, drained or reserved)"}]});
+    assert!(!lasting(&node_not_available));
+    let unknown_account = json!({"errors": [{"error_number": 2045, "error": "Invalid account or account/partition combination specified"}]});
+    let err = refusal(&unknown_account, errors(&unknown_account).unwrap());
+    assert!(!err.is_transient());
+    assert_eq!(
+        err.to_string(),
+        "Slurm refused the job as asked: Invalid account or account/partition combination specified"
+    );
+}
