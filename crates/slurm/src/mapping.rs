@@ -198,25 +198,28 @@ pub fn ping_answered(body: &Value) -> Result<(), String> {
 /// Whether Slurm's errors say it refused the caller's credentials (a token slurmctld does
 /// not accept: `Protocol authentication error`, 1007), as opposed to being away.
 pub fn is_auth_error(body: &Value) -> bool {
-    body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
-        errors
-            .iter()
-            .any(|e| e.get("error_number").and_then(Value::as_i64) == Some(1007))
-    })
+    error_numbers(body).any(|n| n == 1007)
+}
+
+/// The numbers of an answer's errors: `error_number`, or the `error_code` of v0.0.38's
+/// parse errors.
+fn error_numbers(body: &Value) -> impl Iterator<Item = i64> + '_ {
+    body.get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            e.get("error_number")
+                .or_else(|| e.get("error_code"))
+                .and_then(Value::as_i64)
+        })
 }
 
 /// Whether Slurm's errors are slurmctld's own objections to the request (`ESLURM_*`
 /// codes, 2000 and up: bad partition, node configuration not available, parse failures)
 /// rather than trouble reaching it. Since 23.11 such a refusal comes as HTTP 500.
 pub fn is_refusal(body: &Value) -> bool {
-    body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
-        errors.iter().any(|e| {
-            e.get("error_number")
-                .or_else(|| e.get("error_code"))
-                .and_then(Value::as_i64)
-                .is_some_and(|n| (2000..=9999).contains(&n))
-        })
-    })
+    error_numbers(body).any(|n| (2000..=9999).contains(&n))
 }
 
 /// Slurm's codes for a request it will never take as it is (slurm_errno.h): an invalid
@@ -234,15 +237,7 @@ const LASTING_REFUSALS: &[i64] = &[
 /// The error for an answer in which Slurm objected: [`SlurmError::Invalid`] when no retry
 /// can help, else [`SlurmError::Refused`].
 pub fn refusal(body: &Value, message: String) -> SlurmError {
-    let lasting = body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
-        errors.iter().any(|e| {
-            e.get("error_number")
-                .or_else(|| e.get("error_code"))
-                .and_then(Value::as_i64)
-                .is_some_and(|n| LASTING_REFUSALS.contains(&n) || (9000..=9999).contains(&n))
-        })
-    });
-    if lasting {
+    if error_numbers(body).any(|n| LASTING_REFUSALS.contains(&n) || (9000..=9999).contains(&n)) {
         SlurmError::Invalid(message)
     } else {
         SlurmError::Refused(message)
