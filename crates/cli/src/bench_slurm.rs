@@ -161,17 +161,7 @@ pub fn run(url: &str, as_json: bool) -> Result<()> {
         let (u, tk, b) = (submit_url.clone(), token.clone(), body.clone());
         let ids: Vec<String> = tokio::task::spawn_blocking(move || -> Result<Vec<String>> {
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-            (0..JOBS)
-                .map(|_| {
-                    let mut resp = agent
-                        .post(&u)
-                        .header("Authorization", &format!("Bearer {tk}"))
-                        .header("Content-Type", "application/json")
-                        .send(b.to_string())?;
-                    let v: Value = serde_json::from_slice(&resp.body_mut().read_to_vec()?)?;
-                    Ok(v["id"].as_str().context("job id")?.to_string())
-                })
-                .collect()
+            (0..JOBS).map(|_| submit_through_api(&agent, &u, &tk, &b)).collect()
         })
         .await??;
         let admitted = t.elapsed().as_secs_f64();
@@ -204,13 +194,7 @@ pub fn run(url: &str, as_json: bool) -> Result<()> {
             );
             let ms = tokio::task::spawn_blocking(move || -> Result<f64> {
                 let t = Instant::now();
-                let mut resp = agent
-                    .post(&u)
-                    .header("Authorization", &format!("Bearer {tk}"))
-                    .header("Content-Type", "application/json")
-                    .send(b.to_string())?;
-                let v: Value = serde_json::from_slice(&resp.body_mut().read_to_vec()?)?;
-                let id = v["id"].as_str().context("job id")?.to_string();
+                let id = submit_through_api(&agent, &u, &tk, &b)?;
                 loop {
                     let mut resp = agent
                         .get(&format!("{base}/api/v1/jobs/{id}"))
@@ -280,4 +264,15 @@ pub fn run(url: &str, as_json: bool) -> Result<()> {
         l["aifactory_api"]["p99"].as_f64().unwrap_or(0.0)
     );
     Ok(())
+}
+
+/// One job submitted through our API; its id.
+fn submit_through_api(agent: &ureq::Agent, url: &str, token: &str, body: &Value) -> Result<String> {
+    let mut resp = agent
+        .post(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string())?;
+    let v: Value = serde_json::from_slice(&resp.body_mut().read_to_vec()?)?;
+    Ok(v["id"].as_str().context("job id")?.to_string())
 }

@@ -62,11 +62,7 @@ async fn admit(state: &AppState, jobs: &[NewJob]) -> Vec<Result<Job, ApiError>> 
     if state.exec.slurm_schedules() {
         // Slurm's queue decides: hand each new job over; the engine only admitted it.
         for job in results.iter().flatten().filter(|j| j.state == JobState::Pending) {
-            let launched = match control::slurm_charge(state, job).await {
-                Ok(charge) => state.exec.launch(job, &charge, &[], &state.cluster).await,
-                Err(e) => Err(e),
-            };
-            if let Err(reason) = launched {
+            if let Err(reason) = control::launch(state, job, &[]).await {
                 let end = store::JobEnd {
                     state: JobState::Failed,
                     ended_at: control::unix_now() as i64,

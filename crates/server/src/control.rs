@@ -114,8 +114,15 @@ pub fn placement_of(job: &store::Job) -> Vec<sched::NodeAlloc> {
 
 /// What a job used over `seconds` on its recorded placement; `gpu_mj` is what NVML
 /// measured on the GPUs it was given (shared GPUs count at the job's fraction).
+/// Starts a job on `placement` (empty when Slurm places it), on Slurm under its
+/// allocation's account and QoS.
+pub async fn launch(state: &AppState, job: &store::Job, placement: &[sched::NodeAlloc]) -> Result<(), String> {
+    let charge = slurm_charge(state, job).await?;
+    state.exec.launch(job, &charge, placement, &state.cluster).await
+}
+
 /// The Slurm account and QoS of a job's allocation (nothing to look up for local jobs).
-pub async fn slurm_charge(state: &AppState, job: &store::Job) -> Result<store::SlurmCharge, String> {
+async fn slurm_charge(state: &AppState, job: &store::Job) -> Result<store::SlurmCharge, String> {
     if !matches!(state.exec, crate::executor::Executor::Slurm { .. }) {
         return Ok(store::SlurmCharge::default());
     }
@@ -180,11 +187,7 @@ pub async fn schedule(state: &AppState, control: &mut Control) {
                         continue;
                     }
                 };
-                let launched = match slurm_charge(state, &stored).await {
-                    Ok(charge) => state.exec.launch(&stored, &charge, &placement, &state.cluster).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(reason) = launched {
+                if let Err(reason) = launch(state, &stored, &placement).await {
                     // The command could not start: the job fails at once, with the reason.
                     tracing::warn!(job.id = job_id.as_str(), error = %reason, "launch failed");
                     let end = JobEnd {
@@ -304,7 +307,7 @@ pub async fn on_started(state: &AppState, started: exec::slurm::Started) {
     if !state.exec.slurm_schedules() {
         return; // our engine placed it; the store already says running
     }
-    let names = expand_hostlist(&started.nodes);
+    let names = slurm::mapping::expand_hostlist(&started.nodes);
     let placement: Vec<sched::NodeAlloc> = names
         .iter()
         .enumerate()
@@ -325,45 +328,6 @@ pub async fn on_started(state: &AppState, started: exec::slurm::Started) {
     {
         tracing::error!(job.id = started.job_id.as_str(), error = %e, "could not record a start on Slurm");
     }
-}
-
-/// `gpu[01-03,07],login1` → every name.
-pub fn expand_hostlist(list: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut depth = 0;
-    let mut start = 0;
-    let mut items = Vec::new();
-    for (i, c) in list.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                items.push(&list[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    items.push(&list[start..]);
-    for item in items.into_iter().filter(|s| !s.is_empty()) {
-        let Some((prefix, rest)) = item.split_once('[') else {
-            out.push(item.to_string());
-            continue;
-        };
-        let (ranges, suffix) = rest.split_once(']').unwrap_or((rest, ""));
-        for range in ranges.split(',') {
-            match range.split_once('-') {
-                Some((a, b)) => {
-                    let width = a.len();
-                    if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
-                        out.extend((a..=b).map(|n| format!("{prefix}{n:0width$}{suffix}")));
-                    }
-                }
-                None => out.push(format!("{prefix}{range}{suffix}")),
-            }
-        }
-    }
-    out
 }
 
 /// Makes the engine's node states follow Slurm's (drained or down there is drained or
@@ -401,17 +365,7 @@ pub fn sync_slurm_nodes(state: &AppState, control: &mut Control) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{estimate_usage, expand_hostlist};
-
-    #[test]
-    fn hostlists_expand() {
-        assert_eq!(expand_hostlist("vm"), ["vm"]);
-        assert_eq!(
-            expand_hostlist("gpu[01-03,07],login1"),
-            ["gpu01", "gpu02", "gpu03", "gpu07", "login1"]
-        );
-        assert_eq!(expand_hostlist(""), Vec::<String>::new());
-    }
+    use super::estimate_usage;
 
     #[test]
     fn energy_is_measured_where_nvml_reads_and_estimated_elsewhere() {

@@ -487,27 +487,55 @@ pub struct NodeInfo {
     pub reason: String,
 }
 
+/// `gpu[01-03,07],login1` → every name.
+pub fn expand_hostlist(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in split_top_level(list, '[', ']').filter(|s| !s.is_empty()) {
+        let Some((prefix, rest)) = item.split_once('[') else {
+            out.push(item.to_string());
+            continue;
+        };
+        let (ranges, suffix) = rest.split_once(']').unwrap_or((rest, ""));
+        for range in ranges.split(',') {
+            match range.split_once('-') {
+                Some((a, b)) => {
+                    let width = a.len();
+                    if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                        out.extend((a..=b).map(|n| format!("{prefix}{n:0width$}{suffix}")));
+                    }
+                }
+                None => out.push(format!("{prefix}{range}{suffix}")),
+            }
+        }
+    }
+    out
+}
+
+/// The comma-separated items of `s`, ignoring commas between `open` and `close`.
+fn split_top_level(s: &str, open: char, close: char) -> impl Iterator<Item = &str> {
+    let mut depth = 0i32;
+    let mut start = 0;
+    let mut items = Vec::new();
+    for (i, c) in s.char_indices() {
+        if c == open {
+            depth += 1;
+        } else if c == close {
+            depth -= 1;
+        } else if c == ',' && depth == 0 {
+            items.push(&s[start..i]);
+            start = i + 1;
+        }
+    }
+    items.push(&s[start..]);
+    items.into_iter()
+}
+
 /// `gpu:h100:8(S:0-1)` or `gpu:8` (among other GRES, comma separated) → (type, count).
 pub fn gpu_gres(gres: &str) -> (Option<String>, u16) {
     let mut kind = None;
     let mut count = 0;
     // Commas also appear inside "(S:0-1)" and "(IDX:0,2)": split at top level only.
-    let mut depth = 0;
-    let mut start = 0;
-    let mut items = Vec::new();
-    for (i, c) in gres.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                items.push(&gres[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    items.push(&gres[start..]);
-    for item in items {
+    for item in split_top_level(gres, '(', ')') {
         let item = item.split('(').next().unwrap_or_default();
         let parts: Vec<&str> = item.split(':').collect();
         if parts.first() != Some(&"gpu") {

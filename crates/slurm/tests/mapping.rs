@@ -360,3 +360,13 @@ fn refusals_that_no_retry_can_help_are_told_apart() {
         "Slurm refused the job as asked: Invalid account or account/partition combination specified"
     );
 }
+
+#[test]
+fn hostlists_expand() {
+    assert_eq!(expand_hostlist("vm"), ["vm"]);
+    assert_eq!(
+        expand_hostlist("gpu[01-03,07],login1"),
+        ["gpu01", "gpu02", "gpu03", "gpu07", "login1"]
+    );
+    assert_eq!(expand_hostlist(""), Vec::<String>::new());
+}
