@@ -156,7 +156,7 @@ fn store_only(r: &Running, n: usize, batch: usize) -> Result<f64> {
             spec: spec.clone(),
             command: vec!["true".into()],
             reserved_gpu_seconds: 60,
-            submitted_at: server::control::unix_now() as i64,
+            submitted_at: server::accounting::unix_now() as i64,
             idempotency_key: None,
         };
         let mut left = n;

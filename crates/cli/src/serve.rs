@@ -132,6 +132,7 @@ fn executor(args: &Args, file: &FileSettings) -> Result<server::ExecutorChoice> 
             partition: pick(&args.slurm_partition, &file.slurm_partition),
             account: pick(&args.slurm_account, &file.slurm_account),
             qos: pick(&args.slurm_qos, &file.slurm_qos),
+            hold: None,
         }),
         mode,
         site: pick(&args.slurm_site, &file.slurm_site).unwrap_or_else(|| "slurm".into()),

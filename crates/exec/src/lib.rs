@@ -65,6 +65,8 @@ pub struct Exit {
     pub gpu_energy_mj: Option<u64>,
     /// Nothing is known of how it ended (it vanished from the executor).
     pub lost: bool,
+    /// Its command ran at all (a job stopped or refused before it started costs nothing).
+    pub ran: bool,
     /// The executor's explanation, where it has one (a refusal, a vanished job).
     pub reason: Option<String>,
 }
@@ -85,13 +87,74 @@ impl Stream {
     }
 }
 
+/// A point in a launch where a test can hold it, to prove that a stop arriving there is
+/// not lost (see `LaunchHold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaunchStep {
+    /// Local: the directory is ready, nothing spawned. Slurm: about to send the submission.
+    BeforeStart,
+    /// Local: the process runs, its end not yet watched. Slurm: Slurm took the job, the
+    /// executor has not recorded its id yet.
+    AfterStart,
+}
+
+/// Holds every launch that reaches one step until the test releases it (one release per
+/// launch). Only tests set one; a server without it never waits.
+#[derive(Debug)]
+pub struct LaunchHold {
+    step: LaunchStep,
+    arrived: tokio::sync::Semaphore,
+    released: tokio::sync::Semaphore,
+}
+
+impl LaunchHold {
+    pub fn new(step: LaunchStep) -> Arc<LaunchHold> {
+        Arc::new(LaunchHold {
+            step,
+            arrived: tokio::sync::Semaphore::new(0),
+            released: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// Waits until a launch is held at the step.
+    pub async fn arrived(&self) {
+        if let Ok(permit) = self.arrived.acquire().await {
+            permit.forget();
+        }
+    }
+
+    /// Lets one held launch go on.
+    pub fn release(&self) {
+        self.released.add_permits(1);
+    }
+
+    pub(crate) async fn at(hold: Option<&LaunchHold>, step: LaunchStep) {
+        if let Some(hold) = hold.filter(|h| h.step == step) {
+            hold.arrived.add_permits(1);
+            if let Ok(permit) = hold.released.acquire().await {
+                permit.forget();
+            }
+        }
+    }
+}
+
+/// A job whose process the executor watches, from before its spawn until its end has been
+/// reported: what runs on which GPUs as the executor sees it.
+#[derive(Debug)]
+struct Live {
+    /// Taken by the first cancel.
+    cancel: Option<oneshot::Sender<()>>,
+    gpus: Vec<u16>,
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     root: PathBuf,
     grace: Duration,
     exits: mpsc::UnboundedSender<Exit>,
-    cancels: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    live: Arc<Mutex<HashMap<String, Live>>>,
     energy: Arc<GpuEnergy>,
+    hold: Option<Arc<LaunchHold>>,
 }
 
 fn unix_now() -> u64 {
@@ -106,10 +169,17 @@ impl LocalExecutor {
             root: root.into(),
             grace,
             exits: tx,
-            cancels: Arc::default(),
+            live: Arc::default(),
             energy: Arc::new(GpuEnergy::detect()),
+            hold: None,
         };
         (exec, rx)
+    }
+
+    /// Holds launches at a step (tests only).
+    pub fn with_hold(mut self, hold: Option<Arc<LaunchHold>>) -> LocalExecutor {
+        self.hold = hold;
+        self
     }
 
     pub fn job_dir(&self, job_id: &str) -> PathBuf {
@@ -132,6 +202,9 @@ impl LocalExecutor {
         let stdout = std::fs::File::create(self.log_path(&launch.job_id, Stream::Stdout)).map_err(io)?;
         let stderr = std::fs::File::create(self.log_path(&launch.job_id, Stream::Stderr)).map_err(io)?;
         let resolved = resolve_program(program, &dir).ok_or_else(|| ExecError::NotFound(program.clone()))?;
+        // Watched from before the spawn: a cancel from now on is kept until the end is.
+        let cancel_rx = self.watch(&launch.job_id, launch.gpus.clone());
+        LaunchHold::at(self.hold.as_deref(), LaunchStep::BeforeStart).await;
         let visible: Vec<String> = launch.gpus.iter().map(u16::to_string).collect();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
@@ -149,37 +222,49 @@ impl LocalExecutor {
             // Its own process group, so that signals reach everything it started.
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        let spawned = cmd.spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(source) => {
+                self.live.lock().expect("live jobs").remove(&launch.job_id);
+                return Err(ExecError::Spawn {
+                    program: program.clone(),
+                    source,
+                });
+            }
+        };
         let pid = child.id().unwrap_or(0);
         // Kept so that a restarted server can adopt or stop a process it no longer supervises.
         if let Some(birth) = process_birth(pid as i32) {
             let _ = std::fs::write(dir.join("pid"), format!("{pid} {birth}"));
         }
-        let cancel_rx = self.cancellable(&launch.job_id);
         let started_at = unix_now();
+        // The walltime counts from the spawn, however long the rest of the launch takes.
+        let deadline = tokio::time::Instant::now() + launch.walltime;
+        LaunchHold::at(self.hold.as_deref(), LaunchStep::AfterStart).await;
         let meter = self.meter(&launch.job_id, launch.gpus.clone());
         let exits = self.exits.clone();
-        let cancels = self.cancels.clone();
+        let live = self.live.clone();
         let grace = self.grace;
         let job_id = launch.job_id;
         tokio::spawn(async move {
             let group = Pid::from_raw(pid as i32);
             let (mut timed_out, mut cancelled) = (false, false);
             let status = tokio::select! {
-                status = child.wait() => status,
-                _ = tokio::time::sleep(launch.walltime) => {
-                    timed_out = true;
-                    stop(&mut child, group, grace).await
-                }
+                biased;
                 Ok(()) = cancel_rx => {
                     cancelled = true;
                     stop(&mut child, group, grace).await
                 }
+                status = child.wait() => status,
+                _ = tokio::time::sleep_until(deadline) => {
+                    timed_out = true;
+                    stop(&mut child, group, grace).await
+                }
             };
-            cancels.lock().expect("cancel map").remove(&job_id);
+            // Nothing the job started outlives it (as Slurm's process tracking ensures).
+            let _ = killpg(group, Signal::SIGKILL);
+            live.lock().expect("live jobs").remove(&job_id);
             let exit_code = match status {
                 Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
                 Err(e) => {
@@ -190,6 +275,7 @@ impl LocalExecutor {
             let _ = exits.send(Exit {
                 gpu_energy_mj: meter.used(),
                 lost: false,
+                ran: true,
                 reason: None,
                 job_id,
                 exit_code,
@@ -216,12 +302,15 @@ impl LocalExecutor {
         }
     }
 
-    fn cancellable(&self, job_id: &str) -> oneshot::Receiver<()> {
+    fn watch(&self, job_id: &str, gpus: Vec<u16>) -> oneshot::Receiver<()> {
         let (cancel_tx, cancel_rx) = oneshot::channel();
-        self.cancels
-            .lock()
-            .expect("cancel map")
-            .insert(job_id.to_string(), cancel_tx);
+        self.live.lock().expect("live jobs").insert(
+            job_id.to_string(),
+            Live {
+                cancel: Some(cancel_tx),
+                gpus,
+            },
+        );
         cancel_rx
     }
 
@@ -232,9 +321,9 @@ impl LocalExecutor {
         let Some(pid) = leftover(&self.root, job_id) else {
             return false;
         };
-        let meter = Meter::resume(self.energy.clone(), &self.job_dir(job_id), gpus);
-        let cancel_rx = self.cancellable(job_id);
-        let (exits, cancels, grace) = (self.exits.clone(), self.cancels.clone(), self.grace);
+        let meter = Meter::resume(self.energy.clone(), &self.job_dir(job_id), gpus.clone());
+        let cancel_rx = self.watch(job_id, gpus);
+        let (exits, live, grace) = (self.exits.clone(), self.live.clone(), self.grace);
         let dir = self.job_dir(job_id);
         let job_id = job_id.to_string();
         let deadline = Duration::from_secs((started_at + walltime.as_secs()).saturating_sub(unix_now()));
@@ -252,7 +341,7 @@ impl LocalExecutor {
                     Some(stop_adopted(pid, group, grace).await)
                 }
             };
-            cancels.lock().expect("cancel map").remove(&job_id);
+            live.lock().expect("live jobs").remove(&job_id);
             let recorded = std::fs::read_to_string(dir.join("exit_code"))
                 .ok()
                 .and_then(|t| t.trim().parse().ok());
@@ -262,6 +351,7 @@ impl LocalExecutor {
             let _ = exits.send(Exit {
                 gpu_energy_mj: meter.used(),
                 lost: false,
+                ran: true,
                 reason: None,
                 job_id,
                 exit_code,
@@ -277,19 +367,38 @@ impl LocalExecutor {
     /// Asks a running job to stop (SIGTERM, then SIGKILL after the grace period); its end
     /// is reported as cancelled. Returns false if it is not running here.
     pub fn cancel(&self, job_id: &str) -> bool {
-        match self.cancels.lock().expect("cancel map").remove(job_id) {
-            Some(tx) => tx.send(()).is_ok(),
-            None => false,
-        }
+        let sender = self
+            .live
+            .lock()
+            .expect("live jobs")
+            .get_mut(job_id)
+            .and_then(|l| l.cancel.take());
+        sender.is_some_and(|tx| tx.send(()).is_ok())
+    }
+
+    /// Jobs whose processes run (or are being started or stopped), with their GPUs.
+    pub fn live(&self) -> Vec<(String, Vec<u16>)> {
+        let live = self.live.lock().expect("live jobs");
+        live.iter().map(|(id, l)| (id.clone(), l.gpus.clone())).collect()
     }
 
     pub fn running(&self) -> usize {
-        self.cancels.lock().expect("cancel map").len()
+        self.live.lock().expect("live jobs").len()
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// How a job's command ended according to its wrapper, whoever watched it: the exit code
+/// it wrote and when (the file's modification time, Unix seconds). `None` if the command
+/// never ended under its wrapper (still running, or killed with it).
+pub fn recorded_end(root: &Path, job_id: &str) -> Option<(i32, u64)> {
+    let path = root.join(job_id).join("exit_code");
+    let code = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+    let at = std::fs::metadata(&path).ok()?.modified().ok()?;
+    Some((code, at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())))
 }
 
 /// Stops what is left of a job started by an earlier server process (its process group,

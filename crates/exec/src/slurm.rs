@@ -22,6 +22,8 @@ pub struct SlurmConfig {
     pub partition: Option<String>,
     pub account: Option<String>,
     pub qos: Option<String>,
+    /// Holds submissions at a step (tests only).
+    pub hold: Option<Arc<crate::LaunchHold>>,
 }
 
 /// What to run on Slurm.
@@ -101,6 +103,7 @@ pub struct SlurmExecutor {
     submits: Arc<tokio::sync::Semaphore>,
     /// Wakes the poller at once for a new submission or a cancel.
     wake: Arc<tokio::sync::Notify>,
+    hold: Option<Arc<crate::LaunchHold>>,
 }
 
 fn unix_now() -> u64 {
@@ -125,6 +128,7 @@ impl SlurmExecutor {
     ) {
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (started_tx, started) = mpsc::unbounded_channel();
+        let hold = config.hold.clone();
         let exec = SlurmExecutor {
             root: root.into(),
             config,
@@ -132,6 +136,7 @@ impl SlurmExecutor {
             exits: exits_tx.clone(),
             submits: Arc::new(tokio::sync::Semaphore::new(SUBMITS_IN_FLIGHT)),
             wake: Arc::default(),
+            hold,
         };
         let poller = exec.clone();
         tokio::spawn(async move {
@@ -202,7 +207,9 @@ impl SlurmExecutor {
         // The job runs as Slurm's user for it, not as the server's.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
         let job_id = launch.job_id.clone();
-        self.track(launch, unix_now(), false);
+        if !self.track(launch, unix_now(), false) {
+            return Ok(()); // already handed over: never a second submission
+        }
         // Straight to Slurm if it is there; the poll retries whatever does not get through.
         let me = self.clone();
         tokio::spawn(async move {
@@ -220,23 +227,36 @@ impl SlurmExecutor {
         self.track(launch, started_at, true);
     }
 
-    fn track(&self, launch: SlurmLaunch, started_at: u64, started: bool) {
-        let job_id = launch.job_id.clone();
-        self.shared.lock().expect("slurm state").jobs.insert(
-            job_id,
-            Tracked {
-                launch,
-                slurm_id: None,
-                in_flight: false,
-                submitted: None,
-                started,
-                started_at,
-                cancel: false,
-                attempts: 0,
-                next_try: Instant::now(),
-                note: Some("waiting to be submitted to Slurm".into()),
-            },
-        );
+    /// Jobs Slurm runs for us as of the last poll (started, not yet reported ended).
+    pub fn live(&self) -> Vec<String> {
+        let shared = self.shared.lock().expect("slurm state");
+        shared
+            .jobs
+            .iter()
+            .filter(|(_, t)| t.started)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Follows a job from now on; false (changing nothing) if it already is followed.
+    fn track(&self, launch: SlurmLaunch, started_at: u64, started: bool) -> bool {
+        let mut shared = self.shared.lock().expect("slurm state");
+        let std::collections::hash_map::Entry::Vacant(entry) = shared.jobs.entry(launch.job_id.clone()) else {
+            return false;
+        };
+        entry.insert(Tracked {
+            launch,
+            slurm_id: None,
+            in_flight: false,
+            submitted: None,
+            started,
+            started_at,
+            cancel: false,
+            attempts: 0,
+            next_try: Instant::now(),
+            note: Some("waiting to be submitted to Slurm".into()),
+        });
+        true
     }
 
     /// Cancels the job in Slurm (on the next poll, so a Slurm that is away gets it later).
@@ -326,6 +346,7 @@ impl SlurmExecutor {
                                 ended_at: status.end_time.unwrap_or(asked_at),
                                 gpu_energy_mj: None,
                                 lost: matches!(status.state, JobState::NodeFail | JobState::BootFail),
+                                ran: t.started,
                                 reason: Some(format!(
                                     "Slurm job {}: {:?} ({})",
                                     status.slurm_id, status.state, status.reason
@@ -348,6 +369,7 @@ impl SlurmExecutor {
                             ended_at: asked_at,
                             gpu_energy_mj: None,
                             lost: !t.cancel,
+                            ran: t.started,
                             reason: Some("the job vanished from Slurm's job list".into()),
                         });
                     }
@@ -362,6 +384,7 @@ impl SlurmExecutor {
                             ended_at: asked_at,
                             gpu_energy_mj: None,
                             lost: false,
+                            ran: false,
                             reason: Some("cancelled before it reached Slurm".into()),
                         });
                     }
@@ -436,7 +459,11 @@ impl SlurmExecutor {
                 Vec::new()
             },
         };
+        crate::LaunchHold::at(self.hold.as_deref(), crate::LaunchStep::BeforeStart).await;
         let result = client.submit(&request).await;
+        if result.is_ok() {
+            crate::LaunchHold::at(self.hold.as_deref(), crate::LaunchStep::AfterStart).await;
+        }
         let mut shared = self.shared.lock().expect("slurm state");
         let Some(t) = shared.jobs.get_mut(job_id) else { return };
         t.in_flight = false;
@@ -468,6 +495,7 @@ impl SlurmExecutor {
                     ended_at: unix_now(),
                     gpu_energy_mj: None,
                     lost: false,
+                    ran: false,
                     reason: Some(e.to_string()),
                 });
             }

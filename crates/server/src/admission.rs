@@ -3,10 +3,9 @@
 //! the engine in one go and runs one scheduling pass. Under load the cost of a commit and a
 //! pass is shared by many submissions; alone, a submission is admitted at once.
 
-use crate::{ApiError, AppState, Inner, control};
-use sched::Event;
+use crate::{ApiError, AppState, Inner, lifecycle};
 use std::sync::Weak;
-use store::{Job, JobState, NewJob};
+use store::{Job, NewJob};
 use tokio::sync::{mpsc, oneshot};
 
 /// The most submissions admitted in one transaction.
@@ -59,39 +58,7 @@ async fn admit(state: &AppState, jobs: &[NewJob]) -> Vec<Result<Job, ApiError>> 
             return jobs.iter().map(|_| Err(e.clone())).collect();
         }
     };
-    if state.exec.slurm_schedules() {
-        // Slurm's queue decides: hand each new job over; the engine only admitted it.
-        for job in results.iter().flatten().filter(|j| j.state == JobState::Pending) {
-            if let Err(reason) = control::launch(state, job, &[]).await {
-                let end = store::JobEnd {
-                    state: JobState::Failed,
-                    ended_at: control::unix_now() as i64,
-                    exit_code: None,
-                    reason: Some(reason),
-                    usage: store::Usage::default(),
-                };
-                let _ = state.store.finish_job(&job.id, &end).await;
-            }
-        }
-        return results.into_iter().map(|r| r.map_err(ApiError::from)).collect();
-    }
-    let mut control = state.control.lock().await;
-    let now = control::unix_now();
-    let mut submitted = false;
-    for job in results.iter().flatten() {
-        // A retried submission returns a job the engine may already hold.
-        if job.state == JobState::Pending && control.known(&job.id).is_none() {
-            let id = control.engine_id(&job.id);
-            let spec = job.spec.clone();
-            if let Err(e) = control.engine.apply(now, Event::Submit { id, spec }) {
-                tracing::error!(job.id = job.id.as_str(), error = %e, "engine refused a stored job");
-            }
-            submitted = true;
-        }
-    }
-    if submitted {
-        control::schedule(state, &mut control).await;
-    }
-    drop(control);
+    let admitted: Vec<&Job> = results.iter().flatten().collect();
+    lifecycle::admitted(state, &admitted).await;
     results.into_iter().map(|r| r.map_err(ApiError::from)).collect()
 }

@@ -1,6 +1,7 @@
 //! Routes, authentication, authorisation and the JSON shapes of `/api/v1`.
 
-use crate::control::{self, unix_now};
+use crate::accounting::unix_now;
+use crate::lifecycle;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
@@ -16,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::{
-    Allocation, AllocationState, Job, JobEnd, JobFilter, JobState, Membership, NewAllocation, NewJob, NewOrg,
-    NewProject, NewUser, Org, OrgRole, PlatformRole, Project, Usage, UsageScope, User,
+    Allocation, AllocationState, Job, JobFilter, JobState, Membership, NewAllocation, NewJob, NewOrg, NewProject,
+    NewUser, Org, OrgRole, PlatformRole, Project, Usage, UsageScope, User,
 };
 
 /// One registration: the route and what the OpenAPI document says of it, so that the two
@@ -1376,16 +1377,7 @@ async fn submit_job(
     if !caller.sees_org(&project.org_id) {
         return Err(ApiError::not_found("project", &b.project));
     }
-    if caller.org_role(&project.org_id).is_none() {
-        return Err(ApiError::forbidden(
-            "only members of the project's organisation submit jobs",
-        ));
-    }
-    if !caller.admins_org(&project.org_id) && !members.contains(&caller.user.id) {
-        return Err(ApiError::forbidden(
-            "you are not a member of this project: ask an organisation admin to add you",
-        ));
-    }
+    may_submit(&caller, &project.org_id, &members)?;
     if b.command.is_empty() || b.command[0].is_empty() {
         return Err(ApiError::field("command", "`command` must name a program"));
     }
@@ -1479,6 +1471,22 @@ async fn submit_job(
     Ok(created(job_view(&job)))
 }
 
+/// Who may run jobs in a project (submit, requeue): its members and its organisation's
+/// admins; other members of the organisation, and staff, may not.
+fn may_submit(caller: &Caller, org_id: &str, members: &[String]) -> Result<(), ApiError> {
+    if caller.org_role(org_id).is_none() {
+        return Err(ApiError::forbidden(
+            "only members of the project's organisation submit jobs",
+        ));
+    }
+    if !caller.admins_org(org_id) && !members.contains(&caller.user.id) {
+        return Err(ApiError::forbidden(
+            "you are not a member of this project: ask an organisation admin to add you",
+        ));
+    }
+    Ok(())
+}
+
 async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
     let job = state
         .store
@@ -1553,36 +1561,17 @@ async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Pat
             "only the organisation's members and platform admins cancel its jobs",
         ));
     }
-    if job.state.is_final() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "job-ended",
-            format!("job {id} already ended ({})", job.state.as_str()),
-        ));
+    lifecycle::cancel(&state, &id, &caller.user.id).await?;
+    // A running job ends once its process has: most stop at once on SIGTERM, so answer
+    // with the final state when it comes soon, else with the job as it is (still stopping).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let job = state.store.get_job(&id).await?;
+        if job.state.is_final() || std::time::Instant::now() >= deadline {
+            return ok(job_view(&job));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let mut control = state.control.lock().await;
-    if let Some(engine_id) = control.known(&id) {
-        let _ = control.engine.apply(unix_now(), Event::Cancel { id: engine_id });
-    }
-    if job.state == JobState::Pending {
-        // Waiting in Slurm's queue (when Slurm schedules): take it out there too.
-        state.exec.cancel(&id);
-        let end = JobEnd {
-            state: JobState::Cancelled,
-            ended_at: unix_now() as i64,
-            exit_code: None,
-            reason: Some(format!("cancelled by {}", caller.user.id)),
-            usage: Usage::default(),
-        };
-        state.store.finish_job(&id, &end).await?;
-    } else {
-        // Running: the process is stopped; its end settles the job as cancelled.
-        state.exec.cancel(&id);
-    }
-    control::schedule(&state, &mut control).await;
-    drop(control);
-    let job = state.store.get_job(&id).await?;
-    ok(job_view(&job))
 }
 
 #[derive(Deserialize)]
@@ -1794,9 +1783,11 @@ async fn usage_report(State(state): State<AppState>, caller: Caller, Params(q): 
 /// run of the same specification; the reservation is taken again.
 async fn requeue_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     let job = visible_job(&state, &caller, &id).await?;
-    if caller.org_role(&job.org_id).is_none() {
-        return Err(ApiError::forbidden("only members of the job's organisation requeue it"));
-    }
+    let members: Vec<String> = match state.submission_cache.get(&job.project_id) {
+        Some(context) => context.members,
+        None => state.store.submission_context(&job.project_id).await?.members,
+    };
+    may_submit(&caller, &job.org_id, &members)?;
     if !job.state.is_final() || job.state == JobState::Completed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -1899,7 +1890,7 @@ async fn set_node(state: AppState, caller: Caller, name: String, drain: bool) ->
         Event::NodeUp { node: i as u32 }
     };
     control.engine.apply(unix_now(), event).map_err(ApiError::internal)?;
-    control::schedule(&state, &mut control).await;
+    lifecycle::schedule(&state, &mut control).await;
     let used = control.engine.node_usage(i as u32).unwrap_or_default();
     ok(node_view(&state, i, control.engine.node_status(i as u32), used))
 }

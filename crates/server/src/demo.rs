@@ -51,7 +51,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
     if !store.list_orgs().await?.is_empty() {
         return Ok(None);
     }
-    let now = crate::control::unix_now() as i64;
+    let now = crate::accounting::unix_now() as i64;
     let year = 365 * 86_400;
     let mut tokens = serde_json::Map::new();
     for (key, email, role) in [

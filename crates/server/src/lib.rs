@@ -1,26 +1,27 @@
 //! The factory's HTTP API under `/api/v1` and the wiring of store, engine and executor.
 //! Only this crate knows HTTP.
 
+pub mod accounting;
 mod admission;
 pub mod api;
 mod cache;
-pub mod control;
 pub mod demo;
 mod error;
 pub mod executor;
+pub mod lifecycle;
 pub mod metrics;
 
 pub use error::{ApiError, Problem};
 
-use control::Control;
 use domain::Cluster;
 use exec::LocalExecutor;
 use executor::{Executor, SlurmMode};
-use sched::{Engine, Event, PolicyConfig, PolicyName};
+use lifecycle::Control;
+use sched::{Engine, PolicyConfig, PolicyName};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{JobEnd, JobState, Store};
+use store::Store;
 use tokio::sync::Mutex;
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct Config {
     pub rate_per_s: f64,
     pub rate_burst: f64,
     pub executor: ExecutorChoice,
+    /// Holds launches at a step (tests that prove no stop is lost).
+    pub launch_hold: Option<Arc<exec::LaunchHold>>,
 }
 
 /// Where jobs run.
@@ -60,6 +63,7 @@ impl Default for Config {
             rate_per_s: 200.0,
             rate_burst: 400.0,
             executor: ExecutorChoice::Local,
+            launch_hold: None,
         }
     }
 }
@@ -104,14 +108,14 @@ pub fn local_cluster(gpus: u16) -> Cluster {
     .expect("the built-in cluster is valid")
 }
 
-/// Opens the store, rebuilds the engine from it, and starts the loop that settles
-/// process ends. Jobs that were running when the server stopped are adopted if their
-/// processes still run, else marked lost and settled once; pending jobs keep their place.
+/// Opens the store, rebuilds the engine from it (`lifecycle::recover`), and starts the
+/// loop that settles process ends and the wake-up ticker.
 pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<AppState, String> {
     let jobs_dir = config.data_dir.join("jobs");
     let (exec, mut exits, started, cluster) = match &config.executor {
         ExecutorChoice::Local => {
             let (exec, exits) = LocalExecutor::new(jobs_dir, config.cancel_grace);
+            let exec = exec.with_hold(config.launch_hold.clone());
             (Executor::Local(exec), exits, None, cluster)
         }
         ExecutorChoice::Slurm {
@@ -120,7 +124,9 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
             site,
             country,
         } => {
-            let (exec, exits, started) = exec::slurm::SlurmExecutor::start(jobs_dir, (**slurm_config).clone());
+            let mut slurm_config = (**slurm_config).clone();
+            slurm_config.hold = config.launch_hold.clone();
+            let (exec, exits, started) = exec::slurm::SlurmExecutor::start(jobs_dir, slurm_config);
             let cluster = slurm_inventory(&exec, *mode, site, country).await?;
             (Executor::Slurm { exec, mode: *mode }, exits, Some(started), cluster)
         }
@@ -138,7 +144,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         submission_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
         admission: admission::Admission::start(weak.clone()),
     });
-    recover(&state).await.map_err(|e| e.to_string())?;
+    lifecycle::recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();
     tokio::spawn(async move {
         // One task for both, starts first: a job that started and ended between two polls
@@ -148,10 +154,10 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
             tokio::select! {
                 biased;
                 Some(s) = async { match started.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
-                    control::on_started(&settle, s).await;
+                    lifecycle::on_started(&settle, s).await;
                 }
                 exit = exits.recv() => match exit {
-                    Some(exit) => control::on_exit(&settle, exit).await,
+                    Some(exit) => lifecycle::on_exit(&settle, exit).await,
                     None => break,
                 },
             }
@@ -164,9 +170,14 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         loop {
             tick.tick().await;
             let mut control = ticker.control.lock().await;
-            let changed = control::sync_slurm_nodes(&ticker, &mut control);
-            if changed || control.engine.next_wakeup().is_some_and(|t| t <= control::unix_now()) {
-                control::schedule(&ticker, &mut control).await;
+            let changed = lifecycle::sync_slurm_nodes(&ticker, &mut control);
+            if changed
+                || control
+                    .engine
+                    .next_wakeup()
+                    .is_some_and(|t| t <= accounting::unix_now())
+            {
+                lifecycle::schedule(&ticker, &mut control).await;
             }
         }
     });
@@ -209,112 +220,6 @@ async fn slurm_inventory(
         "Slurm inventory read"
     );
     Ok(cluster)
-}
-
-/// Gives the engine back a job that runs (adopted, or on Slurm) with the GPUs it holds.
-fn restore_running(
-    control: &mut Control,
-    job: &store::Job,
-    started: u64,
-    placement: Vec<sched::NodeAlloc>,
-    now: u64,
-) -> Result<(), sched::EngineError> {
-    let id = control.engine_id(&job.id);
-    control.engine.apply(
-        now,
-        Event::Restore {
-            id,
-            spec: job.spec.clone(),
-            submitted_at: job.submitted_at.max(0) as u64,
-            running: Some((started, placement)),
-        },
-    )
-}
-
-async fn recover(state: &AppState) -> Result<(), store::StoreError> {
-    let mut control = state.control.lock().await;
-    let now = control::unix_now();
-    for (name, status, _) in state.store.node_states().await? {
-        let Some(node) = state.cluster.nodes.iter().position(|n| n.name == name) else {
-            continue;
-        };
-        let event = match status.as_str() {
-            "up" => continue,
-            "down" => Event::NodeDown { node: node as u32 },
-            _ => Event::NodeDrain { node: node as u32 },
-        };
-        control.operator_drained.insert(node as u32);
-        let _ = control.engine.apply(now, event);
-    }
-    for job in state.store.active_jobs().await? {
-        match job.state {
-            JobState::Running | JobState::Pending if state.exec.slurm_schedules() => {
-                // Slurm holds (or is to hold) it: follow it there, by our id.
-                let charge = state.store.get_allocation(&job.allocation_id).await?.slurm;
-                state
-                    .exec
-                    .resume_on_slurm(&job, &charge, &control::placement_of(&job), &state.cluster);
-            }
-            JobState::Running if matches!(state.exec, Executor::Slurm { .. }) => {
-                let placement = control::placement_of(&job);
-                let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
-                let charge = state.store.get_allocation(&job.allocation_id).await?.slurm;
-                state.exec.resume_on_slurm(&job, &charge, &placement, &state.cluster);
-                if let Err(e) = restore_running(&mut control, &job, started, placement, now) {
-                    tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a job running on Slurm");
-                }
-            }
-            JobState::Running => {
-                let started = job.started_at.unwrap_or(job.submitted_at).max(0) as u64;
-                let placement = control::placement_of(&job);
-                let gpus: Vec<u16> = placement.iter().flat_map(|a| a.gpus.iter().copied()).collect();
-                if let Executor::Local(local) = &state.exec
-                    && !placement.is_empty()
-                    && local.adopt(&job.id, started, Duration::from_secs(job.spec.walltime_s), gpus)
-                {
-                    // Still running: the engine holds its GPUs again and its end is
-                    // settled as if it had been started by this process.
-                    match restore_running(&mut control, &job, started, placement, now) {
-                        Ok(()) => {
-                            tracing::info!(job.id = job.id.as_str(), "adopted a job still running");
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a running job");
-                            state.exec.cancel(&job.id);
-                            continue;
-                        }
-                    }
-                }
-                // Nothing of it runs any more (or it cannot be placed again): stop whatever
-                // is left and settle the time it ran as used, once.
-                exec::kill_leftover(state.exec.root(), &job.id);
-                let usage = control::job_usage(state, &job, now.saturating_sub(started).max(1), None);
-                let end = JobEnd {
-                    state: JobState::Lost,
-                    ended_at: now as i64,
-                    exit_code: None,
-                    reason: Some("the server stopped while the job ran and its process is gone".into()),
-                    usage,
-                };
-                state.store.finish_job(&job.id, &end).await?;
-            }
-            _ => {
-                let id = control.engine_id(&job.id);
-                let restored = Event::Restore {
-                    id,
-                    spec: job.spec.clone(),
-                    submitted_at: job.submitted_at.max(0) as u64,
-                    running: None,
-                };
-                if let Err(e) = control.engine.apply(now, restored) {
-                    tracing::error!(job.id = job.id.as_str(), error = %e, "could not restore a job");
-                }
-            }
-        }
-    }
-    control::schedule(state, &mut control).await;
-    Ok(())
 }
 
 pub use api::router;

@@ -1,107 +1,14 @@
 //! The API in process: real store (SQLite), real engine, real local processes.
 
-use axum::Router;
+mod common;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use common::{TestApp, app, app_in, app_with};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use server::{Config, demo};
-use std::path::PathBuf;
 use std::time::Duration;
 use tower::ServiceExt;
-
-struct TestApp {
-    router: Router,
-    tokens: Value,
-    dir: PathBuf,
-}
-
-async fn app_in(dir: PathBuf) -> TestApp {
-    app_with(dir, |_| {}).await
-}
-
-async fn app_with(dir: PathBuf, tune: impl FnOnce(&mut Config)) -> TestApp {
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = store::Store::connect(&format!("sqlite:{}", dir.join("db.sqlite").display()))
-        .await
-        .unwrap();
-    demo::seed(&store, &dir).await.unwrap();
-    let tokens: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("demo-tokens.json")).unwrap()).unwrap();
-    let mut config = Config {
-        data_dir: dir.clone(),
-        cancel_grace: Duration::from_millis(500),
-        ..Config::default()
-    };
-    tune(&mut config);
-    let state = server::start(store, demo::demo_cluster(), config).await.unwrap();
-    TestApp {
-        router: server::router(state),
-        tokens,
-        dir,
-    }
-}
-
-async fn app() -> TestApp {
-    app_in(std::env::temp_dir().join(format!("aifactory-api-{}", store::new_id("t")))).await
-}
-
-impl TestApp {
-    fn token(&self, who: &str) -> String {
-        self.tokens[who].as_str().unwrap().to_string()
-    }
-
-    async fn call(&self, method: Method, path: &str, who: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(w) = who {
-            req = req.header("authorization", format!("Bearer {}", self.token(w)));
-        }
-        let req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string()))
-                .unwrap(),
-            None => req.body(Body::empty()).unwrap(),
-        };
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let is_problem = resp
-            .headers()
-            .get("content-type")
-            .is_some_and(|v| v == "application/problem+json");
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value =
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        if status.is_client_error() || status.is_server_error() {
-            assert!(is_problem, "{status} without a problem document: {value}");
-            assert!(value["code"].is_string() && value["detail"].is_string(), "{value}");
-        }
-        (status, value)
-    }
-
-    async fn get(&self, path: &str, who: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, Some(who), None).await
-    }
-
-    async fn post(&self, path: &str, who: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(who), Some(body)).await
-    }
-
-    async fn project_of(&self, who: &str) -> String {
-        let (_, v) = self.get("/api/v1/projects", who).await;
-        v["items"][0]["id"].as_str().unwrap().to_string()
-    }
-
-    async fn wait_final(&self, job: &str, who: &str) -> Value {
-        for _ in 0..200 {
-            let (_, v) = self.get(&format!("/api/v1/jobs/{job}"), who).await;
-            if !["pending", "running"].contains(&v["state"].as_str().unwrap()) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("job {job} did not end");
-    }
-}
 
 #[tokio::test]
 async fn a_job_runs_on_its_gpus_and_is_accounted() {

@@ -1104,6 +1104,23 @@ impl Store {
         Ok(true)
     }
 
+    /// A job's ledger entries, oldest first: its kind and GPU-seconds (negative takes from
+    /// the allocation). What an audit of one job reads: one reservation, one release, one
+    /// usage entry per run.
+    pub async fn job_ledger(&self, job_id: &str) -> Result<Vec<(LedgerKind, i64)>> {
+        let rows = sqlx::query("SELECT kind, gpu_seconds FROM ledger WHERE job_id = $1 ORDER BY at, id")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let kind = kind.parse().map_err(|e: String| StoreError::Corrupt(e))?;
+                Ok((kind, row.try_get("gpu_seconds")?))
+            })
+            .collect()
+    }
+
     /// Sum of usage entries: of one job, allocation, project or organisation.
     pub async fn usage(&self, scope: UsageScope<'_>) -> Result<Usage> {
         let (join, clause, id) = match scope {

@@ -1,0 +1,374 @@
+//! The job lifecycle end to end in process (real store, engine and local processes):
+//! billing after a crash, stops that arrive at every step of a launch, preemption, and the
+//! occupancy invariant sampled all along.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{TestApp, app_in, app_with};
+use exec::{LaunchHold, LaunchStep};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use store::LedgerKind;
+
+fn temp_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("aifactory-lifecycle-{}", store::new_id("t")))
+}
+
+/// One reservation, one release and `runs` usage entries: each run booked once.
+/// Returns the GPU-seconds used.
+async fn booked(app: &TestApp, job: &str, runs: usize) -> i64 {
+    let ledger = app.state.store.job_ledger(job).await.unwrap();
+    let count = |k: LedgerKind| ledger.iter().filter(|(kind, _)| *kind == k).count();
+    assert_eq!(
+        (
+            count(LedgerKind::Reserve),
+            count(LedgerKind::Release),
+            count(LedgerKind::Usage)
+        ),
+        (1, 1, runs),
+        "{job}: {ledger:?}"
+    );
+    -ledger
+        .iter()
+        .filter(|(k, _)| *k == LedgerKind::Usage)
+        .map(|(_, gs)| gs)
+        .sum::<i64>()
+}
+
+/// Nothing reserved is left on the organisation's allocation, and the running sums agree
+/// with the ledger.
+async fn settled(app: &TestApp, who: &str) {
+    let project = app.project_of(who).await;
+    let (_, allocs) = app.get(&format!("/api/v1/allocations?project={project}"), who).await;
+    let alloc = &allocs["items"][0];
+    assert_eq!(alloc["gpu_seconds"]["reserved"], 0, "{alloc}");
+    let id = alloc["id"].as_str().unwrap();
+    assert!(app.state.store.verify_balances(id).await.unwrap());
+}
+
+/// Checks the occupancy invariant every few milliseconds until dropped; `finish` reports
+/// every violation seen.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, std::collections::BTreeSet<String>)>,
+}
+
+impl Sampler {
+    fn start(app: &TestApp) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (state, flag) = (app.state.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let (mut samples, mut seen) = (0, std::collections::BTreeSet::new());
+            while !flag.load(Ordering::Relaxed) {
+                seen.extend(server::lifecycle::occupancy_violations(&state).await);
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (samples, seen)
+        });
+        Sampler { stop, task }
+    }
+
+    async fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (samples, seen) = self.task.await.unwrap();
+        assert!(samples > 10, "the invariant was checked ({samples} samples)");
+        assert!(seen.is_empty(), "GPUs held by two jobs at once: {seen:?}");
+    }
+}
+
+async fn submit(app: &TestApp, who: &str, body: Value) -> String {
+    let (status, job) = app.post("/api/v1/jobs", who, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+async fn state_of(app: &TestApp, job: &str, who: &str) -> Value {
+    app.get(&format!("/api/v1/jobs/{job}"), who).await.1
+}
+
+async fn wait_state(app: &TestApp, job: &str, who: &str, wanted: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = state_of(app, job, who).await;
+        if v["state"] == wanted {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{job} never became {wanted}: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The newest job of the caller's organisation (the one whose submission is still held).
+async fn newest_job(app: &TestApp, who: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = app.get("/api/v1/jobs?limit=1", who).await;
+        if let Some(id) = list["items"][0]["id"].as_str() {
+            return id.to_string();
+        }
+        assert!(Instant::now() < deadline, "no job was admitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Lets every launch that reaches the hold go on, from now on.
+fn release_all(hold: &Arc<LaunchHold>) {
+    let hold = hold.clone();
+    tokio::spawn(async move {
+        loop {
+            hold.arrived().await;
+            hold.release();
+        }
+    });
+}
+
+/// The reproduction: a 3-second job on 2 GPUs completes while the server is down
+/// for longer than its walltime. It is `completed` with exit code 0 and billed what it
+/// used, from the end its wrapper recorded; a job whose processes vanished while the
+/// server was down is `lost` and billed at most its walltime.
+#[test]
+fn a_job_that_ended_while_the_server_was_down_is_billed_what_it_used() {
+    let dir = temp_dir();
+    let first = dir.clone();
+    let t0 = Instant::now();
+    let (short, vanished) = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let app = app_in(first).await;
+            let project = app.project_of("startup").await;
+            let short = submit(
+                &app,
+                "startup",
+                json!({"project": project, "command": ["sh", "-c", "sleep 3; echo short"], "gpus": 2, "walltime_s": 60}),
+            )
+            .await;
+            let vanished = submit(
+                &app,
+                "startup",
+                json!({"project": project, "command": ["sleep", "60"], "gpus": 2, "walltime_s": 3}),
+            )
+            .await;
+            for id in [&short, &vanished] {
+                assert_eq!(state_of(&app, id, "startup").await["state"], "running");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            (short, vanished)
+        })
+        // The runtime is dropped here like a server killed with -9: its tasks stop, the
+        // jobs' processes go on.
+    })
+    .join()
+    .unwrap();
+    let jobs = dir.join("jobs");
+    // While no server runs, one job's processes are killed outright (wrapper included).
+    let pid_file = std::fs::read_to_string(jobs.join(&vanished).join("pid")).unwrap();
+    let pid: i32 = pid_file.split_whitespace().next().unwrap().parse().unwrap();
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Down for longer than either walltime allows the vanished job, until the short one ended.
+    while !jobs.join(&short).join("exit_code").exists() || t0.elapsed() < Duration::from_secs(5) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the short job never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let app = app_in(dir).await;
+        let done = state_of(&app, &short, "startup").await;
+        assert_eq!(
+            (done["state"].as_str(), done["exit_code"].as_i64()),
+            (Some("completed"), Some(0)),
+            "{done}"
+        );
+        let (_, out) = app.get(&format!("/api/v1/jobs/{short}/logs"), "startup").await;
+        assert_eq!(out, "short\n");
+        // 3 s on 2 GPUs, give or take the second the clocks round to.
+        let used = booked(&app, &short, 1).await;
+        assert!((6..=8).contains(&used), "billed {used} GPU-seconds for 3 s on 2 GPUs");
+        let lost = state_of(&app, &vanished, "startup").await;
+        assert_eq!(lost["state"], "lost", "{lost}");
+        let used = booked(&app, &vanished, 1).await;
+        assert!(
+            (2..=6).contains(&used),
+            "a vanished job is billed at most its walltime (3 s x 2 GPUs): {used}"
+        );
+        settled(&app, "startup").await;
+    });
+}
+
+/// A cancel that arrives while a launch is held, at each step of it: the job ends
+/// cancelled, nothing of it keeps running, its run is booked once.
+#[tokio::test]
+async fn a_cancel_during_a_launch_is_never_lost() {
+    for step in [LaunchStep::BeforeStart, LaunchStep::AfterStart] {
+        let hold = LaunchHold::new(step);
+        let held = hold.clone();
+        let app = app_with(temp_dir(), |c| c.launch_hold = Some(held)).await;
+        let sampler = Sampler::start(&app);
+        let project = app.project_of("startup").await;
+        let body =
+            json!({"project": project, "command": ["sh", "-c", "echo up; sleep 30"], "gpus": 2, "walltime_s": 60});
+        let router = app.router.clone();
+        let token = app.token("startup");
+        let submitting =
+            tokio::spawn(
+                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
+            );
+        hold.arrived().await;
+        let job = newest_job(&app, "startup").await;
+        let router = app.router.clone();
+        let token = app.token("startup");
+        let path = format!("/api/v1/jobs/{job}/cancel");
+        let cancelling = tokio::spawn(async move { common::request(router, &token, Method::POST, &path, None).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hold.release();
+        assert_eq!(submitting.await.unwrap().0, StatusCode::CREATED);
+        let (status, answer) = cancelling.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let end = wait_state(&app, &job, "startup", "cancelled").await;
+        assert!(
+            end["reason"].as_str().unwrap().starts_with("cancelled by usr_"),
+            "{end}"
+        );
+        assert!(
+            !exec::kill_leftover(&app.dir.join("jobs"), &job),
+            "{step:?}: nothing of the cancelled job runs"
+        );
+        booked(&app, &job, 1).await;
+        settled(&app, "startup").await;
+        sampler.finish().await;
+    }
+}
+
+/// A preemption decided while the victim's launch is held, at each step: the victim is
+/// stopped right after it starts and queued again, the preemptor starts only once the
+/// victim's process has ended (sampled all along), and every run is booked once.
+#[tokio::test]
+async fn a_preemption_during_a_launch_waits_for_the_gpus_and_books_each_run_once() {
+    for step in [LaunchStep::BeforeStart, LaunchStep::AfterStart] {
+        let hold = LaunchHold::new(step);
+        let held = hold.clone();
+        let app = app_with(temp_dir(), |c| c.launch_hold = Some(held)).await;
+        let sampler = Sampler::start(&app);
+        let research = app.project_of("research").await;
+        let startup = app.project_of("startup").await;
+        // A preemptible job on all 8 GPUs at Bologna; it ignores SIGTERM for a moment, as
+        // a job writing a checkpoint would, so that its GPUs stay busy while it stops.
+        let body = json!({"project": research, "command": ["sh", "-c", "trap 'sleep 0.5; exit 143' TERM; echo up; sleep 30 & wait"], "gpus": 8, "walltime_s": 600, "preemptible": true});
+        let (router, token) = (app.router.clone(), app.token("research"));
+        let submitting =
+            tokio::spawn(
+                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
+            );
+        hold.arrived().await;
+        let victim = newest_job(&app, "research").await;
+        // A fast-lane job of the start-up arrives meanwhile: it may preempt at once.
+        let body = json!({"project": startup, "command": ["sh", "-c", "sleep 1"], "gpus": 4, "walltime_s": 60});
+        let (router, token) = (app.router.clone(), app.token("startup"));
+        let preempting =
+            tokio::spawn(
+                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
+            );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        hold.release();
+        release_all(&hold);
+        assert_eq!(submitting.await.unwrap().0, StatusCode::CREATED);
+        let (status, fast) = preempting.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{fast}");
+        let fast = fast["id"].as_str().unwrap().to_string();
+        let done = app.wait_final(&fast, "startup").await;
+        assert_eq!(done["state"], "completed", "{done}");
+        // The victim runs again once the GPUs are free, as a second run.
+        let again = wait_state(&app, &victim, "research", "running").await;
+        assert!(
+            again["started_at"].as_str() >= done["ended_at"].as_str(),
+            "{step:?}: the victim's second run waited for the preemptor: {again} {done}"
+        );
+        let (status, _) = app
+            .post(&format!("/api/v1/jobs/{victim}/cancel"), "research", json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        wait_state(&app, &victim, "research", "cancelled").await;
+        booked(&app, &victim, 2).await;
+        booked(&app, &fast, 1).await;
+        settled(&app, "research").await;
+        settled(&app, "startup").await;
+        sampler.finish().await;
+        let control = app.state.control.lock().await;
+        assert_eq!(control.engine.running(), 0, "the engine holds nothing for ended jobs");
+        assert_eq!(control.held(), 0);
+    }
+}
+
+/// A walltime that runs out while the launch is held counts from the spawn: the job is
+/// stopped as soon as the launch goes on, and billed at most its walltime plus the grace.
+#[tokio::test]
+async fn a_walltime_reached_during_a_launch_stops_the_job_at_once() {
+    let hold = LaunchHold::new(LaunchStep::AfterStart);
+    let held = hold.clone();
+    let app = app_with(temp_dir(), |c| c.launch_hold = Some(held)).await;
+    let project = app.project_of("startup").await;
+    let body = json!({"project": project, "command": ["sleep", "30"], "gpus": 2, "walltime_s": 1});
+    let (router, token) = (app.router.clone(), app.token("startup"));
+    let submitting =
+        tokio::spawn(async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await });
+    hold.arrived().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    hold.release();
+    let (_, job) = submitting.await.unwrap();
+    let job = job["id"].as_str().unwrap().to_string();
+    let end = app.wait_final(&job, "startup").await;
+    assert_eq!(end["state"], "timeout", "{end}");
+    // Walltime 1 s plus a grace under a second, on 2 GPUs.
+    let used = booked(&app, &job, 1).await;
+    assert!((2..=4).contains(&used), "billed {used} GPU-seconds");
+    settled(&app, "startup").await;
+}
+
+/// Requeueing a job needs the rights submitting does: a member of the organisation who is
+/// not in the project may not.
+#[tokio::test]
+async fn requeue_needs_the_rights_of_submit() {
+    let app = app_with(temp_dir(), |_| {}).await;
+    let project = app.project_of("startup").await;
+    let job = submit(
+        &app,
+        "startup",
+        json!({"project": project, "command": ["sh", "-c", "exit 1"], "gpus": 1, "walltime_s": 60}),
+    )
+    .await;
+    assert_eq!(app.wait_final(&job, "startup").await["state"], "failed");
+    // A new member of the start-up, not in the project.
+    let (_, me) = app.get("/api/v1/me", "startup").await;
+    let org = me["memberships"][0]["org_id"].as_str().unwrap().to_string();
+    assert!(org.starts_with("org_"), "{me}");
+    let (status, user) = app
+        .post(
+            "/api/v1/users",
+            "startup",
+            json!({"email": "newcomer@startup.example", "name": "Newcomer", "org": org, "role": "member"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let newcomer = app
+        .state
+        .store
+        .create_token(user["id"].as_str().unwrap(), "test")
+        .await
+        .unwrap()
+        .1;
+    let path = format!("/api/v1/jobs/{job}/requeue");
+    let (status, refused) = common::request(app.router.clone(), &newcomer, Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a member of this project"),
+        "{refused}"
+    );
+    let (status, copy) = app.post(&path, "startup", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{copy}");
+}
