@@ -4,6 +4,7 @@
 pub mod accounting;
 mod admission;
 pub mod api;
+pub mod authz;
 mod cache;
 pub mod demo;
 mod error;
@@ -78,7 +79,7 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// Authenticated callers by token secret hash, for a few seconds (cleared on any token
     /// or membership change made through this server).
-    pub auth_cache: cache::TtlCache<(api::Caller, String)>,
+    pub auth_cache: cache::TtlCache<(authz::Caller, String)>,
     /// What each project may submit to (cleared on any allocation change made here; the
     /// store checks the allocation again at admission).
     pub submission_cache: cache::TtlCache<store::SubmissionContext>,

@@ -1,0 +1,345 @@
+//! The HTTP API under `/api/v1`: one module per resource, each with its routes, their
+//! OpenAPI entries, request shapes and handlers side by side; here the router, the
+//! OpenAPI document assembled from every module's table, the extractors (JSON bodies,
+//! query strings, the authenticated caller) and the response helpers. Who may do what is
+//! decided in `crate::authz`.
+
+mod allocations;
+mod health;
+mod jobs;
+mod orgs;
+mod projects;
+mod sites;
+mod tokens;
+mod usage;
+mod users;
+
+/// What every resource module uses.
+mod prelude {
+    pub(crate) use super::{ApiResult, Body, Endpoint, Params, created, e, non_empty, obj, ok, rfc3339, time};
+    pub(crate) use crate::accounting::unix_now;
+    pub(crate) use crate::authz::*;
+    pub(crate) use crate::lifecycle;
+    pub(crate) use crate::{ApiError, AppState};
+    pub(crate) use axum::extract::rejection::JsonRejection;
+    pub(crate) use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+    pub(crate) use axum::http::request::Parts;
+    pub(crate) use axum::http::{HeaderMap, StatusCode, header};
+    pub(crate) use axum::response::{IntoResponse, Response};
+    pub(crate) use axum::routing::{MethodRouter, get, post};
+    pub(crate) use axum::{Json, Router};
+    pub(crate) use domain::{GpuRequest, JobSpec, OrgType, PriorityClass};
+    pub(crate) use exec::Stream;
+    pub(crate) use sched::Event;
+    pub(crate) use serde::de::DeserializeOwned;
+    pub(crate) use serde::{Deserialize, Serialize};
+    pub(crate) use serde_json::{Value, json};
+    pub(crate) use store::{
+        Allocation, AllocationState, Job, JobFilter, JobState, NewAllocation, NewJob, NewOrg, NewProject, NewUser, Org,
+        OrgRole, PlatformRole, Project, Usage, UsageScope, User,
+    };
+}
+
+use prelude::*;
+
+/// Every endpoint of the API, module by module.
+fn endpoints() -> Vec<Endpoint> {
+    [
+        health::endpoints(),
+        users::endpoints(),
+        orgs::endpoints(),
+        tokens::endpoints(),
+        projects::endpoints(),
+        allocations::endpoints(),
+        jobs::endpoints(),
+        usage::endpoints(),
+        sites::endpoints(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// One entry of an endpoint table.
+pub(crate) fn e(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    auth: bool,
+    query: &'static [&'static str],
+    body: Option<Value>,
+    route: MethodRouter<AppState>,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        summary,
+        auth,
+        query,
+        body,
+        route,
+    }
+}
+
+/// One registration: the route and what the OpenAPI document says of it, so that the two
+/// cannot drift apart.
+pub(crate) struct Endpoint {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    /// Whether a bearer token is needed.
+    auth: bool,
+    query: &'static [&'static str],
+    body: Option<Value>,
+    route: MethodRouter<AppState>,
+}
+
+pub(crate) fn obj(required: &[(&str, &str)], optional: &[(&str, &str)]) -> Value {
+    let ty = |t: &str| match t.strip_prefix("array:") {
+        Some(item) => json!({"type": "array", "items": {"type": item}}),
+        None => json!({"type": t}),
+    };
+    let mut props = serde_json::Map::new();
+    for (name, t) in required.iter().chain(optional) {
+        props.insert((*name).to_string(), ty(t));
+    }
+    json!({"type": "object", "additionalProperties": false, "required": required.iter().map(|r| r.0).collect::<Vec<_>>(), "properties": props})
+}
+
+/// The OpenAPI 3.1 document of every registered endpoint.
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for e in endpoints() {
+        let mut params: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        params.extend(
+            e.query
+                .iter()
+                .map(|q| json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}})),
+        );
+        let mut op = json!({
+            "summary": e.summary,
+            "responses": {
+                "2XX": {"description": "Success"},
+                "4XX": {"description": "A problem document", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+            },
+        });
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        if let Some(body) = e.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body}}});
+        }
+        if !e.auth {
+            op["security"] = json!([]);
+        }
+        let entry = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
+        entry[e.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "aifactory", "version": env!("CARGO_PKG_VERSION"), "description": "The AI Factory's API. Errors are RFC 9457 problem documents with a stable `code`."},
+        "paths": paths,
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Problem": obj(&[("type", "string"), ("title", "string"), ("status", "integer"), ("detail", "string"), ("code", "string")], &[("field", "string")])},
+        },
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.body_limit;
+    let mut router = Router::new();
+    for e in endpoints() {
+        router = router.route(e.path, e.route);
+    }
+    router
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method (see /api/v1/openapi.json)",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Times every request for the latency histogram.
+async fn observe(State(state): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .observe(resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+/// JSON bodies whose every failure is a problem document naming what is wrong.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("request body rejected: {e}"),
+            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-json",
+                "send the body as JSON with `Content-Type: application/json`",
+            )),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.body_text())),
+        }
+    }
+}
+
+/// Query parameters whose every failure is a problem document naming the parameter.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => {
+                let text = e.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let field = detail.split(':').next().filter(|f| !f.contains(' ')).unwrap_or("query");
+                Err(ApiError::field(field, format!("bad query parameter: {detail}")))
+            }
+        }
+    }
+}
+
+/// A token bucket per API token: `rate_per_s` on average, `rate_burst` at once.
+fn rate_limit(state: &AppState, token: &str) -> Result<(), ApiError> {
+    let (rate, burst) = (state.config.rate_per_s, state.config.rate_burst);
+    let mut buckets = state.limiter.lock().expect("limiter lock");
+    let now = std::time::Instant::now();
+    let (left, last) = buckets.entry(token.to_string()).or_insert((burst, now));
+    *left = (*left + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+    *last = now;
+    if *left < 1.0 {
+        let wait = ((1.0 - *left) / rate).ceil().max(1.0);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("more than {rate} requests per second with this token; retry in {wait} s"),
+        ));
+    }
+    *left -= 1.0;
+    Ok(())
+}
+
+pub(crate) fn created<T: Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+pub(crate) type ApiResult = Result<Response, ApiError>;
+
+pub(crate) fn ok<T: Serialize>(v: T) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+/// RFC 3339 UTC from Unix seconds.
+pub fn rfc3339(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+pub(crate) fn time(t: Option<i64>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
+}
+
+pub(crate) fn non_empty(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.trim().is_empty() {
+        return Err(ApiError::field(field, format!("`{field}` must not be empty")));
+    }
+    if v.len() > max {
+        return Err(ApiError::field(
+            field,
+            format!("`{field}` is longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <token>`"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let key = store::hash_secret(secret);
+        let (caller, token) = match state.auth_cache.get(&key) {
+            Some(hit) => hit,
+            None => {
+                let (user, token) = state
+                    .store
+                    .authenticate(secret)
+                    .await?
+                    .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+                let memberships = state.store.memberships(&user.id).await?;
+                let caller = Caller { user, memberships };
+                state.auth_cache.insert(key, (caller.clone(), token.clone()));
+                (caller, token)
+            }
+        };
+        rate_limit(state, &token)?;
+        Ok(caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_585_699_210), "2020-04-01T00:00:10Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

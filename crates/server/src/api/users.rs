@@ -1,0 +1,91 @@
+//! Users: the caller (`/me`) and creating users.
+
+use super::prelude::*;
+
+pub(crate) fn endpoints() -> Vec<Endpoint> {
+    vec![
+        e(
+            "get",
+            "/api/v1/me",
+            "The caller and their memberships",
+            true,
+            &[],
+            None,
+            get(me),
+        ),
+        e(
+            "post",
+            "/api/v1/users",
+            "Create a user (platform admin; organisation admins add members)",
+            true,
+            &[],
+            Some(obj(
+                &[("email", "string"), ("name", "string")],
+                &[("platform_role", "string"), ("org", "string"), ("role", "string")],
+            )),
+            post(create_user),
+        ),
+    ]
+}
+
+pub(crate) async fn me(caller: Caller) -> ApiResult {
+    ok(json!({"user": caller.user, "memberships": caller.memberships}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateUser {
+    email: String,
+    name: String,
+    platform_role: Option<PlatformRole>,
+    org: Option<String>,
+    role: Option<OrgRole>,
+}
+
+pub(crate) async fn create_user(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateUser>) -> ApiResult {
+    non_empty("name", &b.name, 200)?;
+    if !b.email.contains('@') || b.email.len() > 320 {
+        return Err(ApiError::field("email", "`email` is not an e-mail address"));
+    }
+    if let Some(org) = &b.org
+        && !caller.sees_org(org)
+    {
+        return Err(ApiError::not_found("organisation", org));
+    }
+    let allowed = match (&b.platform_role, &b.org) {
+        (Some(_), _) => caller.is_admin(),
+        (None, Some(org)) => caller.admins_org(org),
+        (None, None) => caller.is_admin(),
+    };
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "platform admins create staff; organisation admins add members to their organisation",
+        ));
+    }
+    if let Some(org) = &b.org {
+        state.store.get_org(org).await?;
+    }
+    let user = state
+        .store
+        .create_user(&NewUser {
+            email: b.email,
+            name: b.name,
+            platform_role: b.platform_role,
+        })
+        .await?;
+    if let Some(org) = &b.org {
+        state
+            .store
+            .add_membership(&user.id, org, b.role.unwrap_or(OrgRole::Member))
+            .await?;
+    }
+    Ok(created(&user))
+}
+
+pub(crate) fn member_view(u: &User, role: Option<OrgRole>) -> Value {
+    let mut v = json!({"id": u.id, "name": u.name, "email": u.email});
+    if let Some(r) = role {
+        v["role"] = json!(r);
+    }
+    v
+}

@@ -1,0 +1,145 @@
+//! Who may see and do what: every decision of the API's authorisation is made here.
+//! Look-ups take the caller and apply its scope, so that an object of another
+//! organisation is "not found" the same way everywhere.
+
+use crate::{ApiError, AppState};
+use store::{Allocation, Job, Membership, OrgRole, PlatformRole, Project, User};
+
+/// The authenticated caller and what they may see.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub memberships: Vec<Membership>,
+}
+
+impl Caller {
+    pub(crate) fn role(&self) -> Option<PlatformRole> {
+        self.user.platform_role
+    }
+    pub(crate) fn is_admin(&self) -> bool {
+        self.role() == Some(PlatformRole::Admin)
+    }
+    /// Platform staff see every organisation.
+    pub(crate) fn sees_all(&self) -> bool {
+        self.role().is_some()
+    }
+    pub(crate) fn manages_allocations(&self) -> bool {
+        matches!(self.role(), Some(PlatformRole::Admin | PlatformRole::Operator))
+    }
+    pub(crate) fn org_role(&self, org_id: &str) -> Option<OrgRole> {
+        self.memberships.iter().find(|m| m.org_id == org_id).map(|m| m.role)
+    }
+    pub(crate) fn sees_org(&self, org_id: &str) -> bool {
+        self.sees_all() || self.org_role(org_id).is_some()
+    }
+    pub(crate) fn admins_org(&self, org_id: &str) -> bool {
+        self.is_admin() || self.org_role(org_id) == Some(OrgRole::Admin)
+    }
+}
+
+/// Organisation admins (and platform admins) manage who belongs; the organisation is
+/// looked up first so that strangers learn nothing.
+pub(crate) fn admin_of(caller: &Caller, org_id: &str) -> Result<(), ApiError> {
+    if !caller.sees_org(org_id) {
+        return Err(ApiError::not_found("organisation", org_id));
+    }
+    if !caller.admins_org(org_id) {
+        return Err(ApiError::forbidden("organisation admins manage members"));
+    }
+    Ok(())
+}
+
+pub(crate) async fn visible_project(state: &AppState, caller: &Caller, id: &str) -> Result<Project, ApiError> {
+    let project = state
+        .store
+        .get_project(id)
+        .await
+        .map_err(|_| ApiError::not_found("project", id))?;
+    if !caller.sees_org(&project.org_id) {
+        return Err(ApiError::not_found("project", id));
+    }
+    Ok(project)
+}
+
+pub(crate) async fn visible_allocation(state: &AppState, caller: &Caller, id: &str) -> Result<Allocation, ApiError> {
+    let alloc = state
+        .store
+        .get_allocation(id)
+        .await
+        .map_err(|_| ApiError::not_found("allocation", id))?;
+    visible_project(state, caller, &alloc.project_id)
+        .await
+        .map_err(|_| ApiError::not_found("allocation", id))?;
+    Ok(alloc)
+}
+
+/// Who may run jobs in a project (submit, requeue): its members and its organisation's
+/// admins; other members of the organisation, and staff, may not.
+pub(crate) fn may_submit(caller: &Caller, org_id: &str, members: &[String]) -> Result<(), ApiError> {
+    if caller.org_role(org_id).is_none() {
+        return Err(ApiError::forbidden(
+            "only members of the project's organisation submit jobs",
+        ));
+    }
+    if !caller.admins_org(org_id) && !members.contains(&caller.user.id) {
+        return Err(ApiError::forbidden(
+            "you are not a member of this project: ask an organisation admin to add you",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    let job = state
+        .store
+        .get_job(id)
+        .await
+        .map_err(|_| ApiError::not_found("job", id))?;
+    if !caller.sees_org(&job.org_id) {
+        return Err(ApiError::not_found("job", id));
+    }
+    Ok(job)
+}
+
+/// Platform admins and site operators: allocations, Slurm accounts, nodes.
+pub(crate) fn operator(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.manages_allocations() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "platform admins and site operators {what}"
+    )))
+}
+
+/// Platform staff (admins, operators, reviewers): what spans every organisation.
+pub(crate) fn staff(caller: &Caller, refusal: &str) -> Result<(), ApiError> {
+    if caller.sees_all() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(refusal))
+}
+
+pub(crate) fn platform_admin(caller: &Caller, refusal: &str) -> Result<(), ApiError> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(refusal))
+}
+
+/// An organisation the caller may see; any other is "not found", never "forbidden".
+pub(crate) fn visible_org(caller: &Caller, org_id: &str) -> Result<(), ApiError> {
+    if caller.sees_org(org_id) {
+        return Ok(());
+    }
+    Err(ApiError::not_found("organisation", org_id))
+}
+
+/// The organisation's members and platform admins cancel its jobs.
+pub(crate) fn may_cancel(caller: &Caller, job: &Job) -> Result<(), ApiError> {
+    if caller.org_role(&job.org_id).is_some() || caller.is_admin() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        "only the organisation's members and platform admins cancel its jobs",
+    ))
+}
