@@ -1,0 +1,236 @@
+//! Organisations, users, memberships and API tokens (secrets hashed at rest).
+
+use super::*;
+
+impl Store {
+    pub async fn create_org(&self, new: &NewOrg) -> Result<Org> {
+        let org = Org {
+            id: new_id("org"),
+            name: new.name.clone(),
+            org_type: new.org_type,
+            country: new.country.clone(),
+            sectors: new.sectors.clone(),
+            employees: new.employees,
+            turnover_eur: new.turnover_eur,
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO organisations (id, name, org_type, country, sectors, employees, turnover_eur, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(org.org_type.as_str())
+        .bind(&org.country)
+        .bind(org.sectors.join(","))
+        .bind(org.employees)
+        .bind(org.turnover_eur)
+        .bind(org.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(org)
+    }
+
+    pub async fn get_org(&self, id: &str) -> Result<Org> {
+        let row = sqlx::query("SELECT * FROM organisations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("organisation", id))?;
+        org_from(&row)
+    }
+
+    pub async fn list_orgs(&self) -> Result<Vec<Org>> {
+        let rows = sqlx::query("SELECT * FROM organisations ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(org_from).collect()
+    }
+
+    pub async fn create_user(&self, new: &NewUser) -> Result<User> {
+        let user = User {
+            id: new_id("usr"),
+            email: new.email.clone(),
+            name: new.name.clone(),
+            platform_role: new.platform_role,
+            created_at: now(),
+        };
+        sqlx::query("INSERT INTO users (id, email, name, platform_role, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(&user.name)
+            .bind(user.platform_role.map(PlatformRole::as_str))
+            .bind(user.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(user)
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<User> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("user", id))?;
+        user_from(&row)
+    }
+
+    pub async fn add_membership(&self, user_id: &str, org_id: &str, role: OrgRole) -> Result<()> {
+        sqlx::query("INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(org_id)
+            .bind(role.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a user from an organisation and from its projects.
+    pub async fn remove_membership(&self, user_id: &str, org_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
+            .bind(user_id)
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if gone == 0 {
+            return Err(not_found("membership", user_id));
+        }
+        sqlx::query(
+            "DELETE FROM project_members WHERE user_id = $1 AND project_id IN (SELECT id FROM projects WHERE org_id = $2)",
+        )
+        .bind(user_id)
+        .bind(org_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An organisation's members with their roles, by name.
+    pub async fn org_members(&self, org_id: &str) -> Result<Vec<(User, OrgRole)>> {
+        let rows = sqlx::query(
+            "SELECT u.*, m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.name, u.id",
+        )
+        .bind(org_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((user_from(r)?, parse(&r.try_get::<String, _>("role")?)?)))
+            .collect()
+    }
+
+    pub async fn memberships(&self, user_id: &str) -> Result<Vec<Membership>> {
+        let rows = sqlx::query("SELECT org_id, role FROM memberships WHERE user_id = $1 ORDER BY org_id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Membership {
+                    org_id: r.try_get("org_id")?,
+                    role: parse(&r.try_get::<String, _>("role")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a token; the secret is returned once and only its SHA-256 is stored.
+    pub async fn create_token(&self, user_id: &str, name: &str) -> Result<(ApiToken, String)> {
+        let mut raw = [0u8; 24];
+        getrandom::getrandom(&mut raw).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
+        let secret = format!("aif_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let token = ApiToken {
+            id: new_id("tok"),
+            user_id: user_id.to_string(),
+            name: name.to_string(),
+            created_at: now(),
+            revoked_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.id)
+        .bind(&token.user_id)
+        .bind(&token.name)
+        .bind(hash_secret(&secret))
+        .bind(token.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok((token, secret))
+    }
+
+    /// The user a live (not revoked) token secret belongs to, and the token's id.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<(User, String)>> {
+        let row = sqlx::query(
+            "SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.secret_sha256 = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(hash_secret(secret))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((user_from(&r)?, r.try_get("token_id")?))).transpose()
+    }
+
+    pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, name, created_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiToken {
+                    id: r.try_get("id")?,
+                    user_id: r.try_get("user_id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                    revoked_at: opt_i64(r, "revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn revoke_token(&self, user_id: &str, token_id: &str) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(token_id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("token", token_id));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn org_from(r: &AnyRow) -> Result<Org> {
+    let sectors: String = r.try_get("sectors")?;
+    Ok(Org {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        org_type: parse(&r.try_get::<String, _>("org_type")?)?,
+        country: r.try_get("country")?,
+        sectors: sectors
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        employees: opt_i64(r, "employees")?,
+        turnover_eur: opt_i64(r, "turnover_eur")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn user_from(r: &AnyRow) -> Result<User> {
+    let role: Option<String> = r.try_get("platform_role")?;
+    Ok(User {
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        platform_role: role.as_deref().map(parse).transpose()?,
+        created_at: r.try_get("created_at")?,
+    })
+}
