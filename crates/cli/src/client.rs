@@ -48,7 +48,21 @@ pub enum OrgCmd {
     Members {
         id: String,
     },
-    /// Add an existing user (organisation admins).
+    /// Invite someone by e-mail address; they become a member when they accept
+    /// (`aifactory invitation accept`). Organisation admins.
+    Invite {
+        id: String,
+        #[arg(long)]
+        email: String,
+        /// member or org-admin.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// The organisation's invitations and what became of them.
+    Invitations {
+        id: String,
+    },
+    /// Add an existing user without an invitation (platform admins, for onboarding).
     AddMember {
         id: String,
         #[arg(long)]
@@ -494,6 +508,18 @@ pub fn org(conn: &Conn, cmd: OrgCmd) -> Result<()> {
             &c.call("GET", &format!("/api/v1/orgs/{id}/members"), None)?,
             &["id", "name", "email", "role"],
         ),
+        OrgCmd::Invite { id, email, role } => c.print(
+            &c.call(
+                "POST",
+                &format!("/api/v1/orgs/{id}/invitations"),
+                Some(&json!({"email": email, "role": role})),
+            )?,
+            &INVITATION_COLUMNS,
+        ),
+        OrgCmd::Invitations { id } => c.print(
+            &c.call("GET", &format!("/api/v1/orgs/{id}/invitations"), None)?,
+            &INVITATION_COLUMNS,
+        ),
         OrgCmd::AddMember { id, user, role } => c.print(
             &c.call(
                 "POST",
@@ -506,6 +532,33 @@ pub fn org(conn: &Conn, cmd: OrgCmd) -> Result<()> {
             c.call("DELETE", &format!("/api/v1/orgs/{id}/members/{user}"), None)?;
         }
     }
+    Ok(())
+}
+
+const INVITATION_COLUMNS: [&str; 5] = ["id", "email", "role", "state", "expires_at"];
+
+#[derive(Debug, Subcommand)]
+pub enum InvitationCmd {
+    /// Invitations waiting for your e-mail address.
+    List,
+    /// Join the organisation that invited you.
+    Accept {
+        id: String,
+    },
+    Decline {
+        id: String,
+    },
+}
+
+pub fn invitation(conn: &Conn, cmd: InvitationCmd) -> Result<()> {
+    let c = Client::new(conn);
+    let cols = ["id", "org_name", "role", "state", "expires_at"];
+    let v = match cmd {
+        InvitationCmd::List => c.call("GET", "/api/v1/me/invitations", None)?,
+        InvitationCmd::Accept { id } => c.call("POST", &format!("/api/v1/invitations/{id}/accept"), None)?,
+        InvitationCmd::Decline { id } => c.call("POST", &format!("/api/v1/invitations/{id}/decline"), None)?,
+    };
+    c.print(&v, &cols);
     Ok(())
 }
 

@@ -38,6 +38,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::OrgCmd,
     },
+    /// Invitations to join an organisation: list yours, accept, decline.
+    Invitation {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::InvitationCmd,
+    },
     /// Projects.
     Project {
         #[command(flatten)]
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).map(|()| 0),
         Command::Login { url, token } => client::login(url, token).map(|()| 0),
         Command::Org { conn, cmd } => client::org(&conn, cmd).map(|()| 0),
+        Command::Invitation { conn, cmd } => client::invitation(&conn, cmd).map(|()| 0),
         Command::Project { conn, cmd } => client::project(&conn, cmd).map(|()| 0),
         Command::Alloc { conn, cmd } => client::alloc(&conn, cmd).map(|()| 0),
         Command::Job { conn, cmd } => client::job(&conn, cmd),

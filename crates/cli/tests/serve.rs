@@ -80,6 +80,38 @@ fn submit_wait_logs_and_errors_through_the_cli() {
     let org = me["items"][0]["id"].as_str().unwrap();
     let members = json(&cli(&server, &t, &["org", "members", org, "--output", "json"]));
     assert_eq!(members["items"].as_array().unwrap().len(), 2, "{members}");
+    // Joining takes consent: the start-up invites the university's admin, who accepts.
+    let research = token(&dir, "research");
+    let invited = json(&cli(
+        &server,
+        &t,
+        &[
+            "org",
+            "invite",
+            org,
+            "--email",
+            "research@research.example",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(invited["state"], "pending", "{invited}");
+    let waiting = String::from_utf8_lossy(&cli(&server, &research, &["invitation", "list"]).stdout).to_string();
+    assert!(waiting.contains("Nebula Robotics"), "{waiting}");
+    let accepted = json(&cli(
+        &server,
+        &research,
+        &[
+            "invitation",
+            "accept",
+            invited["id"].as_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(accepted["state"], "accepted", "{accepted}");
+    let members = json(&cli(&server, &t, &["org", "members", org, "--output", "json"]));
+    assert_eq!(members["items"].as_array().unwrap().len(), 3, "{members}");
     let table = cli(&server, &t, &["job", "list"]);
     assert!(
         String::from_utf8_lossy(&table.stdout).starts_with("ID "),

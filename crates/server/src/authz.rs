@@ -143,3 +143,41 @@ pub(crate) fn may_cancel(caller: &Caller, job: &Job) -> Result<(), ApiError> {
         "only the organisation's members and platform admins cancel its jobs",
     ))
 }
+
+/// An invitation is the invitee's alone: anyone else is told it does not exist.
+pub(crate) async fn addressed_to(state: &AppState, caller: &Caller, id: &str) -> Result<store::Invitation, ApiError> {
+    match state.store.get_invitation(id).await {
+        Ok(i) if i.email.eq_ignore_ascii_case(caller.user.email.trim()) => Ok(i),
+        _ => Err(ApiError::not_found("invitation", id)),
+    }
+}
+
+/// Platform admins create staff and users of any organisation; an organisation admin
+/// creates new accounts in their own (an existing account is invited instead).
+pub(crate) fn may_create_user(caller: &Caller, platform_role: bool, org: Option<&str>) -> Result<(), ApiError> {
+    if let Some(org) = org {
+        visible_org(caller, org)?;
+    }
+    let allowed = match (platform_role, org) {
+        (true, _) | (false, None) => caller.is_admin(),
+        (false, Some(org)) => caller.admins_org(org),
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        "platform admins create staff; organisation admins add members to their organisation",
+    ))
+}
+
+/// Adding an existing account to an organisation without its consent is for platform
+/// admins (onboarding); organisation admins invite.
+pub(crate) fn may_add_member_directly(caller: &Caller, org_id: &str) -> Result<(), ApiError> {
+    visible_org(caller, org_id)?;
+    if caller.is_admin() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "a person joins an organisation by accepting an invitation: invite their e-mail address with POST /api/v1/orgs/{org_id}/invitations"
+    )))
+}

@@ -659,6 +659,19 @@ async fn fresh_user(app: &TestApp, n: usize, org: Option<&str>) -> String {
     user["id"].as_str().unwrap().to_string()
 }
 
+/// An invitation from the start-up to an address none of the matrix's roles holds.
+async fn fresh_invitation(app: &TestApp, org: &str, n: usize) -> String {
+    let (status, invitation) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            "startup",
+            json!({"email": format!("invitee{n}@elsewhere.example")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    invitation["id"].as_str().unwrap().to_string()
+}
+
 /// Who calls, in the order of the expectation strings below: platform admin, site
 /// operator, reviewer, the start-up's admin and member, the SME's admin and member.
 const ROLES: [&str; 7] = [
@@ -676,6 +689,7 @@ const ROLES: [&str; 7] = [
 fn expected(method: &str, path: &str) -> &'static str {
     match (method, path) {
         ("get", "/healthz" | "/readyz" | "/api/v1/me" | "/api/v1/orgs" | "/api/v1/projects")
+        | ("get", "/api/v1/me/invitations")
         | ("get", "/api/v1/sites" | "/api/v1/nodes" | "/api/v1/tokens")
         | ("post", "/api/v1/tokens") => "AAAAAAA",
         ("get", "/metrics" | "/api/v1/reports/usage") => "AAAFFFF",
@@ -683,7 +697,12 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("get", "/api/v1/orgs/{id}" | "/api/v1/orgs/{id}/members" | "/api/v1/projects/{id}")
         | ("get", "/api/v1/projects/{id}/members" | "/api/v1/allocations" | "/api/v1/allocations/{id}")
         | ("get", "/api/v1/jobs" | "/api/v1/jobs/{id}" | "/api/v1/jobs/{id}/logs" | "/api/v1/usage") => "AAAAAHH",
-        ("post", "/api/v1/orgs/{id}/members" | "/api/v1/users" | "/api/v1/projects")
+        ("post", "/api/v1/orgs/{id}/members") => "AFFFFHH",
+        ("get" | "post", "/api/v1/orgs/{id}/invitations")
+        | ("post", "/api/v1/orgs/{id}/invitations/{invitation}/revoke") => "AFFAFHH",
+        // Addressed to someone else: nobody but the invitee learns it exists.
+        ("post", "/api/v1/invitations/{id}/accept" | "/api/v1/invitations/{id}/decline") => "HHHHHHH",
+        ("post", "/api/v1/users" | "/api/v1/projects")
         | ("delete", "/api/v1/orgs/{id}/members/{user}")
         | ("post", "/api/v1/projects/{id}/members")
         | ("delete", "/api/v1/projects/{id}/members/{user}") => "AFFAFHH",
@@ -774,6 +793,14 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                         assert_eq!(status, StatusCode::CREATED, "{v}");
                         (format!("/api/v1/projects/{project}/members/{user}"), None)
                     }
+                    ("post", "/api/v1/orgs/{id}/invitations/{invitation}/revoke") => {
+                        let invitation = fresh_invitation(&app, &org, counter).await;
+                        (format!("/api/v1/orgs/{org}/invitations/{invitation}/revoke"), None)
+                    }
+                    ("post", "/api/v1/invitations/{id}/accept" | "/api/v1/invitations/{id}/decline") => {
+                        let invitation = fresh_invitation(&app, &org, counter).await;
+                        (path.replace("{id}", &invitation), None)
+                    }
                     ("delete", "/api/v1/tokens/{id}") => {
                         let (_, t) = app.post("/api/v1/tokens", "startup", json!({"name": "victim"})).await;
                         (format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()), None)
@@ -862,4 +889,113 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
             .0,
         StatusCode::OK
     );
+}
+
+/// Joining an organisation takes the person's consent: its admin invites an e-mail
+/// address, learns nothing of whoever holds it, and only their acceptance makes them a
+/// member.
+#[tokio::test]
+async fn membership_is_by_invitation_and_consent() {
+    let app = app().await;
+    let (_, me) = app.get("/api/v1/me", "startup").await;
+    let org = me["memberships"][0]["org_id"].as_str().unwrap().to_string();
+    let (_, them) = app.get("/api/v1/me", "research").await;
+    let stranger = them["user"]["id"].as_str().unwrap().to_string();
+    let email = them["user"]["email"].as_str().unwrap().to_string();
+    // Adding someone directly is refused, and says how to invite instead.
+    let (status, refused) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/members"),
+            "startup",
+            json!({"user": stranger}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("invitations"), "{refused}");
+    assert!(!refused.to_string().contains(&email), "nothing about them: {refused}");
+    // The invitation says what was asked, nothing of the person.
+    let (status, invitation) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            "startup",
+            json!({"email": email.to_uppercase(), "role": "member"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    assert_eq!(invitation["state"], "pending");
+    assert!(
+        invitation.get("name").is_none() && !invitation.to_string().contains(&stranger),
+        "{invitation}"
+    );
+    let id = invitation["id"].as_str().unwrap();
+    let (status, again) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            "startup",
+            json!({"email": email}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    let (_, members) = app.get(&format!("/api/v1/orgs/{org}/members"), "startup").await;
+    assert!(!members.to_string().contains(&stranger), "not a member before consent");
+    // The invitee sees it, with the organisation's name; nobody else can act on it.
+    let (_, mine) = app.get("/api/v1/me/invitations", "research").await;
+    assert_eq!(mine["items"][0]["id"], *id, "{mine}");
+    assert_eq!(mine["items"][0]["org_name"], "Nebula Robotics");
+    let (status, _) = app
+        .post(&format!("/api/v1/invitations/{id}/accept"), "sme", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, accepted) = app
+        .post(&format!("/api/v1/invitations/{id}/accept"), "research", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{accepted}");
+    assert_eq!(accepted["state"], "accepted");
+    let (_, after) = app.get("/api/v1/me", "research").await;
+    assert!(
+        after["memberships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["org_id"] == *org && m["role"] == "member"),
+        "{after}"
+    );
+    let (_, members) = app.get(&format!("/api/v1/orgs/{org}/members"), "startup").await;
+    assert!(members.to_string().contains(&stranger), "a member once they accepted");
+    let (status, twice) = app
+        .post(&format!("/api/v1/invitations/{id}/decline"), "research", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{twice}");
+    assert_eq!(twice["code"], "invitation-closed");
+    // A revoked invitation cannot be accepted.
+    let (_, other) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            "startup",
+            json!({"email": "sme@sme.example"}),
+        )
+        .await;
+    let other = other["id"].as_str().unwrap();
+    let (status, revoked) = app
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations/{other}/revoke"),
+            "startup",
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, revoked["state"].as_str()), (StatusCode::OK, Some("revoked")));
+    let (status, _) = app
+        .post(&format!("/api/v1/invitations/{other}/accept"), "sme", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Creating an account whose address is taken points to invitations, not to its owner.
+    let (status, taken) = app
+        .post(
+            "/api/v1/users",
+            "startup",
+            json!({"email": "sme@sme.example", "name": "X", "org": org}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{taken}");
+    assert!(taken["detail"].as_str().unwrap().contains("invite"), "{taken}");
 }

@@ -234,3 +234,158 @@ pub(crate) fn user_from(r: &AnyRow) -> Result<User> {
         created_at: r.try_get("created_at")?,
     })
 }
+
+/// Invitations: membership by consent.
+impl Store {
+    /// Invites `email` into an organisation. A second invitation of the same address while
+    /// one waits is refused, as is inviting a member.
+    pub async fn create_invitation(
+        &self,
+        org_id: &str,
+        email: &str,
+        role: OrgRole,
+        invited_by: &str,
+        valid_s: i64,
+    ) -> Result<Invitation> {
+        let email = email.trim().to_lowercase();
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let member = sqlx::query(
+            "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND LOWER(u.email) = $2",
+        )
+        .bind(org_id)
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if member.is_some() {
+            return Err(StoreError::Conflict(format!("{email} is a member already")));
+        }
+        let waiting = sqlx::query(
+            "SELECT 1 FROM invitations WHERE org_id = $1 AND email = $2 AND state = 'pending' AND expires_at > $3",
+        )
+        .bind(org_id)
+        .bind(&email)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if waiting.is_some() {
+            return Err(StoreError::Conflict(format!("{email} has been invited already")));
+        }
+        let invitation = Invitation {
+            id: new_id("inv"),
+            org_id: org_id.to_string(),
+            email,
+            role,
+            invited_by: invited_by.to_string(),
+            state: InvitationState::Pending,
+            created_at: at,
+            expires_at: at + valid_s,
+            decided_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO invitations (id, org_id, email, role, invited_by, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&invitation.id)
+        .bind(&invitation.org_id)
+        .bind(&invitation.email)
+        .bind(invitation.role.as_str())
+        .bind(&invitation.invited_by)
+        .bind(invitation.state.as_str())
+        .bind(invitation.created_at)
+        .bind(invitation.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(invitation)
+    }
+
+    pub async fn get_invitation(&self, id: &str) -> Result<Invitation> {
+        let row = sqlx::query("SELECT * FROM invitations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("invitation", id))?;
+        invitation_from(&row)
+    }
+
+    /// An organisation's invitations, newest first.
+    pub async fn org_invitations(&self, org_id: &str) -> Result<Vec<Invitation>> {
+        let rows = sqlx::query("SELECT * FROM invitations WHERE org_id = $1 ORDER BY created_at DESC, id DESC")
+            .bind(org_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(invitation_from).collect()
+    }
+
+    /// Invitations waiting for the holder of `email`.
+    pub async fn pending_invitations(&self, email: &str) -> Result<Vec<Invitation>> {
+        let rows = sqlx::query(
+            "SELECT * FROM invitations WHERE email = $1 AND state = 'pending' AND expires_at > $2 ORDER BY created_at, id",
+        )
+        .bind(email.trim().to_lowercase())
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(invitation_from).collect()
+    }
+
+    /// The invitee accepts (becoming a member with the invited role) or declines; the
+    /// organisation's admin revokes. Only a pending, unexpired invitation changes.
+    pub async fn decide_invitation(&self, id: &str, to: InvitationState, user_id: Option<&str>) -> Result<Invitation> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        let row = sqlx::query("SELECT * FROM invitations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| not_found("invitation", id))?;
+        let mut invitation = invitation_from(&row)?;
+        if invitation.state != InvitationState::Pending || invitation.expires_at <= at {
+            let now_is = if invitation.state == InvitationState::Pending {
+                "expired"
+            } else {
+                invitation.state.as_str()
+            };
+            return Err(StoreError::Rule {
+                code: "invitation-closed",
+                message: format!("invitation {id} is {now_is}"),
+            });
+        }
+        let done =
+            sqlx::query("UPDATE invitations SET state = $1, decided_at = $2 WHERE id = $3 AND state = 'pending'")
+                .bind(to.as_str())
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!("invitation {id} was decided meanwhile")));
+        }
+        if let (InvitationState::Accepted, Some(user)) = (to, user_id) {
+            sqlx::query("INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, $3)")
+                .bind(user)
+                .bind(&invitation.org_id)
+                .bind(invitation.role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        invitation.state = to;
+        invitation.decided_at = Some(at);
+        Ok(invitation)
+    }
+}
+
+fn invitation_from(r: &AnyRow) -> Result<Invitation> {
+    Ok(Invitation {
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        email: r.try_get("email")?,
+        role: parse(&r.try_get::<String, _>("role")?)?,
+        invited_by: r.try_get("invited_by")?,
+        state: parse(&r.try_get::<String, _>("state")?)?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        decided_at: opt_i64(r, "decided_at")?,
+    })
+}

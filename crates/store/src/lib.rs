@@ -54,12 +54,21 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                StoreError::Conflict(format!("already exists: {}", d.message()))
-            }
+            // In our words, never the database's: which table refused tells what it means.
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(
+                match constraint_table(d.as_ref()) {
+                    Some("project_members") => "the user is already a member of this project",
+                    Some("memberships") => "the user is already a member of this organisation",
+                    Some("users") => "an account with this e-mail address exists already",
+                    Some("jobs") => "this Idempotency-Key was used already",
+                    Some("organisations") => "an organisation with this name exists already",
+                    _ => "it exists already",
+                }
+                .to_string(),
+            ),
             sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::Rule {
                 code: "unknown-reference",
-                message: format!("refers to something that does not exist: {}", d.message()),
+                message: "it refers to something that does not exist".into(),
             },
             _ => StoreError::Db(e),
         }
@@ -68,12 +77,32 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The table a constraint violation was about: PostgreSQL names the table, SQLite says
+/// "UNIQUE constraint failed: table.column".
+fn constraint_table(e: &dyn sqlx::error::DatabaseError) -> Option<&'static str> {
+    const TABLES: &[&str] = &[
+        "project_members",
+        "memberships",
+        "users",
+        "jobs",
+        "invitations",
+        "organisations",
+    ];
+    let said = e.table().or(e.constraint()).unwrap_or_else(|| e.message());
+    let said = said.rsplit(": ").next().unwrap_or(said);
+    TABLES
+        .iter()
+        .copied()
+        .find(|t| said.starts_with(&format!("{t}.")) || said == *t || said.starts_with(&format!("{t}_")))
+}
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_accounts_jobs_ledger.sql")),
     (2, include_str!("../migrations/0002_node_states.sql")),
     (3, include_str!("../migrations/0003_allocation_balances.sql")),
     (4, include_str!("../migrations/0004_project_members.sql")),
     (5, include_str!("../migrations/0005_allocation_slurm.sql")),
+    (6, include_str!("../migrations/0006_invitations.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -198,6 +227,7 @@ impl Store {
             "allocations",
             "project_members",
             "projects",
+            "invitations",
             "api_tokens",
             "memberships",
             "users",

@@ -31,6 +31,7 @@ named_enum!(
     /// Roles inside one organisation.
     OrgRole { Admin = "org-admin", Member = "member" }
 );
+named_enum!(InvitationState { Pending = "pending", Accepted = "accepted", Declined = "declined", Revoked = "revoked" });
 named_enum!(AllocationState { Active = "active", Suspended = "suspended" });
 named_enum!(
     JobState {
@@ -253,4 +254,19 @@ pub struct SubmissionContext {
     pub allocations: Vec<Allocation>,
     /// Users who may submit besides the organisation's admins.
     pub members: Vec<String>,
+}
+
+/// An organisation's invitation of an e-mail address; it becomes a membership only when the
+/// account holding that address accepts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: String,
+    pub org_id: String,
+    pub email: String,
+    pub role: OrgRole,
+    pub invited_by: String,
+    pub state: InvitationState,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
 }

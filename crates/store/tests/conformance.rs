@@ -149,10 +149,19 @@ async fn accounts_and_tokens() {
             employees: None,
             turnover_eur: None,
         };
-        assert!(
-            matches!(s.create_org(&again).await, Err(StoreError::Conflict(_))),
-            "{name}"
-        );
+        match s.create_org(&again).await {
+            Err(StoreError::Conflict(words)) => {
+                assert_eq!(words, "an organisation with this name exists already", "{name}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        s.add_project_member(&w.project.id, &w.user.id).await.ok();
+        match s.add_project_member(&w.project.id, &w.user.id).await {
+            Err(StoreError::Conflict(words)) => {
+                assert_eq!(words, "the user is already a member of this project", "{name}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
         let orphan = NewProject {
             org_id: "org_missing".into(),
             name: "x".into(),
@@ -511,5 +520,95 @@ async fn a_batch_admits_like_one_by_one() {
             ids[0],
             "{name}: the key outlives the batch"
         );
+    }
+}
+
+#[tokio::test]
+async fn invitations_need_the_invitees_consent() {
+    for (name, s) in backends().await {
+        let w = world(&s, 1000).await;
+        let email = format!("{}@elsewhere.example", new_id("guest"));
+        let guest = s
+            .create_user(&NewUser {
+                email: email.clone(),
+                name: "Guest".into(),
+                platform_role: None,
+            })
+            .await
+            .unwrap();
+        let day = 86_400;
+        let invitation = s
+            .create_invitation(&w.org.id, &email.to_uppercase(), OrgRole::Member, &w.user.id, day)
+            .await
+            .unwrap();
+        assert_eq!(
+            (invitation.email.as_str(), invitation.state),
+            (email.as_str(), InvitationState::Pending)
+        );
+        assert!(
+            s.memberships(&guest.id).await.unwrap().is_empty(),
+            "{name}: no member before consent"
+        );
+        assert!(
+            matches!(
+                s.create_invitation(&w.org.id, &email, OrgRole::Member, &w.user.id, day)
+                    .await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{name}: one waiting invitation per address"
+        );
+        assert_eq!(s.pending_invitations(&email).await.unwrap(), vec![invitation.clone()]);
+        assert_eq!(s.org_invitations(&w.org.id).await.unwrap().len(), 1);
+        let accepted = s
+            .decide_invitation(&invitation.id, InvitationState::Accepted, Some(&guest.id))
+            .await
+            .unwrap();
+        assert_eq!(accepted.state, InvitationState::Accepted);
+        assert_eq!(
+            s.memberships(&guest.id).await.unwrap(),
+            vec![Membership {
+                org_id: w.org.id.clone(),
+                role: OrgRole::Member
+            }],
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.decide_invitation(&invitation.id, InvitationState::Declined, Some(&guest.id))
+                    .await,
+                Err(StoreError::Rule {
+                    code: "invitation-closed",
+                    ..
+                })
+            ),
+            "{name}: decided once"
+        );
+        assert!(
+            matches!(
+                s.create_invitation(&w.org.id, &email, OrgRole::Member, &w.user.id, day)
+                    .await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{name}: members are not invited"
+        );
+        // An expired invitation cannot be accepted.
+        let late = s
+            .create_invitation(&w.org.id, "late@elsewhere.example", OrgRole::Member, &w.user.id, -1)
+            .await
+            .unwrap();
+        assert!(
+            s.pending_invitations("late@elsewhere.example")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            s.decide_invitation(&late.id, InvitationState::Accepted, Some(&guest.id))
+                .await,
+            Err(StoreError::Rule {
+                code: "invitation-closed",
+                ..
+            })
+        ));
     }
 }

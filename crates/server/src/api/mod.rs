@@ -6,6 +6,7 @@
 
 mod allocations;
 mod health;
+mod invitations;
 mod jobs;
 mod orgs;
 mod projects;
@@ -48,6 +49,7 @@ fn endpoints() -> Vec<Endpoint> {
         health::endpoints(),
         users::endpoints(),
         orgs::endpoints(),
+        invitations::endpoints(),
         tokens::endpoints(),
         projects::endpoints(),
         allocations::endpoints(),

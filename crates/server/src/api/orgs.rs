@@ -51,7 +51,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         e(
             "post",
             "/api/v1/orgs/{id}/members",
-            "Add an existing user to an organisation (organisation admin)",
+            "Add an existing user to an organisation without an invitation (platform admin, for onboarding)",
             true,
             &[],
             Some(obj(&[("user", "string")], &[("role", "string")])),
@@ -148,7 +148,7 @@ pub(crate) async fn add_org_member(
     Path(id): Path<String>,
     Body(b): Body<AddMember>,
 ) -> ApiResult {
-    admin_of(&caller, &id)?;
+    may_add_member_directly(&caller, &id)?;
     state.store.get_org(&id).await?;
     let user = state
         .store

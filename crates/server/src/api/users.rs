@@ -47,21 +47,7 @@ pub(crate) async fn create_user(State(state): State<AppState>, caller: Caller, B
     if !b.email.contains('@') || b.email.len() > 320 {
         return Err(ApiError::field("email", "`email` is not an e-mail address"));
     }
-    if let Some(org) = &b.org
-        && !caller.sees_org(org)
-    {
-        return Err(ApiError::not_found("organisation", org));
-    }
-    let allowed = match (&b.platform_role, &b.org) {
-        (Some(_), _) => caller.is_admin(),
-        (None, Some(org)) => caller.admins_org(org),
-        (None, None) => caller.is_admin(),
-    };
-    if !allowed {
-        return Err(ApiError::forbidden(
-            "platform admins create staff; organisation admins add members to their organisation",
-        ));
-    }
+    may_create_user(&caller, b.platform_role.is_some(), b.org.as_deref())?;
     if let Some(org) = &b.org {
         state.store.get_org(org).await?;
     }
@@ -72,7 +58,15 @@ pub(crate) async fn create_user(State(state): State<AppState>, caller: Caller, B
             name: b.name,
             platform_role: b.platform_role,
         })
-        .await?;
+        .await
+        .map_err(|e| match (e, &b.org) {
+            (store::StoreError::Conflict(words), Some(org)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{words}: invite it instead (POST /api/v1/orgs/{org}/invitations)"),
+            ),
+            (e, _) => ApiError::from(e),
+        })?;
     if let Some(org) = &b.org {
         state
             .store
