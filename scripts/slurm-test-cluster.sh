@@ -183,16 +183,32 @@ start() {
 }
 
 stop() {
-    for d in slurmrestd slurmrestd-jwt slurmd slurmctld; do
-        if running "$DIR/$d.pid"; then kill "$(cat "$DIR/$d.pid")" 2>/dev/null || true; fi
+    # Only what this script started, found by its pid files: another Slurm on the machine
+    # (or one started from another $AIFACTORY_SLURM_DIR) is left alone. Jobs first, so that
+    # their slurmstepd end with them.
+    if running "$DIR/slurmctld.pid"; then
+        squeue -h -o %i 2>/dev/null | xargs -r scancel 2>/dev/null || true
+    fi
+    local groups=() pids=() p
+    # Each slurmrestd was started by setsid, so runuser and slurmrestd form a process group
+    # led by the recorded pid.
+    for d in slurmrestd slurmrestd-jwt; do
+        if running "$DIR/$d.pid"; then groups+=("$(cat "$DIR/$d.pid")"); fi
     done
-    pkill -x slurmrestd 2>/dev/null || true
+    for d in slurmd slurmctld; do
+        if running "$DIR/$d.pid"; then pids+=("$(cat "$DIR/$d.pid")"); fi
+    done
+    for p in "${groups[@]}"; do kill -- "-$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     # Gone before returning: another Slurm may start next on the same ports.
     for _ in $(seq 100); do
-        pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || pgrep -x slurmrestd >/dev/null || break
+        local alive=
+        for p in "${groups[@]}" "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [[ -n "$alive" ]] || break
         sleep 0.1
     done
-    for d in slurmctld slurmd slurmrestd slurmstepd; do pkill -9 -x "$d" 2>/dev/null || true; done
+    for p in "${groups[@]}"; do kill -9 -- "-$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     rm -f "$SOCKET" "$DIR"/*.pid
 }
 

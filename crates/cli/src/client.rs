@@ -17,11 +17,13 @@ pub enum Output {
 
 #[derive(Debug, clap::Args)]
 pub struct Conn {
-    /// The factory's address [env AIFACTORY_URL, else the login file, else http://127.0.0.1:8080].
-    #[arg(long, env = "AIFACTORY_URL", global = true)]
+    /// The factory's address [else env AIFACTORY_URL, else the login file, else http://127.0.0.1:8080].
+    // The variables are read by `Client::new`, not by clap, which would list them in every
+    // usage line as if they had been typed.
+    #[arg(long, global = true)]
     url: Option<String>,
-    /// API token [env AIFACTORY_TOKEN, else the login file].
-    #[arg(long, env = "AIFACTORY_TOKEN", global = true, hide_env_values = true)]
+    /// API token [else env AIFACTORY_TOKEN, else the login file].
+    #[arg(long, global = true)]
     token: Option<String>,
     #[arg(long, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -232,7 +234,7 @@ pub fn site(conn: &Conn, cmd: SiteCmd) -> Result<()> {
     let c = Client::new(conn);
     match cmd {
         SiteCmd::List => c.print(
-            &c.call("GET", "/api/v1/sites", None)?,
+            &gpus_in_words(c.call("GET", "/api/v1/sites", None)?),
             &[
                 "name",
                 "country",
@@ -245,6 +247,17 @@ pub fn site(conn: &Conn, cmd: SiteCmd) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// `{"H100-SXM": 8}` as `8 H100-SXM` for a table.
+fn gpus_in_words(mut sites: Value) -> Value {
+    for site in sites["items"].as_array_mut().into_iter().flatten() {
+        if let Some(models) = site["gpus"].as_object() {
+            let words: Vec<String> = models.iter().map(|(model, n)| format!("{n} {model}")).collect();
+            site["gpus"] = json!(words.join(", "));
+        }
+    }
+    sites
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +321,7 @@ fn login_path() -> PathBuf {
     base.join("aifactory").join("login.toml")
 }
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -320,12 +334,18 @@ impl Client {
         let saved: Option<LoginFile> = std::fs::read_to_string(login_path())
             .ok()
             .and_then(|t| toml::from_str(&t).ok());
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let base = conn
             .url
             .clone()
+            .or_else(|| env("AIFACTORY_URL"))
             .or_else(|| saved.as_ref().map(|s| s.url.clone()))
             .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let token = conn.token.clone().or_else(|| saved.map(|s| s.token));
+        let token = conn
+            .token
+            .clone()
+            .or_else(|| env("AIFACTORY_TOKEN"))
+            .or_else(|| saved.map(|s| s.token));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -398,6 +418,22 @@ impl Client {
             }
             out.write_all(&buf[..n])?;
             out.flush()?;
+        }
+    }
+
+    /// A project's id from its id or its name (as `project list` shows it).
+    pub fn project_id(&self, project: &str) -> Result<String> {
+        if project.starts_with("prj_") {
+            return Ok(project.to_string());
+        }
+        let projects = self.call("GET", "/api/v1/projects", None)?;
+        let items = projects["items"].as_array().cloned().unwrap_or_default();
+        match items.iter().find(|p| p["name"] == project) {
+            Some(p) => Ok(p["id"].as_str().unwrap_or_default().to_string()),
+            None => {
+                let names: Vec<&str> = items.iter().filter_map(|p| p["name"].as_str()).collect();
+                bail!("no project `{project}`: yours are {}", names.join(", "))
+            }
         }
     }
 
@@ -565,6 +601,20 @@ pub fn invitation(conn: &Conn, cmd: InvitationCmd) -> Result<()> {
 pub fn project(conn: &Conn, cmd: ProjectCmd) -> Result<()> {
     let c = Client::new(conn);
     let cols = ["id", "org", "name", "sector"];
+    // Projects are named by id or by the name `project list` shows.
+    let cmd = match cmd {
+        ProjectCmd::Show { id } => ProjectCmd::Show { id: c.project_id(&id)? },
+        ProjectCmd::Members { id } => ProjectCmd::Members { id: c.project_id(&id)? },
+        ProjectCmd::AddMember { id, user } => ProjectCmd::AddMember {
+            id: c.project_id(&id)?,
+            user,
+        },
+        ProjectCmd::RemoveMember { id, user } => ProjectCmd::RemoveMember {
+            id: c.project_id(&id)?,
+            user,
+        },
+        other => other,
+    };
     match cmd {
         ProjectCmd::List => c.print(&c.call("GET", "/api/v1/projects", None)?, &cols),
         ProjectCmd::Show { id } => c.print(&c.call("GET", &format!("/api/v1/projects/{id}"), None)?, &cols),
@@ -595,11 +645,20 @@ pub fn project(conn: &Conn, cmd: ProjectCmd) -> Result<()> {
     Ok(())
 }
 
+/// GPU-seconds as GPU-hours for a table: two decimals, and never 0.00 for some use.
+fn gpu_hours(gpu_seconds: i64) -> String {
+    match gpu_seconds {
+        0 => "0".into(),
+        1..36 => "<0.01".into(),
+        gs => format!("{:.2}", gs as f64 / 3600.0),
+    }
+}
+
 fn with_hours(mut v: Value) -> Value {
     let fix = |a: &mut Value| {
         if let Some(g) = a.get("gpu_seconds").cloned() {
             for k in ["granted", "reserved", "used", "available"] {
-                a[format!("{k}_gpu_h")] = json!(format!("{:.1}", g[k].as_i64().unwrap_or(0) as f64 / 3600.0));
+                a[format!("{k}_gpu_h")] = json!(gpu_hours(g[k].as_i64().unwrap_or(0)));
             }
         }
     };
@@ -626,7 +685,11 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
         "slurm_account",
     ];
     let v = match cmd {
-        AllocCmd::List { project } => c.call("GET", &format!("/api/v1/allocations?project={project}"), None)?,
+        AllocCmd::List { project } => c.call(
+            "GET",
+            &format!("/api/v1/allocations?project={}", c.project_id(&project)?),
+            None,
+        )?,
         AllocCmd::Show { id } => c.call("GET", &format!("/api/v1/allocations/{id}"), None)?,
         AllocCmd::Create {
             project,
@@ -741,6 +804,12 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             command,
         } => {
             let walltime = parse_walltime(&time).map_err(|e| anyhow!("--time: {e}"))?;
+            // Named like sbatch names jobs: after the script, else after the program.
+            let default_name = match (&script, command.first()) {
+                (Some(path), _) => path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                (None, Some(program)) => program.rsplit('/').next().map(str::to_string),
+                (None, None) => None,
+            };
             let command = match (script, command.is_empty()) {
                 (Some(path), true) => {
                     let text =
@@ -752,15 +821,18 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
                 (None, true) => bail!("nothing to run: give a script file or a command after --"),
             };
             let project = match project {
-                Some(p) => p,
+                Some(p) => c.project_id(&p)?,
                 None => {
                     let projects = c.call("GET", "/api/v1/projects", None)?;
                     match projects["items"].as_array().map(Vec::as_slice) {
                         Some([only]) => only["id"].as_str().unwrap_or_default().to_string(),
-                        _ => bail!("--project: you have several projects (or none); say which"),
+                        _ => bail!(
+                            "--project: you have several projects (or none); say which (`aifactory project list`)"
+                        ),
                     }
                 }
             };
+            let name = name.or(default_name);
             let body = json!({"project": project, "allocation": allocation, "gpus": gpus, "nodes": nodes, "gpu_milli": gpu_milli,
                               "walltime_s": walltime, "name": name, "command": command});
             let job = c.call("POST", "/api/v1/jobs", Some(&body))?;
@@ -773,12 +845,27 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
                 }
                 return Ok(0);
             }
+            if c.output == Output::Table {
+                // Like srun: the job's output as it comes (stdout here, stderr on stderr),
+                // the id at once on stderr so that stdout holds only the job's words.
+                eprintln!("Submitted job {id}");
+                let (errors, path) = (c.clone(), format!("/api/v1/jobs/{id}/logs?stream=stderr&follow=true"));
+                let err_stream = std::thread::spawn(move || errors.copy_to(&path, &mut std::io::stderr()));
+                c.copy_to(
+                    &format!("/api/v1/jobs/{id}/logs?stream=stdout&follow=true"),
+                    &mut std::io::stdout(),
+                )?;
+                let _ = err_stream.join();
+            }
             loop {
                 let j = c.call("GET", &format!("/api/v1/jobs/{id}"), None)?;
                 let state = j["state"].as_str().unwrap_or("");
                 if !["pending", "running"].contains(&state) {
                     if c.output == Output::Json {
                         println!("{j}");
+                    } else if state != "completed" {
+                        let reason = j["reason"].as_str().unwrap_or("");
+                        eprintln!("job {id} {state}: {reason}");
                     }
                     return Ok(match (state, j["exit_code"].as_i64()) {
                         (_, Some(code)) => code.clamp(0, 255) as i32,
@@ -792,7 +879,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
         JobCmd::List { project, state, limit } => {
             let mut q = format!("/api/v1/jobs?limit={limit}");
             if let Some(p) = project {
-                q.push_str(&format!("&project={p}"));
+                q.push_str(&format!("&project={}", c.project_id(&p)?));
             }
             if let Some(s) = state {
                 q.push_str(&format!("&state={s}"));
@@ -818,9 +905,18 @@ pub fn usage(conn: &Conn, a: UsageArgs) -> Result<()> {
     let q = match (a.job, a.allocation, a.project, a.org) {
         (Some(j), ..) => format!("job={j}"),
         (_, Some(x), ..) => format!("allocation={x}"),
-        (_, _, Some(p), _) => format!("project={p}"),
+        (_, _, Some(p), _) => format!("project={}", c.project_id(&p)?),
         (_, _, _, Some(o)) => format!("org={o}"),
-        _ => bail!("say whose usage: --job, --allocation, --project or --org"),
+        // Like `job submit` picks your only project: your organisation, if you have one.
+        _ => {
+            let me = c.call("GET", "/api/v1/me", None)?;
+            match me["memberships"].as_array().map(Vec::as_slice) {
+                Some([only]) => format!("org={}", only["org_id"].as_str().unwrap_or_default()),
+                _ => bail!(
+                    "say whose usage: --job, --allocation, --project or --org (you belong to several organisations, or none)"
+                ),
+            }
+        }
     };
     c.print(
         &c.call("GET", &format!("/api/v1/usage?{q}"), None)?,

@@ -216,14 +216,45 @@ pub fn run(args: Args) -> Result<()> {
                 "      aifactory job submit --gpus 1 --time 5 --wait -- sh -c 'echo hello from $CUDA_VISIBLE_DEVICES'"
             );
         }
-        axum::serve(listener, server::router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving")?;
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let serving = axum::serve(listener, server::router(state)).with_graceful_shutdown(async move {
+            stop_requested().await;
+            let _ = stopping.send(true);
+        });
+        tokio::select! {
+            served = async { serving.await } => served.context("serving")?,
+            // A followed log can stay open for as long as its job runs: don't wait for it.
+            () = async {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            } => tracing::warn!("requests still open 10 s after the stop (followed logs?): stopping anyway"),
+        }
+        // Requests in flight were answered; running jobs go on and are adopted by the
+        // next start (the store already says where each one is).
+        tracing::info!("stopped; running jobs are left to the next start");
         Ok(())
     })
+}
+
+/// Ctrl-C, or SIGTERM (what systemd, Kubernetes and `kill` send).
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("stopping: finishing the requests in flight");
 }
 
 /// A database URL without its password, for messages.

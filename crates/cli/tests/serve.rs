@@ -29,12 +29,31 @@ fn submit_wait_logs_and_errors_through_the_cli() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // Like srun: the job's output on stdout as it comes, its id at once on stderr.
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello 0,1\n");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.starts_with("Submitted job job_"), "{said}");
     let o = cli(
         &server,
         &t,
-        &["job", "submit", "--time", "1", "--wait", "--", "sh", "-c", "exit 3"],
+        &[
+            "job",
+            "submit",
+            "--time",
+            "1",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo oops >&2; exit 3",
+        ],
     );
     assert_eq!(o.status.code(), Some(3), "--wait exits with the job's exit code");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("oops\n") && said.contains("failed: exited with code 3"),
+        "{said}"
+    );
     let jobs = json(&cli(&server, &t, &["job", "list", "--output", "json"]));
     let items = jobs["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
@@ -43,6 +62,30 @@ fn submit_wait_logs_and_errors_through_the_cli() {
         (Some("failed"), Some("completed"))
     );
     let first = items[1]["id"].as_str().unwrap();
+    assert_eq!(
+        items[1]["name"], "sh",
+        "named after the program, as sbatch names after the script"
+    );
+    // Projects by the name `project list` shows; usage of your organisation by default.
+    let by_name = json(&cli(
+        &server,
+        &t,
+        &["alloc", "list", "--project", "startup-pilot", "--output", "json"],
+    ));
+    assert!(
+        by_name["items"][0]["gpu_seconds"]["used"].as_i64().unwrap() > 0,
+        "{by_name}"
+    );
+    let table =
+        String::from_utf8_lossy(&cli(&server, &t, &["alloc", "list", "--project", "startup-pilot"]).stdout).to_string();
+    assert!(!table.contains(" 0.0 "), "what was used shows: {table}");
+    let mine = json(&cli(&server, &t, &["usage", "--output", "json"]));
+    assert!(mine["gpu_seconds"].as_i64().unwrap() > 0, "{mine}");
+    let o = cli(&server, &t, &["job", "list", "--project", "no-such-project"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("startup-pilot"),
+        "names the projects there are"
+    );
     let logs = cli(&server, &t, &["job", "logs", first]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello 0,1\n");
     let running = json(&cli(
@@ -146,6 +189,63 @@ fn submit_wait_logs_and_errors_through_the_cli() {
     );
     let nodes = String::from_utf8_lossy(&cli(&server, &t, &["node", "list"]).stdout).to_string();
     assert!(nodes.contains("kaj-gpu-0001") && nodes.contains("drained"), "{nodes}");
+}
+
+/// SIGTERM (what systemd and Kubernetes send) stops the server cleanly: it exits at once
+/// with success, and the job it leaves running is adopted by the next start.
+#[test]
+fn sigterm_stops_the_server_and_leaves_jobs_to_the_next_start() {
+    let dir = temp_dir("sigterm");
+    let port = free_port();
+    let mut server = serve(&dir, port);
+    let t = token(&dir, "startup");
+    let job = json(&cli(
+        &server,
+        &t,
+        &[
+            "job",
+            "submit",
+            "--time",
+            "1",
+            "--output",
+            "json",
+            "--",
+            "sh",
+            "-c",
+            "sleep 2; echo after",
+        ],
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(15),
+            "SIGTERM did not stop the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "a clean stop: {status}");
+    drop(server);
+    let server = serve(&dir, port);
+    let started = Instant::now();
+    loop {
+        let j = json(&cli(&server, &t, &["job", "show", &job, "--output", "json"]));
+        if j["state"] == "completed" {
+            break;
+        }
+        assert!(["running", "pending"].contains(&j["state"].as_str().unwrap()), "{j}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = cli(&server, &t, &["job", "logs", &job]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after\n");
 }
 
 #[test]

@@ -275,6 +275,29 @@ async fn roles_decide_who_may_change_what() {
 async fn bad_input_is_refused_with_the_field_named() {
     let app = app().await;
     let project = app.project_of("startup").await;
+    // A request no node can hold says what the site has.
+    let (status, v) = app
+        .post(
+            "/api/v1/jobs",
+            "startup",
+            json!({"project": project, "command": ["true"], "walltime_s": 60, "gpus": 999}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("never-fits"))
+    );
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the site has 8 GPUs (H100-SXM) on 2 nodes of at most 4 GPUs each"),
+        "{detail}"
+    );
+    // Times are RFC 3339 everywhere, /me included.
+    let (_, me) = app.get("/api/v1/me", "startup").await;
+    assert!(
+        me["user"]["created_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{me}"
+    );
     let cases = [
         (
             json!({"project": project, "command": [], "walltime_s": 60}),

@@ -208,10 +208,27 @@ pub(crate) async fn submit_job(
         .map(|n| u64::from(n.gpus))
         .sum();
     if site.is_none() || fitting * 1000 < request.total_milli() {
+        // Say what the site has, so that the request can be made to fit.
+        let nodes: Vec<&domain::Node> = state.cluster.nodes.iter().filter(|n| Some(n.site) == site).collect();
+        let total: u64 = nodes.iter().map(|n| u64::from(n.gpus)).sum();
+        let largest = nodes.iter().map(|n| n.gpus).max().unwrap_or(0);
+        let mut models: Vec<&str> = nodes.iter().map(|n| n.gpu_model.as_str()).collect();
+        models.dedup();
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "never-fits",
-            format!("no nodes at site `{}` can hold this request", allocation.site),
+            format!(
+                "no nodes at site `{}` can hold this request ({} GPUs{}): the site has {total} GPUs ({}) on {} nodes of at most {largest} GPUs each",
+                allocation.site,
+                request.total_milli().div_ceil(1000),
+                if per_node > 1 {
+                    format!(", {per_node} per node")
+                } else {
+                    String::new()
+                },
+                models.join(", "),
+                nodes.len(),
+            ),
         ));
     }
     let mut spec = JobSpec::new(project.id.clone(), request, b.walltime_s);

@@ -29,7 +29,15 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
 }
 
 pub(crate) async fn me(caller: Caller) -> ApiResult {
-    ok(json!({"user": caller.user, "memberships": caller.memberships}))
+    ok(json!({"user": user_view(&caller.user), "memberships": caller.memberships}))
+}
+
+/// A user as the API shows them: times in RFC 3339 like everywhere else.
+pub(crate) fn user_view(u: &User) -> Value {
+    json!({
+        "id": u.id, "email": u.email, "name": u.name, "platform_role": u.platform_role,
+        "created_at": rfc3339(u.created_at),
+    })
 }
 
 #[derive(Deserialize)]
@@ -73,7 +81,7 @@ pub(crate) async fn create_user(State(state): State<AppState>, caller: Caller, B
             .add_membership(&user.id, org, b.role.unwrap_or(OrgRole::Member))
             .await?;
     }
-    Ok(created(&user))
+    Ok(created(user_view(&user)))
 }
 
 pub(crate) fn member_view(u: &User, role: Option<OrgRole>) -> Value {
