@@ -5,17 +5,13 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{TestApp, app_in, app_with};
+use common::{TestApp, app_in, app_with, backends, fresh_dir};
 use exec::{LaunchHold, LaunchStep};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use store::LedgerKind;
-
-fn temp_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("aifactory-lifecycle-{}", store::new_id("t")))
-}
 
 /// One reservation, one release and `runs` usage entries: each run booked once.
 /// Returns the GPU-seconds used.
@@ -115,6 +111,14 @@ async fn newest_job(app: &TestApp, who: &str) -> String {
     }
 }
 
+/// Every backend with every step a launch can be held at.
+fn steps() -> Vec<(&'static str, LaunchStep)> {
+    backends()
+        .into_iter()
+        .flat_map(|b| [(b, LaunchStep::BeforeStart), (b, LaunchStep::AfterStart)])
+        .collect()
+}
+
 /// Lets every launch that reaches the hold go on, from now on.
 fn release_all(hold: &Arc<LaunchHold>) {
     let hold = hold.clone();
@@ -132,7 +136,13 @@ fn release_all(hold: &Arc<LaunchHold>) {
 /// server was down is `lost` and billed at most its walltime.
 #[test]
 fn a_job_that_ended_while_the_server_was_down_is_billed_what_it_used() {
-    let dir = temp_dir();
+    for backend in backends() {
+        let dir = tokio::runtime::Runtime::new().unwrap().block_on(fresh_dir(backend));
+        restart_after_the_job_ended(dir);
+    }
+}
+
+fn restart_after_the_job_ended(dir: std::path::PathBuf) {
     let first = dir.clone();
     let t0 = Instant::now();
     let (short, vanished) = std::thread::spawn(move || {
@@ -202,10 +212,10 @@ fn a_job_that_ended_while_the_server_was_down_is_billed_what_it_used() {
 /// cancelled, nothing of it keeps running, its run is booked once.
 #[tokio::test]
 async fn a_cancel_during_a_launch_is_never_lost() {
-    for step in [LaunchStep::BeforeStart, LaunchStep::AfterStart] {
+    for (backend, step) in steps() {
         let hold = LaunchHold::new(step);
         let held = hold.clone();
-        let app = app_with(temp_dir(), |c| c.launch_hold = Some(held)).await;
+        let app = app_with(fresh_dir(backend).await, |c| c.launch_hold = Some(held)).await;
         let sampler = Sampler::start(&app);
         let project = app.project_of("startup").await;
         let body =
@@ -247,10 +257,10 @@ async fn a_cancel_during_a_launch_is_never_lost() {
 /// victim's process has ended (sampled all along), and every run is booked once.
 #[tokio::test]
 async fn a_preemption_during_a_launch_waits_for_the_gpus_and_books_each_run_once() {
-    for step in [LaunchStep::BeforeStart, LaunchStep::AfterStart] {
+    for (backend, step) in steps() {
         let hold = LaunchHold::new(step);
         let held = hold.clone();
-        let app = app_with(temp_dir(), |c| c.launch_hold = Some(held)).await;
+        let app = app_with(fresh_dir(backend).await, |c| c.launch_hold = Some(held)).await;
         let sampler = Sampler::start(&app);
         let research = app.project_of("research").await;
         let startup = app.project_of("startup").await;
@@ -306,9 +316,15 @@ async fn a_preemption_during_a_launch_waits_for_the_gpus_and_books_each_run_once
 /// stopped as soon as the launch goes on, and billed at most its walltime plus the grace.
 #[tokio::test]
 async fn a_walltime_reached_during_a_launch_stops_the_job_at_once() {
+    for backend in backends() {
+        walltime_during_a_launch(backend).await;
+    }
+}
+
+async fn walltime_during_a_launch(backend: &str) {
     let hold = LaunchHold::new(LaunchStep::AfterStart);
     let held = hold.clone();
-    let app = app_with(temp_dir(), |c| c.launch_hold = Some(held)).await;
+    let app = app_with(fresh_dir(backend).await, |c| c.launch_hold = Some(held)).await;
     let project = app.project_of("startup").await;
     let body = json!({"project": project, "command": ["sleep", "30"], "gpus": 2, "walltime_s": 1});
     let (router, token) = (app.router.clone(), app.token("startup"));
@@ -331,7 +347,7 @@ async fn a_walltime_reached_during_a_launch_stops_the_job_at_once() {
 /// not in the project may not.
 #[tokio::test]
 async fn requeue_needs_the_rights_of_submit() {
-    let app = app_with(temp_dir(), |_| {}).await;
+    let app = app_with(fresh_dir("sqlite").await, |_| {}).await;
     let project = app.project_of("startup").await;
     let job = submit(
         &app,

@@ -23,11 +23,70 @@ pub async fn app_in(dir: PathBuf) -> TestApp {
     app_with(dir, |_| {}).await
 }
 
-pub async fn app_with(dir: PathBuf, tune: impl FnOnce(&mut Config)) -> TestApp {
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = store::Store::connect(&format!("sqlite:{}", dir.join("db.sqlite").display()))
+/// The database of a test's data directory: PostgreSQL if `use_postgres` chose it for the
+/// directory, else SQLite in it. A restarted server in the same directory finds the same.
+fn database_url(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("database-url"))
+        .unwrap_or_else(|_| format!("sqlite:{}", dir.join("db.sqlite").display()))
+}
+
+/// Makes the servers started in `dir` use a fresh PostgreSQL database of their own (so that
+/// no server adopts another test's jobs). False where no PostgreSQL is given; in CI that is
+/// an error.
+pub async fn use_postgres(dir: &std::path::Path) -> bool {
+    use sqlx::Connection;
+    let Ok(url) = std::env::var("AIFACTORY_TEST_PG") else {
+        return false;
+    };
+    sqlx::any::install_default_drivers();
+    let name = store::new_id("aifactory_t").to_lowercase();
+    let mut conn = sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("AIFACTORY_TEST_PG is reachable");
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
         .await
         .unwrap();
+    // postgres://host/db?params → the same with the new database.
+    let (base, params) = url.split_once('?').map_or((url.as_str(), ""), |(b, p)| (b, p));
+    let server = &base[..base.rfind('/').expect("a database in the URL")];
+    let fresh = if params.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{params}")
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("database-url"), fresh).unwrap();
+    true
+}
+
+/// The backends a suite runs on: SQLite, and PostgreSQL where one is given (in CI it must be).
+pub fn backends() -> Vec<&'static str> {
+    match std::env::var("AIFACTORY_TEST_PG") {
+        Ok(_) => vec!["sqlite", "postgres"],
+        Err(_) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the PostgreSQL suites: AIFACTORY_TEST_PG is not set"
+            );
+            eprintln!("AIFACTORY_TEST_PG not set: PostgreSQL round skipped (./scripts/test sets it)");
+            vec!["sqlite"]
+        }
+    }
+}
+
+/// A new data directory whose servers use `backend`, with a database of their own.
+pub async fn fresh_dir(backend: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("aifactory-{backend}-{}", store::new_id("t")));
+    if backend == "postgres" {
+        assert!(use_postgres(&dir).await);
+    }
+    dir
+}
+
+pub async fn app_with(dir: PathBuf, tune: impl FnOnce(&mut Config)) -> TestApp {
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = store::Store::connect(&database_url(&dir)).await.unwrap();
     demo::seed(&store, &dir).await.unwrap();
     let tokens: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("demo-tokens.json")).unwrap()).unwrap();
     let mut config = Config {
