@@ -18,6 +18,8 @@ use store::LedgerKind;
 async fn booked(app: &TestApp, job: &str, runs: usize) -> i64 {
     let ledger = app.state.store.job_ledger(job).await.unwrap();
     let count = |k: LedgerKind| ledger.iter().filter(|(kind, _)| *kind == k).count();
+    let started = app.state.store.get_job(job).await.unwrap().runs;
+    assert_eq!(started, runs as i64, "{job} started {started} times");
     assert_eq!(
         (
             count(LedgerKind::Reserve),
@@ -69,9 +71,13 @@ impl Sampler {
     }
 
     async fn finish(self) {
+        self.finish_after(10).await;
+    }
+
+    async fn finish_after(self, at_least: usize) {
         self.stop.store(true, Ordering::Relaxed);
         let (samples, seen) = self.task.await.unwrap();
-        assert!(samples > 10, "the invariant was checked ({samples} samples)");
+        assert!(samples >= at_least, "the invariant was checked ({samples} samples)");
         assert!(seen.is_empty(), "GPUs held by two jobs at once: {seen:?}");
     }
 }
@@ -387,4 +393,162 @@ async fn requeue_needs_the_rights_of_submit() {
     );
     let (status, copy) = app.post(&path, "startup", json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{copy}");
+}
+
+/// One step of a property test's sequence.
+#[derive(Debug, Clone)]
+enum Op {
+    /// The start-up (fast lane, may preempt) or the university (preemptible jobs) submits
+    /// a job on `gpus` GPUs that runs `secs` seconds (or fails) within `walltime` seconds.
+    Submit {
+        startup: bool,
+        gpus: u32,
+        secs: u32,
+        fails: bool,
+        walltime: u64,
+    },
+    /// Cancel the n-th job submitted so far (modulo their number).
+    Cancel(usize),
+    Pause(u64),
+    /// Kill the server (as with -9) and start a new one on the same data.
+    Restart,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (any::<bool>(), 1..=8u32, 0..3u32, any::<bool>(), 1..4u64).prop_map(|(startup, gpus, secs, fails, walltime)| {
+            Op::Submit { startup, gpus, secs, fails, walltime }
+        }),
+        2 => (0..8usize).prop_map(Op::Cancel),
+        2 => (0..600u64).prop_map(Op::Pause),
+        1 => Just(Op::Restart),
+    ]
+}
+
+/// A server on its own runtime, so that it can be killed like a process: dropping the
+/// runtime stops its tasks while the jobs' processes go on.
+struct Factory {
+    dir: std::path::PathBuf,
+    rt: tokio::runtime::Runtime,
+    app: TestApp,
+    sampler: Sampler,
+}
+
+impl Factory {
+    fn start(dir: std::path::PathBuf) -> Factory {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let app = rt.block_on(app_in(dir.clone()));
+        let sampler = rt.block_on(async { Sampler::start(&app) });
+        Factory { dir, rt, app, sampler }
+    }
+
+    fn restart(self) -> Factory {
+        let Factory { dir, rt, app, sampler } = self;
+        // A restart may come before the first check: what was seen still counts.
+        rt.block_on(sampler.finish_after(0));
+        drop(app);
+        drop(rt);
+        Factory::start(dir)
+    }
+}
+
+/// Random sequences of submissions (some preempting others), cancels, pauses and crashes
+/// against a real server with the local executor: no GPU is ever held by two jobs'
+/// processes at once (sampled every few milliseconds), and once everything has ended each
+/// job is settled once, with one usage entry per run, and nothing stays reserved.
+#[test]
+fn any_sequence_keeps_gpus_single_and_books_each_run_once() {
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new(Config {
+        cases: 6,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    for backend in backends() {
+        runner
+            .run(&proptest::collection::vec(op(), 3..9), |ops| {
+                let dir = tokio::runtime::Runtime::new().unwrap().block_on(fresh_dir(backend));
+                run_sequence(dir, &ops);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
+    }
+}
+
+fn run_sequence(dir: std::path::PathBuf, ops: &[Op]) {
+    let mut factory = Factory::start(dir);
+    let mut jobs: Vec<(String, &str)> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Submit {
+                startup,
+                gpus,
+                secs,
+                fails,
+                walltime,
+            } => {
+                let who = if *startup { "startup" } else { "research" };
+                let app = &factory.app;
+                let job = factory.rt.block_on(async {
+                    let project = app.project_of(who).await;
+                    // Slow to stop, as a job writing a checkpoint is: its GPUs stay busy
+                    // for a moment after the stop.
+                    let script = format!(
+                        "trap 'sleep 0.3; exit 143' TERM; sleep {secs} & wait; exit {}",
+                        u8::from(*fails)
+                    );
+                    submit(
+                        app,
+                        who,
+                        json!({"project": project, "command": ["sh", "-c", script], "gpus": gpus,
+                               "walltime_s": walltime, "preemptible": !startup}),
+                    )
+                    .await
+                });
+                jobs.push((job, who));
+            }
+            Op::Cancel(n) if !jobs.is_empty() => {
+                let (job, who) = &jobs[n % jobs.len()];
+                let (status, v) =
+                    factory
+                        .rt
+                        .block_on(factory.app.post(&format!("/api/v1/jobs/{job}/cancel"), who, json!({})));
+                assert!(
+                    status == StatusCode::OK || v["code"] == "job-ended",
+                    "cancel {job}: {status} {v}"
+                );
+            }
+            Op::Cancel(_) => {}
+            Op::Pause(ms) => std::thread::sleep(Duration::from_millis(*ms)),
+            Op::Restart => factory = factory.restart(),
+        }
+    }
+    // Everything ends (waiting jobs are cancelled), then the books are checked.
+    let Factory { rt, app, sampler, .. } = factory;
+    rt.block_on(async {
+        for (job, who) in &jobs {
+            let _ = app.post(&format!("/api/v1/jobs/{job}/cancel"), who, json!({})).await;
+        }
+        for (job, who) in &jobs {
+            let end = app.wait_final(job, who).await;
+            let runs = end["runs"].as_u64().unwrap() as usize;
+            let used = booked(&app, job, runs).await;
+            let walltime = end["walltime_s"].as_i64().unwrap();
+            let gpus = end["gpus"].as_i64().unwrap();
+            // Each run at most its walltime plus the grace (under a second here), rounded up.
+            assert!(
+                used <= runs as i64 * (walltime + 1) * gpus,
+                "{job} billed {used}: {end}"
+            );
+            if end["state"] == "completed" {
+                assert_eq!(end["exit_code"], 0, "{end}");
+            }
+        }
+        settled(&app, "startup").await;
+        settled(&app, "research").await;
+        sampler.finish_after(1).await;
+        let control = app.state.control.lock().await;
+        assert_eq!((control.engine.running(), control.held()), (0, 0));
+    });
 }

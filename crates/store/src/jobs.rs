@@ -145,6 +145,7 @@ impl Store {
                 reason: None,
                 placement: None,
                 idempotency_key: new.idempotency_key.clone(),
+                runs: 0,
             }));
         }
         let jobs: Vec<&Job> = admitted.iter().filter_map(|&i| results[i].as_ref().ok()).collect();
@@ -231,7 +232,7 @@ impl Store {
     /// Records a start; only a pending job can start (so it never runs twice).
     pub async fn mark_running(&self, job_id: &str, started_at: i64, placement: &serde_json::Value) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'running', started_at = $1, placement = $2 WHERE id = $3 AND state = 'pending'",
+            "UPDATE jobs SET state = 'running', started_at = $1, placement = $2, runs = runs + 1 WHERE id = $3 AND state = 'pending'",
         )
         .bind(started_at)
         .bind(placement.to_string())
@@ -349,5 +350,6 @@ pub(crate) fn job_from(r: &AnyRow) -> Result<Job> {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("placement: {e}")))?,
         idempotency_key: r.try_get("idempotency_key")?,
+        runs: r.try_get("runs")?,
     })
 }

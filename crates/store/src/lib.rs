@@ -103,6 +103,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_project_members.sql")),
     (5, include_str!("../migrations/0005_allocation_slurm.sql")),
     (6, include_str!("../migrations/0006_invitations.sql")),
+    (7, include_str!("../migrations/0007_job_runs.sql")),
 ];
 
 #[derive(Debug, Clone)]

@@ -198,6 +198,8 @@ pub struct Job {
     pub reason: Option<String>,
     pub placement: Option<serde_json::Value>,
     pub idempotency_key: Option<String>,
+    /// How many times it started (more than once after preemptions).
+    pub runs: i64,
 }
 
 /// What was used, in integer units.

@@ -81,6 +81,7 @@ pub(crate) fn job_view(j: &Job) -> Value {
         "walltime_s": j.spec.walltime_s, "class": j.spec.class, "site": j.spec.site,
         "submitted_at": rfc3339(j.submitted_at), "started_at": time(j.started_at), "ended_at": time(j.ended_at),
         "exit_code": j.exit_code, "reason": j.reason, "placement": j.placement, "reserved_gpu_seconds": j.reserved_gpu_seconds,
+        "runs": j.runs,
     })
 }
 
