@@ -40,6 +40,21 @@ pub struct SlurmLaunch {
     /// The Slurm account and QoS of the job's allocation; unset, the configured defaults.
     pub account: Option<String>,
     pub qos: Option<String>,
+    /// Which start of the job this is (a preempted job starts again): each run is its own
+    /// Slurm job, told apart by its comment.
+    pub run: i64,
+}
+
+impl SlurmLaunch {
+    /// What follows `aifactory:` in the comment of this run's Slurm job: the job's id,
+    /// and `#n` from its second run on.
+    fn comment_key(&self) -> String {
+        if self.run <= 1 {
+            self.job_id.clone()
+        } else {
+            format!("{}#{}", self.job_id, self.run)
+        }
+    }
 }
 
 /// A job Slurm started: where, and on which GPU indices per node.
@@ -210,6 +225,8 @@ impl SlurmExecutor {
         if !self.track(launch, unix_now(), false) {
             return Ok(()); // already handed over: never a second submission
         }
+        // A new run: what an earlier run of the job left says nothing of this one.
+        let _ = std::fs::remove_file(dir.join(SUBMITTED_FILE));
         // Straight to Slurm if it is there; the poll retries whatever does not get through.
         let me = self.clone();
         tokio::spawn(async move {
@@ -308,12 +325,14 @@ impl SlurmExecutor {
             let last_full = shared.last_full;
             let statuses = std::mem::take(&mut shared.statuses);
             let by_comment: HashMap<&str, &slurm::JobStatus> = statuses.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let mut ended_keys = Vec::new();
             let mut ended = Vec::new();
             for (job_id, t) in shared.jobs.iter_mut() {
                 // Since 23.11 a refused submission leaves a FAILED record with our comment
                 // (BadConstraints): that is not the job, which waits for its next try.
+                let key = t.launch.comment_key();
                 let status = by_comment
-                    .get(job_id.as_str())
+                    .get(key.as_str())
                     .filter(|s| !(t.slurm_id.is_none() && t.attempts > 0 && s.state.is_final()));
                 match status {
                     Some(status) => {
@@ -337,6 +356,7 @@ impl SlurmExecutor {
                         t.note = (status.state == JobState::Pending).then(|| pending_note(status, asked_at));
                         if status.state.is_final() {
                             ended.push(job_id.clone());
+                            ended_keys.push(key.clone());
                             let _ = exits.send(Exit {
                                 job_id: job_id.clone(),
                                 exit_code: status.exit_code.unwrap_or(-1),
@@ -396,10 +416,14 @@ impl SlurmExecutor {
             let mut statuses = statuses;
             for id in ended {
                 shared.jobs.remove(&id);
-                statuses.remove(&id);
             }
-            // Only ours that are still followed are worth keeping.
-            statuses.retain(|id, _| shared.jobs.contains_key(id));
+            for key in ended_keys {
+                statuses.remove(&key);
+            }
+            // Only the runs still followed are worth keeping.
+            let followed: std::collections::HashSet<String> =
+                shared.jobs.values().map(|t| t.launch.comment_key()).collect();
+            statuses.retain(|key, _| followed.contains(key));
             shared.statuses = statuses;
         }
         for slurm_id in to_cancel {
@@ -450,7 +474,7 @@ impl SlurmExecutor {
             script: format!("#!/bin/sh\nexec {}\n", command.join(" ")),
             stdout: self.log_path(job_id, Stream::Stdout).display().to_string(),
             stderr: self.log_path(job_id, Stream::Stderr).display().to_string(),
-            comment: format!("{COMMENT_PREFIX}{job_id}"),
+            comment: format!("{COMMENT_PREFIX}{}", launch.comment_key()),
             // v0.0.38 cannot pin; the server only runs its own engine on such a Slurm when
             // there is one node, where the pin changes nothing.
             required_nodes: if client.version().can_pin_nodes() {
@@ -460,6 +484,18 @@ impl SlurmExecutor {
             },
         };
         crate::LaunchHold::at(self.hold.as_deref(), crate::LaunchStep::BeforeStart).await;
+        {
+            // A cancel that came while this waited for its turn: nothing goes out, and the
+            // next poll reports the job cancelled before it reached Slurm.
+            let mut shared = self.shared.lock().expect("slurm state");
+            if let Some(t) = shared.jobs.get_mut(job_id)
+                && t.cancel
+            {
+                t.in_flight = false;
+                self.wake.notify_one();
+                return;
+            }
+        }
         let result = client.submit(&request).await;
         if result.is_ok() {
             crate::LaunchHold::at(self.hold.as_deref(), crate::LaunchStep::AfterStart).await;
@@ -566,6 +602,26 @@ mod tests {
             "pending in Slurm (job 11): Resources",
             "a forecast in the past says nothing"
         );
+    }
+
+    #[test]
+    fn each_run_has_its_own_comment() {
+        let launch = |run| super::SlurmLaunch {
+            job_id: "job_1".into(),
+            command: vec![],
+            env: vec![],
+            nodes: 1,
+            gpus_per_node: 1,
+            walltime: std::time::Duration::from_secs(60),
+            required_nodes: vec![],
+            account: None,
+            qos: None,
+            run,
+        };
+        // The first run keeps the comment earlier versions wrote, so that they are found.
+        assert_eq!(launch(0).comment_key(), "job_1");
+        assert_eq!(launch(1).comment_key(), "job_1");
+        assert_eq!(launch(2).comment_key(), "job_1#2");
     }
 
     #[test]

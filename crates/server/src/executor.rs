@@ -161,6 +161,7 @@ fn slurm_launch(
             .collect(),
         account: charge.account.clone(),
         qos: charge.qos.clone(),
+        run: job.runs,
     }
 }
 

@@ -5,117 +5,13 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{TestApp, app_in, app_with, backends, fresh_dir};
+use common::{
+    Sampler, TestApp, app_in, app_with, backends, booked, fresh_dir, newest_job, release_all, settled, state_of,
+    submit, wait_state,
+};
 use exec::{LaunchHold, LaunchStep};
-use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use serde_json::json;
 use std::time::{Duration, Instant};
-use store::LedgerKind;
-
-/// One reservation, one release and `runs` usage entries: each run booked once.
-/// Returns the GPU-seconds used.
-async fn booked(app: &TestApp, job: &str, runs: usize) -> i64 {
-    let ledger = app.state.store.job_ledger(job).await.unwrap();
-    let count = |k: LedgerKind| ledger.iter().filter(|(kind, _)| *kind == k).count();
-    let started = app.state.store.get_job(job).await.unwrap().runs;
-    assert_eq!(started, runs as i64, "{job} started {started} times");
-    assert_eq!(
-        (
-            count(LedgerKind::Reserve),
-            count(LedgerKind::Release),
-            count(LedgerKind::Usage)
-        ),
-        (1, 1, runs),
-        "{job}: {ledger:?}"
-    );
-    -ledger
-        .iter()
-        .filter(|(k, _)| *k == LedgerKind::Usage)
-        .map(|(_, gs)| gs)
-        .sum::<i64>()
-}
-
-/// Nothing reserved is left on the organisation's allocation, and the running sums agree
-/// with the ledger.
-async fn settled(app: &TestApp, who: &str) {
-    let project = app.project_of(who).await;
-    let (_, allocs) = app.get(&format!("/api/v1/allocations?project={project}"), who).await;
-    let alloc = &allocs["items"][0];
-    assert_eq!(alloc["gpu_seconds"]["reserved"], 0, "{alloc}");
-    let id = alloc["id"].as_str().unwrap();
-    assert!(app.state.store.verify_balances(id).await.unwrap());
-}
-
-/// Checks the occupancy invariant every few milliseconds until dropped; `finish` reports
-/// every violation seen.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(usize, std::collections::BTreeSet<String>)>,
-}
-
-impl Sampler {
-    fn start(app: &TestApp) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (state, flag) = (app.state.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            let (mut samples, mut seen) = (0, std::collections::BTreeSet::new());
-            while !flag.load(Ordering::Relaxed) {
-                seen.extend(server::lifecycle::occupancy_violations(&state).await);
-                samples += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (samples, seen)
-        });
-        Sampler { stop, task }
-    }
-
-    async fn finish(self) {
-        self.finish_after(10).await;
-    }
-
-    async fn finish_after(self, at_least: usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        let (samples, seen) = self.task.await.unwrap();
-        assert!(samples >= at_least, "the invariant was checked ({samples} samples)");
-        assert!(seen.is_empty(), "GPUs held by two jobs at once: {seen:?}");
-    }
-}
-
-async fn submit(app: &TestApp, who: &str, body: Value) -> String {
-    let (status, job) = app.post("/api/v1/jobs", who, body).await;
-    assert_eq!(status, StatusCode::CREATED, "{job}");
-    job["id"].as_str().unwrap().to_string()
-}
-
-async fn state_of(app: &TestApp, job: &str, who: &str) -> Value {
-    app.get(&format!("/api/v1/jobs/{job}"), who).await.1
-}
-
-async fn wait_state(app: &TestApp, job: &str, who: &str, wanted: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = state_of(app, job, who).await;
-        if v["state"] == wanted {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{job} never became {wanted}: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The newest job of the caller's organisation (the one whose submission is still held).
-async fn newest_job(app: &TestApp, who: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, list) = app.get("/api/v1/jobs?limit=1", who).await;
-        if let Some(id) = list["items"][0]["id"].as_str() {
-            return id.to_string();
-        }
-        assert!(Instant::now() < deadline, "no job was admitted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Every backend with every step a launch can be held at.
 fn steps() -> Vec<(&'static str, LaunchStep)> {
@@ -123,17 +19,6 @@ fn steps() -> Vec<(&'static str, LaunchStep)> {
         .into_iter()
         .flat_map(|b| [(b, LaunchStep::BeforeStart), (b, LaunchStep::AfterStart)])
         .collect()
-}
-
-/// Lets every launch that reaches the hold go on, from now on.
-fn release_all(hold: &Arc<LaunchHold>) {
-    let hold = hold.clone();
-    tokio::spawn(async move {
-        loop {
-            hold.arrived().await;
-            hold.release();
-        }
-    });
 }
 
 /// The reproduction: a 3-second job on 2 GPUs completes while the server is down

@@ -270,7 +270,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Ends a job and settles it: the reservation is released and the usage booked, in one
+    /// Ends a job and settles it: the reservation is released and the last run's usage
+    /// booked (one usage entry per run, zero for a run that never executed), in one
     /// transaction, only if the job was not already final. Returns whether this call
     /// ended it (a second call for the same job changes nothing).
     pub async fn finish_job(&self, job_id: &str, end: &JobEnd) -> Result<bool> {
@@ -294,12 +295,18 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        let row = sqlx::query("SELECT allocation_id, reserved_gpu_seconds FROM jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "SELECT j.allocation_id, j.reserved_gpu_seconds, j.runs, \
+             (SELECT COUNT(*) FROM ledger l WHERE l.job_id = j.id AND l.kind = 'usage') AS booked \
+             FROM jobs j WHERE j.id = $1",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
         let alloc: String = row.try_get("allocation_id")?;
         let reserved: i64 = row.try_get("reserved_gpu_seconds")?;
+        let runs: i64 = row.try_get("runs")?;
+        let booked: i64 = row.try_get("booked")?;
         insert_ledger(
             &mut tx,
             &alloc,
@@ -309,7 +316,8 @@ impl Store {
             Usage::default(),
         )
         .await?;
-        if end.usage != Usage::default() {
+        // One usage entry per run: the last run's, even if it never got to execute (zero).
+        if booked < runs || end.usage != Usage::default() {
             insert_ledger(
                 &mut tx,
                 &alloc,
