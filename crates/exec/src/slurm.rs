@@ -558,10 +558,79 @@ impl SlurmExecutor {
         &self.root
     }
 
+    /// Who Slurm runs our jobs as: over HTTP the user the token names (or `--slurm-user`);
+    /// over a unix socket (rest_auth/local) the user slurmrestd runs as, read from the
+    /// socket's peer credentials. `None` if that cannot be told from here.
+    pub fn job_user(&self) -> Option<nix::unistd::User> {
+        if let Some(path) = self.config.url.strip_prefix("unix:") {
+            let stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+            let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+            return nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid())).ok()?;
+        }
+        let jwt = self.config.jwt.as_ref()?;
+        let name = jwt.user.clone().or_else(|| match &jwt.token {
+            slurm::TokenSource::Value(token) => slurm::token_user(token),
+            slurm::TokenSource::File(path) => slurm::token_user(&std::fs::read_to_string(path).ok()?),
+        })?;
+        nix::unistd::User::from_name(&name).ok()?
+    }
+
+    /// Whether the user Slurm runs jobs as can reach the jobs' directories (they run in
+    /// them and write their logs there): every directory down to the root of the job
+    /// directories must let them through. An error says which one does not, and why.
+    pub fn check_job_user_reaches_root(&self) -> Result<(), String> {
+        let Some(user) = self.job_user() else {
+            tracing::warn!(
+                "cannot tell which user Slurm runs jobs as: not checking that it reaches the data directory"
+            );
+            return Ok(());
+        };
+        traversable_by(&self.root, &user)
+    }
+
     /// The Slurm partition jobs go to, if one is set (else Slurm's default).
     pub fn partition(&self) -> Option<&str> {
         self.config.partition.as_deref()
     }
+}
+
+/// Whether `user` may pass through every directory from `/` down to `dir` (execute
+/// permission for them as owner, group member or other; root passes everywhere).
+pub fn traversable_by(dir: &Path, user: &nix::unistd::User) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if user.uid.is_root() {
+        return Ok(());
+    }
+    let name = std::ffi::CString::new(user.name.clone()).map_err(|e| e.to_string())?;
+    let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_else(|_| vec![user.gid]);
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("the job directory {}: {e}", dir.display()))?;
+    for step in dir.ancestors().collect::<Vec<_>>().into_iter().rev() {
+        let meta = std::fs::metadata(step).map_err(|e| format!("{}: {e}", step.display()))?;
+        let mode = meta.mode();
+        let passes = if meta.uid() == user.uid.as_raw() {
+            mode & 0o100 != 0
+        } else if groups.iter().any(|g| g.as_raw() == meta.gid()) {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !passes {
+            return Err(format!(
+                "Slurm runs jobs as {} (uid {}), who cannot enter {} (mode {:o}, owner uid {}, group gid {}): jobs would fail to launch. \
+                 Let them through (e.g. chmod o+x {}), or put the data directory on a file system the compute nodes share with that user",
+                user.name,
+                user.uid,
+                step.display(),
+                mode & 0o7777,
+                meta.uid(),
+                meta.gid(),
+                step.display(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a waiting job's view says: Slurm's reason, and its backfill forecast if it has one.

@@ -127,8 +127,11 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         } => {
             let mut slurm_config = (**slurm_config).clone();
             slurm_config.hold = config.launch_hold.clone();
+            std::fs::create_dir_all(&jobs_dir).map_err(|e| format!("cannot create {}: {e}", jobs_dir.display()))?;
             let (exec, exits, started) = exec::slurm::SlurmExecutor::start(jobs_dir, slurm_config);
             let cluster = slurm_inventory(&exec, *mode, site, country).await?;
+            // Said at start, not by every job failing to launch later.
+            exec.check_job_user_reaches_root()?;
             (Executor::Slurm { exec, mode: *mode }, exits, Some(started), cluster)
         }
     };

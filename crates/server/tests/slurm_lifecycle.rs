@@ -255,3 +255,66 @@ async fn a_retried_submission_reaches_slurm_once() {
     assert_eq!(slurm_jobs_of(&ids[0]).0, 1, "one Slurm job for three submissions");
     booked(&app, &ids[0], 1).await;
 }
+
+/// The data directory must be reachable by the user Slurm runs jobs as: the server says so
+/// at start, naming the directory in the way. A job that cannot launch anyway (the
+/// directory closed later) fails with Slurm's own reason, not only an exit code.
+#[tokio::test]
+async fn launch_failures_say_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(url) = slurm_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    clean_slate();
+    // Closed to everyone but its owner (root): Slurm's job user cannot enter.
+    let locked = std::env::temp_dir().join(format!("aifactory-locked-{}", store::new_id("t")));
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = locked.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let store = store::Store::connect(&format!("sqlite:{}", data.join("db.sqlite").display()))
+        .await
+        .unwrap();
+    let config = server::Config {
+        data_dir: data.clone(),
+        executor: ExecutorChoice::Slurm {
+            config: Box::new(exec::slurm::SlurmConfig {
+                url: url.clone(),
+                jwt: None,
+                poll: Duration::from_millis(250),
+                partition: None,
+                account: None,
+                qos: None,
+                hold: None,
+            }),
+            mode: SlurmMode::Slurm,
+            site: "it-bologna".into(),
+            country: "IT".into(),
+        },
+        ..server::Config::default()
+    };
+    let refused = server::start(store, server::demo::demo_cluster(), config)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("Slurm runs jobs as slurm") && refused.contains(&format!("cannot enter {}", locked.display())),
+        "{refused}"
+    );
+    // A factory that started fine, whose data directory is closed afterwards.
+    let app = factory(&url, SlurmMode::Slurm, None).await;
+    let project = app.project_of("startup").await;
+    std::fs::set_permissions(&app.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let job = submit(
+        &app,
+        "startup",
+        json!({"project": project, "command": ["true"], "gpus": 1, "walltime_s": 60}),
+    )
+    .await;
+    let end = app.wait_final(&job, "startup").await;
+    std::fs::set_permissions(&app.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(end["state"], "failed", "{end}");
+    let reason = end["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("Slurm job") && reason.contains("LaunchFail"),
+        "Slurm's reason is kept: {reason}"
+    );
+}
