@@ -46,23 +46,24 @@ pub enum OrgCmd {
         #[arg(long, value_delimiter = ',')]
         sectors: Vec<String>,
     },
-    /// The organisation's members and their roles.
+    /// The organisation's members and their roles (default: your organisation).
     Members {
-        id: String,
+        id: Option<String>,
     },
     /// Invite someone by e-mail address; they become a member when they accept
     /// (`aifactory invitation accept`). Organisation admins.
     Invite {
-        id: String,
+        /// The organisation (default: yours).
+        id: Option<String>,
         #[arg(long)]
         email: String,
         /// member or org-admin.
         #[arg(long, default_value = "member")]
         role: String,
     },
-    /// The organisation's invitations and what became of them.
+    /// The organisation's invitations and what became of them (default: your organisation).
     Invitations {
-        id: String,
+        id: Option<String>,
     },
     /// Add an existing user without an invitation (platform admins, for onboarding).
     AddMember {
@@ -197,6 +198,9 @@ pub enum JobCmd {
         /// Wait for the end and exit with the job's exit code.
         #[arg(long)]
         wait: bool,
+        /// Print only the job's id (like sbatch --parsable), for scripts.
+        #[arg(long)]
+        parsable: bool,
         /// The script to run (with bash), unless a command follows `--`.
         script: Option<PathBuf>,
         #[arg(last = true)]
@@ -421,6 +425,18 @@ impl Client {
         }
     }
 
+    /// The organisation given, else the caller's only one.
+    pub fn org_id(&self, given: Option<String>) -> Result<String> {
+        if let Some(id) = given {
+            return Ok(id);
+        }
+        let me = self.call("GET", "/api/v1/me", None)?;
+        match me["memberships"].as_array().map(Vec::as_slice) {
+            Some([only]) => Ok(only["org_id"].as_str().unwrap_or_default().to_string()),
+            _ => bail!("you belong to several organisations (or none): say which (`aifactory org list`)"),
+        }
+    }
+
     /// A project's id from its id or its name (as `project list` shows it).
     pub fn project_id(&self, project: &str) -> Result<String> {
         if project.starts_with("prj_") {
@@ -541,19 +557,19 @@ pub fn org(conn: &Conn, cmd: OrgCmd) -> Result<()> {
             &cols,
         ),
         OrgCmd::Members { id } => c.print(
-            &c.call("GET", &format!("/api/v1/orgs/{id}/members"), None)?,
+            &c.call("GET", &format!("/api/v1/orgs/{}/members", c.org_id(id)?), None)?,
             &["id", "name", "email", "role"],
         ),
         OrgCmd::Invite { id, email, role } => c.print(
             &c.call(
                 "POST",
-                &format!("/api/v1/orgs/{id}/invitations"),
+                &format!("/api/v1/orgs/{}/invitations", c.org_id(id)?),
                 Some(&json!({"email": email, "role": role})),
             )?,
             &INVITATION_COLUMNS,
         ),
         OrgCmd::Invitations { id } => c.print(
-            &c.call("GET", &format!("/api/v1/orgs/{id}/invitations"), None)?,
+            &c.call("GET", &format!("/api/v1/orgs/{}/invitations", c.org_id(id)?), None)?,
             &INVITATION_COLUMNS,
         ),
         OrgCmd::AddMember { id, user, role } => c.print(
@@ -708,7 +724,7 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
                 "POST",
                 "/api/v1/allocations",
                 Some(&json!({
-                    "project": project, "site": site, "gpu_hours": gpu_hours, "class": class, "valid_until": until,
+                    "project": c.project_id(&project)?, "site": site, "gpu_hours": gpu_hours, "class": class, "valid_until": until,
                     "slurm_account": slurm_account, "slurm_qos": slurm_qos,
                 })),
             )?
@@ -800,6 +816,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             class: _,
             name,
             wait,
+            parsable,
             script,
             command,
         } => {
@@ -838,10 +855,10 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             let job = c.call("POST", "/api/v1/jobs", Some(&body))?;
             let id = job["id"].as_str().unwrap_or_default().to_string();
             if !wait {
-                if c.output == Output::Json {
-                    println!("{job}");
-                } else {
-                    println!("Submitted job {id}");
+                match (parsable, c.output) {
+                    (true, _) => println!("{id}"),
+                    (false, Output::Json) => println!("{job}"),
+                    (false, Output::Table) => println!("Submitted job {id}"),
                 }
                 return Ok(0);
             }
@@ -908,15 +925,7 @@ pub fn usage(conn: &Conn, a: UsageArgs) -> Result<()> {
         (_, _, Some(p), _) => format!("project={}", c.project_id(&p)?),
         (_, _, _, Some(o)) => format!("org={o}"),
         // Like `job submit` picks your only project: your organisation, if you have one.
-        _ => {
-            let me = c.call("GET", "/api/v1/me", None)?;
-            match me["memberships"].as_array().map(Vec::as_slice) {
-                Some([only]) => format!("org={}", only["org_id"].as_str().unwrap_or_default()),
-                _ => bail!(
-                    "say whose usage: --job, --allocation, --project or --org (you belong to several organisations, or none)"
-                ),
-            }
-        }
+        _ => format!("org={}", c.org_id(None)?),
     };
     c.print(
         &c.call("GET", &format!("/api/v1/usage?{q}"), None)?,
