@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 /// What kind of organisation a project belongs to; the access programme and the reports
 /// treat them differently (SME and start-up eligibility, waits by organisation type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OrgType {
     Startup,
@@ -35,7 +35,7 @@ impl OrgType {
 }
 
 /// The priority class of a job, set by the allocation it runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PriorityClass {
     /// Small, short, interactive-style work for newcomers; start bound guaranteed.

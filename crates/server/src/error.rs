@@ -5,7 +5,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use store::StoreError;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An RFC 9457 problem document: every error of the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

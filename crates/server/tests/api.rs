@@ -637,13 +637,24 @@ async fn the_openapi_document_is_served_and_reviewed() {
     let (status, doc) = app.call(Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
+    // Request and response schemas, derived from the handlers' types, live in components.
     let submit = &doc["paths"]["/api/v1/jobs"]["post"];
-    assert!(
-        submit["requestBody"]["content"]["application/json"]["schema"]["required"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("walltime_s"))
+    assert_eq!(
+        submit["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/SubmitJob"
     );
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["SubmitJob"]["required"].as_array().unwrap().contains(&json!("walltime_s")));
+    assert_eq!(
+        submit["responses"]["2XX"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/JobView"
+    );
+    assert!(schemas["JobView"]["properties"]["runs"].is_object(), "{}", schemas["JobView"]);
+    // Every $ref resolves.
+    let text = doc.to_string();
+    for name in text.split("\"#/components/schemas/").skip(1).map(|r| r.split('"').next().unwrap()) {
+        assert!(schemas[name].is_object(), "{name} is referenced but not defined");
+    }
     assert_eq!(doc["paths"]["/api/v1/jobs/{id}"]["get"]["parameters"][0]["name"], "id");
     // Every API change is a reviewed diff: the document must match the committed snapshot
     // (UPDATE_SNAPSHOTS=1 rewrites it).
@@ -850,7 +861,10 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             "valid_until": 4_000_000_000i64, "type": "sme", "country": "IT",
                             "email": format!("e{counter}@y.example"), "account": "euhpc_a01_042", "qos": "normal"});
                         let body = op.get("requestBody").map(|b| {
-                            let schema = &b["content"]["application/json"]["schema"]["properties"];
+                            // The body's schema, through its reference into the components.
+                            let reference = b["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+                            let name = reference.trim_start_matches("#/components/schemas/");
+                            let schema = &doc["components"]["schemas"][name]["properties"];
                             let fields = schema
                                 .as_object()
                                 .unwrap()

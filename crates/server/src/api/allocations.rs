@@ -10,22 +10,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "Grant GPU-hours to a project at a site (platform admin, site operator)",
             true,
             &[],
-            Some(obj(
-                &[
-                    ("project", "string"),
-                    ("site", "string"),
-                    ("gpu_hours", "integer"),
-                    ("valid_until", "integer"),
-                ],
-                &[
-                    ("class", "string"),
-                    ("valid_from", "integer"),
-                    ("slurm_account", "string"),
-                    ("slurm_qos", "string"),
-                ],
-            )),
+            Some(schema::<CreateAllocation>),
             post(create_allocation),
-        ),
+        )
+        .returns::<AllocationView>(),
         e(
             "get",
             "/api/v1/allocations",
@@ -34,7 +22,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &["project"],
             None,
             get(list_allocations),
-        ),
+        )
+        .returns::<Items<AllocationView>>(),
         e(
             "get",
             "/api/v1/allocations/{id}",
@@ -43,16 +32,18 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(get_allocation),
-        ),
+        )
+        .returns::<AllocationView>(),
         e(
             "post",
             "/api/v1/allocations/{id}/top-up",
             "Add GPU-hours",
             true,
             &[],
-            Some(obj(&[("gpu_hours", "integer")], &[])),
+            Some(schema::<TopUp>),
             post(top_up),
-        ),
+        )
+        .returns::<AllocationView>(),
         e(
             "post",
             "/api/v1/allocations/{id}/suspend",
@@ -61,7 +52,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(suspend),
-        ),
+        )
+        .returns::<AllocationView>(),
         e(
             "post",
             "/api/v1/allocations/{id}/resume",
@@ -70,42 +62,79 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(resume),
-        ),
+        )
+        .returns::<AllocationView>(),
         e(
             "post",
             "/api/v1/allocations/{id}/extend",
             "Move an allocation's end (platform admin, site operator)",
             true,
             &[],
-            Some(obj(&[("valid_until", "integer")], &[])),
+            Some(schema::<Extend>),
             post(extend),
-        ),
+        )
+        .returns::<AllocationView>(),
         e(
             "put",
             "/api/v1/allocations/{id}/slurm",
             "Set the Slurm account and QoS the allocation's jobs are charged to (platform admin, site operator)",
             true,
             &[],
-            Some(obj(&[], &[("account", "string"), ("qos", "string")])),
+            Some(schema::<SetSlurmCharge>),
             axum::routing::put(set_slurm_charge),
-        ),
+        )
+        .returns::<AllocationView>(),
     ]
 }
 
-pub(crate) fn allocation_view(a: &Allocation, balance: Option<store::Balance>) -> Value {
-    let mut v = json!({
-        "id": a.id, "project": a.project_id, "site": a.site, "class": a.class, "state": a.state,
-        "valid_from": rfc3339(a.valid_from), "valid_until": rfc3339(a.valid_until), "created_at": rfc3339(a.created_at),
-        "slurm_account": a.slurm.account, "slurm_qos": a.slurm.qos,
-    });
-    if let Some(b) = balance {
-        v["gpu_seconds"] =
-            json!({"granted": b.granted, "reserved": b.reserved, "used": b.used, "available": b.available});
-    }
-    v
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct AllocationView {
+    id: String,
+    project: String,
+    site: String,
+    class: PriorityClass,
+    state: AllocationState,
+    valid_from: String,
+    valid_until: String,
+    created_at: String,
+    /// The Slurm account and QoS its jobs are charged to (else the server's defaults).
+    slurm_account: Option<String>,
+    slurm_qos: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpu_seconds: Option<BalanceView>,
 }
 
-#[derive(Deserialize)]
+/// GPU-seconds of an allocation: available = granted - reserved - used.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct BalanceView {
+    granted: i64,
+    reserved: i64,
+    used: i64,
+    available: i64,
+}
+
+pub(crate) fn allocation_view(a: &Allocation, balance: Option<store::Balance>) -> AllocationView {
+    AllocationView {
+        id: a.id.clone(),
+        project: a.project_id.clone(),
+        site: a.site.clone(),
+        class: a.class,
+        state: a.state,
+        valid_from: rfc3339(a.valid_from),
+        valid_until: rfc3339(a.valid_until),
+        created_at: rfc3339(a.created_at),
+        slurm_account: a.slurm.account.clone(),
+        slurm_qos: a.slurm.qos.clone(),
+        gpu_seconds: balance.map(|b| BalanceView {
+            granted: b.granted,
+            reserved: b.reserved,
+            used: b.used,
+            available: b.available,
+        }),
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateAllocation {
     project: String,
@@ -167,7 +196,7 @@ pub(crate) async fn list_allocations(
         let b = state.store.balance(&a.id).await?;
         items.push(allocation_view(&a, Some(b)));
     }
-    ok(json!({"items": items}))
+    ok(super::items(items))
 }
 
 pub(crate) async fn get_allocation(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
@@ -176,7 +205,7 @@ pub(crate) async fn get_allocation(State(state): State<AppState>, caller: Caller
     ok(allocation_view(&alloc, Some(balance)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TopUp {
     gpu_hours: i64,
@@ -209,7 +238,7 @@ pub(crate) async fn set_state(state: AppState, caller: Caller, id: String, to: A
     get_allocation(State(state), caller, Path(id)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Extend {
     valid_until: i64,
@@ -243,7 +272,7 @@ pub(crate) fn slurm_charge(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SetSlurmCharge {
     account: Option<String>,

@@ -4,7 +4,7 @@ use super::prelude::*;
 
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     vec![
-        e("get", "/healthz", "Liveness", false, &[], None, get(|| async { "ok" })),
+        e("get", "/healthz", "Liveness", false, &[], None, get(|| async { "ok" })).returns_text(),
         e(
             "get",
             "/readyz",
@@ -13,7 +13,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(ready),
-        ),
+        )
+        .returns_text(),
         e(
             "get",
             "/metrics",
@@ -22,7 +23,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(metrics),
-        ),
+        )
+        .returns_text(),
     ]
 }
 

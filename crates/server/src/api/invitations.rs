@@ -17,9 +17,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "Invite an e-mail address into an organisation (organisation admin); it becomes a member when it accepts",
             true,
             &[],
-            Some(obj(&[("email", "string")], &[("role", "string")])),
+            Some(schema::<Invite>),
             post(invite),
-        ),
+        )
+        .returns::<InvitationView>(),
         e(
             "get",
             "/api/v1/orgs/{id}/invitations",
@@ -28,7 +29,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(org_invitations),
-        ),
+        )
+        .returns::<Items<InvitationView>>(),
         e(
             "post",
             "/api/v1/orgs/{id}/invitations/{invitation}/revoke",
@@ -37,7 +39,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(revoke),
-        ),
+        )
+        .returns::<InvitationView>(),
         e(
             "get",
             "/api/v1/me/invitations",
@@ -46,7 +49,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(my_invitations),
-        ),
+        )
+        .returns::<Items<InvitationView>>(),
         e(
             "post",
             "/api/v1/invitations/{id}/accept",
@@ -55,7 +59,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(accept),
-        ),
+        )
+        .returns::<InvitationView>(),
         e(
             "post",
             "/api/v1/invitations/{id}/decline",
@@ -64,23 +69,43 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(decline),
-        ),
+        )
+        .returns::<InvitationView>(),
     ]
 }
 
-fn invitation_view(i: &Invitation, org_name: Option<&str>) -> Value {
-    let mut v = json!({
-        "id": i.id, "org": i.org_id, "email": i.email, "role": i.role, "state": i.state,
-        "invited_by": i.invited_by, "created_at": rfc3339(i.created_at), "expires_at": rfc3339(i.expires_at),
-        "decided_at": time(i.decided_at),
-    });
-    if let Some(name) = org_name {
-        v["org_name"] = json!(name);
-    }
-    v
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct InvitationView {
+    id: String,
+    org: String,
+    /// The inviting organisation's name (shown to the invitee).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org_name: Option<String>,
+    email: String,
+    role: OrgRole,
+    state: InvitationState,
+    invited_by: String,
+    created_at: String,
+    expires_at: String,
+    decided_at: Option<String>,
 }
 
-#[derive(Deserialize)]
+fn invitation_view(i: &Invitation, org_name: Option<&str>) -> InvitationView {
+    InvitationView {
+        id: i.id.clone(),
+        org: i.org_id.clone(),
+        org_name: org_name.map(str::to_string),
+        email: i.email.clone(),
+        role: i.role,
+        state: i.state,
+        invited_by: i.invited_by.clone(),
+        created_at: rfc3339(i.created_at),
+        expires_at: rfc3339(i.expires_at),
+        decided_at: i.decided_at.map(rfc3339),
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Invite {
     email: String,
@@ -114,7 +139,7 @@ pub(crate) async fn org_invitations(
 ) -> ApiResult {
     admin_of(&caller, &id)?;
     let items = state.store.org_invitations(&id).await?;
-    ok(json!({"items": items.iter().map(|i| invitation_view(i, None)).collect::<Vec<_>>()}))
+    ok(super::items(items.iter().map(|i| invitation_view(i, None)).collect()))
 }
 
 pub(crate) async fn revoke(
@@ -140,7 +165,7 @@ pub(crate) async fn my_invitations(State(state): State<AppState>, caller: Caller
         let org = state.store.get_org(&i.org_id).await?;
         items.push(invitation_view(&i, Some(&org.name)));
     }
-    ok(json!({"items": items}))
+    ok(super::items(items))
 }
 
 async fn decide(state: AppState, caller: Caller, id: String, to: InvitationState) -> ApiResult {

@@ -10,25 +10,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "Submit a job (honours Idempotency-Key)",
             true,
             &[],
-            Some(obj(
-                &[
-                    ("project", "string"),
-                    ("command", "array:string"),
-                    ("walltime_s", "integer"),
-                ],
-                &[
-                    ("allocation", "string"),
-                    ("name", "string"),
-                    ("gpus", "integer"),
-                    ("nodes", "integer"),
-                    ("gpu_milli", "integer"),
-                    ("gpu_model", "string"),
-                    ("preemptible", "boolean"),
-                    ("checkpointable", "boolean"),
-                ],
-            )),
+            Some(schema::<SubmitJob>),
             post(submit_job),
-        ),
+        )
+        .returns::<JobView>(),
         e(
             "get",
             "/api/v1/jobs",
@@ -37,8 +22,9 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &["project", "org", "state", "cursor", "limit"],
             None,
             get(list_jobs),
-        ),
-        e("get", "/api/v1/jobs/{id}", "One job", true, &[], None, get(get_job)),
+        )
+        .returns::<Page<JobView>>(),
+        e("get", "/api/v1/jobs/{id}", "One job", true, &[], None, get(get_job)).returns::<JobView>(),
         e(
             "post",
             "/api/v1/jobs/{id}/cancel",
@@ -47,7 +33,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(cancel_job),
-        ),
+        )
+        .returns::<JobView>(),
         e(
             "post",
             "/api/v1/jobs/{id}/requeue",
@@ -56,7 +43,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(requeue_job),
-        ),
+        )
+        .returns::<JobView>(),
         e(
             "get",
             "/api/v1/jobs/{id}/logs",
@@ -65,27 +53,79 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &["stream", "offset", "follow"],
             None,
             get(job_logs),
-        ),
+        )
+        .returns_text(),
     ]
 }
 
-pub(crate) fn job_view(j: &Job) -> Value {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct JobView {
+    id: String,
+    name: String,
+    org: String,
+    project: String,
+    allocation: String,
+    user: String,
+    state: JobState,
+    command: Vec<String>,
+    gpus: u32,
+    /// Nodes of a gang (GPUs spread evenly over them); null when any placement will do.
+    nodes: Option<u32>,
+    /// A share of one GPU in thousandths; null for whole GPUs.
+    gpu_milli: Option<u32>,
+    walltime_s: u64,
+    class: PriorityClass,
+    site: Option<String>,
+    submitted_at: String,
+    started_at: Option<String>,
+    ended_at: Option<String>,
+    exit_code: Option<i64>,
+    reason: Option<String>,
+    /// Where it runs or ran: nodes with the GPUs (and thousandths of each) it holds.
+    placement: Option<Value>,
+    reserved_gpu_seconds: i64,
+    /// How many times it started (more than once after preemptions).
+    runs: i64,
+    /// Where the executor is with a job that has not ended (waiting for Slurm, pending
+    /// there and why); only on a single job's view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    executor_note: Option<Option<String>>,
+}
+
+pub(crate) fn job_view(j: &Job) -> JobView {
     let (gpus, nodes, gpu_milli) = match j.spec.gpus {
         GpuRequest::Gang { nodes, gpus_per_node } => (nodes * gpus_per_node, Some(nodes), None),
         GpuRequest::Spread { gpus } => (gpus, None, None),
         GpuRequest::Fraction { milli } => (1, None, Some(milli)),
     };
-    json!({
-        "id": j.id, "name": j.name, "org": j.org_id, "project": j.project_id, "allocation": j.allocation_id,
-        "user": j.user_id, "state": j.state, "command": j.command, "gpus": gpus, "nodes": nodes, "gpu_milli": gpu_milli,
-        "walltime_s": j.spec.walltime_s, "class": j.spec.class, "site": j.spec.site,
-        "submitted_at": rfc3339(j.submitted_at), "started_at": time(j.started_at), "ended_at": time(j.ended_at),
-        "exit_code": j.exit_code, "reason": j.reason, "placement": j.placement, "reserved_gpu_seconds": j.reserved_gpu_seconds,
-        "runs": j.runs,
-    })
+    JobView {
+        id: j.id.clone(),
+        name: j.name.clone(),
+        org: j.org_id.clone(),
+        project: j.project_id.clone(),
+        allocation: j.allocation_id.clone(),
+        user: j.user_id.clone(),
+        state: j.state,
+        command: j.command.clone(),
+        gpus,
+        nodes,
+        gpu_milli,
+        walltime_s: j.spec.walltime_s,
+        class: j.spec.class,
+        site: j.spec.site.clone(),
+        submitted_at: rfc3339(j.submitted_at),
+        started_at: j.started_at.map(rfc3339),
+        ended_at: j.ended_at.map(rfc3339),
+        exit_code: j.exit_code,
+        reason: j.reason.clone(),
+        placement: j.placement.clone(),
+        reserved_gpu_seconds: j.reserved_gpu_seconds,
+        runs: j.runs,
+        executor_note: None,
+    }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitJob {
     project: String,
@@ -289,7 +329,12 @@ pub(crate) async fn list_jobs(State(state): State<AppState>, caller: Caller, Par
         (None, None) if caller.sees_all() => None,
         (None, None) => match caller.memberships.as_slice() {
             [only] => Some(only.org_id.clone()),
-            [] => return ok(json!({"items": [], "next_cursor": null})),
+            [] => {
+                return ok(Page::<JobView> {
+                    items: Vec::new(),
+                    next_cursor: None,
+                });
+            }
             _ => {
                 return Err(ApiError::field(
                     "org",
@@ -309,7 +354,10 @@ pub(crate) async fn list_jobs(State(state): State<AppState>, caller: Caller, Par
     let next = (jobs.len() == limit as usize)
         .then(|| jobs.last().map(|j| j.id.clone()))
         .flatten();
-    ok(json!({"items": jobs.iter().map(job_view).collect::<Vec<_>>(), "next_cursor": next}))
+    ok(Page {
+        items: jobs.iter().map(job_view).collect(),
+        next_cursor: next,
+    })
 }
 
 pub(crate) async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
@@ -317,7 +365,7 @@ pub(crate) async fn get_job(State(state): State<AppState>, caller: Caller, Path(
     let mut view = job_view(&job);
     if !job.state.is_final() {
         // Where the executor is with it (e.g. waiting for Slurm, pending there and why).
-        view["executor_note"] = json!(state.exec.note(&id).or_else(|| state.exec.trouble()));
+        view.executor_note = Some(state.exec.note(&id).or_else(|| state.exec.trouble()));
     }
     ok(view)
 }

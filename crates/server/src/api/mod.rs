@@ -17,7 +17,9 @@ mod users;
 
 /// What every resource module uses.
 mod prelude {
-    pub(crate) use super::{ApiResult, Body, Endpoint, Params, created, e, non_empty, obj, ok, rfc3339, time};
+    pub(crate) use super::{
+        ApiResult, Body, Endpoint, Items, Page, Params, created, e, items, non_empty, ok, rfc3339, schema,
+    };
     pub(crate) use crate::accounting::unix_now;
     pub(crate) use crate::authz::*;
     pub(crate) use crate::lifecycle;
@@ -32,6 +34,7 @@ mod prelude {
     pub(crate) use domain::{GpuRequest, JobSpec, OrgType, PriorityClass};
     pub(crate) use exec::Stream;
     pub(crate) use sched::Event;
+    pub(crate) use schemars::JsonSchema;
     pub(crate) use serde::de::DeserializeOwned;
     pub(crate) use serde::{Deserialize, Serialize};
     pub(crate) use serde_json::{Value, json};
@@ -62,14 +65,15 @@ fn endpoints() -> Vec<Endpoint> {
     .collect()
 }
 
-/// One entry of an endpoint table.
+/// One entry of an endpoint table; `body` is the request's schema, derived from its type
+/// (`Some(schema::<CreateOrg>)`), and `.returns::<T>()` names what a success answers.
 pub(crate) fn e(
     method: &'static str,
     path: &'static str,
     summary: &'static str,
     auth: bool,
     query: &'static [&'static str],
-    body: Option<Value>,
+    body: Option<SchemaFn>,
     route: MethodRouter<AppState>,
 ) -> Endpoint {
     Endpoint {
@@ -79,8 +83,17 @@ pub(crate) fn e(
         auth,
         query,
         body,
+        response: None,
+        text: false,
         route,
     }
+}
+
+/// Writes a type's schema into the document's components and answers a reference to it.
+pub(crate) type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+pub(crate) fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
 }
 
 /// One registration: the route and what the OpenAPI document says of it, so that the two
@@ -92,24 +105,53 @@ pub(crate) struct Endpoint {
     /// Whether a bearer token is needed.
     auth: bool,
     query: &'static [&'static str],
-    body: Option<Value>,
+    body: Option<SchemaFn>,
+    response: Option<SchemaFn>,
+    /// A success answers plain text (logs, metrics, probes) rather than JSON.
+    text: bool,
     route: MethodRouter<AppState>,
 }
 
-pub(crate) fn obj(required: &[(&str, &str)], optional: &[(&str, &str)]) -> Value {
-    let ty = |t: &str| match t.strip_prefix("array:") {
-        Some(item) => json!({"type": "array", "items": {"type": item}}),
-        None => json!({"type": t}),
-    };
-    let mut props = serde_json::Map::new();
-    for (name, t) in required.iter().chain(optional) {
-        props.insert((*name).to_string(), ty(t));
+impl Endpoint {
+    /// What a success answers (JSON).
+    pub(crate) fn returns<T: schemars::JsonSchema>(mut self) -> Endpoint {
+        self.response = Some(schema::<T>);
+        self
     }
-    json!({"type": "object", "additionalProperties": false, "required": required.iter().map(|r| r.0).collect::<Vec<_>>(), "properties": props})
+
+    /// A success answers plain text.
+    pub(crate) fn returns_text(mut self) -> Endpoint {
+        self.text = true;
+        self
+    }
 }
 
-/// The OpenAPI 3.1 document of every registered endpoint.
+/// A list.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ListOf{T}")]
+pub(crate) struct Items<T> {
+    pub items: Vec<T>,
+}
+
+pub(crate) fn items<T>(items: Vec<T>) -> Items<T> {
+    Items { items }
+}
+
+/// A page of a longer list; `next_cursor` fetches the next one (null on the last page).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PageOf{T}")]
+pub(crate) struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// The OpenAPI 3.1 document of every registered endpoint. Request and response schemas
+/// are JSON Schema 2020-12 derived from the very types the handlers read and write.
 pub fn openapi() -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas".into())
+        .into_generator();
+    let problem = json!({"description": "A problem document", "content": {"application/problem+json": {"schema": schema::<crate::Problem>(&mut generator)}}});
     let mut paths = serde_json::Map::new();
     for e in endpoints() {
         let mut params: Vec<Value> = e
@@ -123,18 +165,25 @@ pub fn openapi() -> Value {
                 .iter()
                 .map(|q| json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}})),
         );
+        let success = match (e.response, e.text) {
+            (Some(response), _) => {
+                json!({"description": "Success", "content": {"application/json": {"schema": response(&mut generator)}}})
+            }
+            (None, true) => {
+                json!({"description": "Success", "content": {"text/plain": {"schema": {"type": "string"}}}})
+            }
+            (None, false) => json!({"description": "Success, with no body"}),
+        };
         let mut op = json!({
             "summary": e.summary,
-            "responses": {
-                "2XX": {"description": "Success"},
-                "4XX": {"description": "A problem document", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
-            },
+            "responses": {"2XX": success, "4XX": problem.clone()},
         });
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
         if let Some(body) = e.body {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body}}});
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": body(&mut generator)}}});
         }
         if !e.auth {
             op["security"] = json!([]);
@@ -149,7 +198,7 @@ pub fn openapi() -> Value {
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": obj(&[("type", "string"), ("title", "string"), ("status", "integer"), ("detail", "string"), ("code", "string")], &[("field", "string")])},
+            "schemas": generator.take_definitions(true),
         },
     })
 }
@@ -282,10 +331,6 @@ pub fn rfc3339(t: i64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
-}
-
-pub(crate) fn time(t: Option<i64>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(rfc3339(t)))
 }
 
 pub(crate) fn non_empty(field: &str, v: &str, max: usize) -> Result<(), ApiError> {

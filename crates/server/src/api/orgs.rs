@@ -1,7 +1,7 @@
 //! Organisations and who belongs to them.
 
 use super::prelude::*;
-use super::users::member_view;
+use super::users::{MemberView, member_view};
 
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -11,16 +11,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "Create an organisation (platform admin)",
             true,
             &[],
-            Some(obj(
-                &[("name", "string"), ("type", "string"), ("country", "string")],
-                &[
-                    ("sectors", "array:string"),
-                    ("employees", "integer"),
-                    ("turnover_eur", "integer"),
-                ],
-            )),
+            Some(schema::<CreateOrg>),
             post(create_org),
-        ),
+        )
+        .returns::<OrgView>(),
         e(
             "get",
             "/api/v1/orgs",
@@ -29,7 +23,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(list_orgs),
-        ),
+        )
+        .returns::<Items<OrgView>>(),
         e(
             "get",
             "/api/v1/orgs/{id}",
@@ -38,7 +33,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(get_org),
-        ),
+        )
+        .returns::<OrgView>(),
         e(
             "get",
             "/api/v1/orgs/{id}/members",
@@ -47,16 +43,18 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(list_org_members),
-        ),
+        )
+        .returns::<Items<MemberView>>(),
         e(
             "post",
             "/api/v1/orgs/{id}/members",
             "Add an existing user to an organisation without an invitation (platform admin, for onboarding)",
             true,
             &[],
-            Some(obj(&[("user", "string")], &[("role", "string")])),
+            Some(schema::<AddMember>),
             post(add_org_member),
-        ),
+        )
+        .returns::<MemberView>(),
         e(
             "delete",
             "/api/v1/orgs/{id}/members/{user}",
@@ -69,14 +67,33 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-pub(crate) fn org_view(o: &Org) -> Value {
-    json!({
-        "id": o.id, "name": o.name, "type": o.org_type, "country": o.country, "sectors": o.sectors,
-        "employees": o.employees, "turnover_eur": o.turnover_eur, "created_at": rfc3339(o.created_at),
-    })
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct OrgView {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    org_type: OrgType,
+    country: String,
+    sectors: Vec<String>,
+    employees: Option<i64>,
+    turnover_eur: Option<i64>,
+    created_at: String,
 }
 
-#[derive(Deserialize)]
+pub(crate) fn org_view(o: &Org) -> OrgView {
+    OrgView {
+        id: o.id.clone(),
+        name: o.name.clone(),
+        org_type: o.org_type,
+        country: o.country.clone(),
+        sectors: o.sectors.clone(),
+        employees: o.employees,
+        turnover_eur: o.turnover_eur,
+        created_at: rfc3339(o.created_at),
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateOrg {
     name: String,
@@ -117,7 +134,9 @@ pub(crate) async fn create_org(State(state): State<AppState>, caller: Caller, Bo
 
 pub(crate) async fn list_orgs(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let orgs = state.store.list_orgs().await?;
-    ok(json!({"items": orgs.iter().filter(|o| caller.sees_org(&o.id)).map(org_view).collect::<Vec<_>>()}))
+    ok(items(
+        orgs.iter().filter(|o| caller.sees_org(&o.id)).map(org_view).collect(),
+    ))
 }
 
 pub(crate) async fn get_org(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
@@ -132,10 +151,10 @@ pub(crate) async fn list_org_members(
 ) -> ApiResult {
     visible_org(&caller, &id)?;
     let members = state.store.org_members(&id).await?;
-    ok(json!({"items": members.iter().map(|(u, r)| member_view(u, Some(*r))).collect::<Vec<_>>()}))
+    ok(items(members.iter().map(|(u, r)| member_view(u, Some(*r))).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddMember {
     user: String,

@@ -1,7 +1,7 @@
 //! Projects and their members.
 
 use super::prelude::*;
-use super::users::member_view;
+use super::users::{MemberView, member_view};
 
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -11,12 +11,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "Create a project (organisation admin)",
             true,
             &[],
-            Some(obj(
-                &[("org", "string"), ("name", "string"), ("sector", "string")],
-                &[("pi", "string")],
-            )),
+            Some(schema::<CreateProject>),
             post(create_project),
-        ),
+        )
+        .returns::<ProjectView>(),
         e(
             "get",
             "/api/v1/projects",
@@ -25,7 +23,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &["org"],
             None,
             get(list_projects),
-        ),
+        )
+        .returns::<Items<ProjectView>>(),
         e(
             "get",
             "/api/v1/projects/{id}",
@@ -34,7 +33,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(get_project),
-        ),
+        )
+        .returns::<ProjectView>(),
         e(
             "get",
             "/api/v1/projects/{id}/members",
@@ -43,16 +43,18 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(list_project_members),
-        ),
+        )
+        .returns::<Items<MemberView>>(),
         e(
             "post",
             "/api/v1/projects/{id}/members",
             "Add a member of the organisation to a project (organisation admin)",
             true,
             &[],
-            Some(obj(&[("user", "string")], &[])),
+            Some(schema::<AddProjectMember>),
             post(add_project_member),
-        ),
+        )
+        .returns::<MemberView>(),
         e(
             "delete",
             "/api/v1/projects/{id}/members/{user}",
@@ -65,8 +67,26 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-pub(crate) fn project_view(p: &Project) -> Value {
-    json!({"id": p.id, "org": p.org_id, "name": p.name, "sector": p.sector, "pi": p.pi_user_id, "created_at": rfc3339(p.created_at)})
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct ProjectView {
+    id: String,
+    org: String,
+    name: String,
+    sector: String,
+    /// The principal investigator (a user id).
+    pi: Option<String>,
+    created_at: String,
+}
+
+pub(crate) fn project_view(p: &Project) -> ProjectView {
+    ProjectView {
+        id: p.id.clone(),
+        org: p.org_id.clone(),
+        name: p.name.clone(),
+        sector: p.sector.clone(),
+        pi: p.pi_user_id.clone(),
+        created_at: rfc3339(p.created_at),
+    }
 }
 
 pub(crate) async fn list_project_members(
@@ -76,10 +96,10 @@ pub(crate) async fn list_project_members(
 ) -> ApiResult {
     visible_project(&state, &caller, &id).await?;
     let members = state.store.project_members(&id).await?;
-    ok(json!({"items": members.iter().map(|u| member_view(u, None)).collect::<Vec<_>>()}))
+    ok(items(members.iter().map(|u| member_view(u, None)).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddProjectMember {
     user: String,
@@ -117,7 +137,7 @@ pub(crate) async fn remove_project_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProject {
     org: String,
@@ -168,7 +188,13 @@ pub(crate) async fn list_projects(
     Params(q): Params<ProjectQuery>,
 ) -> ApiResult {
     let projects = state.store.list_projects(q.org.as_deref()).await?;
-    ok(json!({"items": projects.iter().filter(|p| caller.sees_org(&p.org_id)).map(project_view).collect::<Vec<_>>()}))
+    ok(items(
+        projects
+            .iter()
+            .filter(|p| caller.sees_org(&p.org_id))
+            .map(project_view)
+            .collect(),
+    ))
 }
 
 pub(crate) async fn get_project(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {

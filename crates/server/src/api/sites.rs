@@ -12,7 +12,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(list_sites),
-        ),
+        )
+        .returns::<Items<SiteView>>(),
         e(
             "get",
             "/api/v1/nodes",
@@ -21,7 +22,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(list_nodes),
-        ),
+        )
+        .returns::<Items<NodeView>>(),
         e(
             "post",
             "/api/v1/nodes/{name}/drain",
@@ -30,7 +32,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(drain_node),
-        ),
+        )
+        .returns::<NodeView>(),
         e(
             "post",
             "/api/v1/nodes/{name}/resume",
@@ -39,58 +42,121 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             post(resume_node),
-        ),
+        )
+        .returns::<NodeView>(),
     ]
 }
 
-pub(crate) fn node_view(state: &AppState, i: usize, status: Option<sched::NodeStatus>, used: &[u16]) -> Value {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct NodeView {
+    name: String,
+    site: String,
+    partition: String,
+    gpu_model: String,
+    gpus: u16,
+    gpu_memory_gib: u32,
+    cpu_cores: u32,
+    ram_gib: u32,
+    /// Topology group (rack, island, switch).
+    group: String,
+    /// up, drained or down.
+    status: Option<String>,
+    /// Thousandths of each GPU in use, GPU by GPU.
+    gpus_used_milli: Vec<u16>,
+}
+
+pub(crate) fn node_view(state: &AppState, i: usize, status: Option<sched::NodeStatus>, used: &[u16]) -> NodeView {
     let n = &state.cluster.nodes[i];
-    json!({
-        "name": n.name, "site": state.cluster.sites[usize::from(n.site)].name,
-        "partition": state.cluster.partitions[usize::from(n.partition)].name, "gpu_model": n.gpu_model, "gpus": n.gpus,
-        "gpu_memory_gib": n.gpu_memory_gib, "cpu_cores": n.cpu_cores, "ram_gib": n.ram_gib, "group": n.group,
-        "status": status, "gpus_used_milli": used,
-    })
+    NodeView {
+        name: n.name.clone(),
+        site: state.cluster.sites[usize::from(n.site)].name.clone(),
+        partition: state.cluster.partitions[usize::from(n.partition)].name.clone(),
+        gpu_model: n.gpu_model.clone(),
+        gpus: n.gpus,
+        gpu_memory_gib: n.gpu_memory_gib,
+        cpu_cores: n.cpu_cores,
+        ram_gib: n.ram_gib,
+        group: n.group.clone(),
+        status: status.map(|s| {
+            match s {
+                sched::NodeStatus::Up => "up",
+                sched::NodeStatus::Drained => "drained",
+                sched::NodeStatus::Down => "down",
+            }
+            .to_string()
+        }),
+        gpus_used_milli: used.to_vec(),
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct SiteView {
+    name: String,
+    country: String,
+    /// Power usage effectiveness.
+    pue: f64,
+    /// Carbon intensity of the site's electricity now.
+    carbon_g_per_kwh: u32,
+    gpu_hour_price_cents: i64,
+    nodes: usize,
+    /// GPUs by model.
+    gpus: std::collections::BTreeMap<String, u64>,
+    partitions: Vec<PartitionView>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct PartitionView {
+    name: String,
+    max_walltime_s: Option<u64>,
 }
 
 pub(crate) async fn list_sites(State(state): State<AppState>, _caller: Caller) -> ApiResult {
     let c = &state.cluster;
-    let items: Vec<Value> = c
+    let sites: Vec<SiteView> = c
         .sites
         .iter()
         .enumerate()
         .map(|(i, site)| {
             let nodes: Vec<&domain::Node> = c.nodes.iter().filter(|n| usize::from(n.site) == i).collect();
-            let mut gpus: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+            let mut gpus: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
             for n in &nodes {
-                *gpus.entry(n.gpu_model.as_str()).or_default() += u64::from(n.gpus);
+                *gpus.entry(n.gpu_model.clone()).or_default() += u64::from(n.gpus);
             }
-            let partitions: Vec<Value> = c
+            let partitions: Vec<PartitionView> = c
                 .partitions
                 .iter()
                 .filter(|p| usize::from(p.site) == i)
-                .map(|p| json!({"name": p.name, "max_walltime_s": p.max_walltime_s}))
+                .map(|p| PartitionView {
+                    name: p.name.clone(),
+                    max_walltime_s: p.max_walltime_s,
+                })
                 .collect();
-            json!({
-                "name": site.name, "country": site.country, "pue": f64::from(site.pue_milli) / 1000.0,
-                "carbon_g_per_kwh": site.carbon_at(unix_now()),
-                "gpu_hour_price_cents": site.gpu_hour_price_cents.map_or(state.config.cents_per_gpu_hour, i64::from),
-                "nodes": nodes.len(), "gpus": gpus, "partitions": partitions,
-            })
+            SiteView {
+                name: site.name.clone(),
+                country: site.country.clone(),
+                pue: f64::from(site.pue_milli) / 1000.0,
+                carbon_g_per_kwh: site.carbon_at(unix_now()),
+                gpu_hour_price_cents: site
+                    .gpu_hour_price_cents
+                    .map_or(state.config.cents_per_gpu_hour, i64::from),
+                nodes: nodes.len(),
+                gpus,
+                partitions,
+            }
         })
         .collect();
-    ok(json!({"items": items}))
+    ok(items(sites))
 }
 
 pub(crate) async fn list_nodes(State(state): State<AppState>, _caller: Caller) -> ApiResult {
     let control = state.control.lock().await;
-    let items: Vec<Value> = (0..state.cluster.nodes.len())
+    let nodes: Vec<NodeView> = (0..state.cluster.nodes.len())
         .map(|i| {
             let used = control.engine.node_usage(i as u32).unwrap_or_default();
             node_view(&state, i, control.engine.node_status(i as u32), used)
         })
         .collect();
-    ok(json!({"items": items}))
+    ok(items(nodes))
 }
 
 pub(crate) async fn set_node(state: AppState, caller: Caller, name: String, drain: bool) -> ApiResult {

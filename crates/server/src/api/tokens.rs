@@ -10,9 +10,10 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             "Create an API token (the secret is shown once)",
             true,
             &[],
-            Some(obj(&[("name", "string")], &[("user", "string")])),
+            Some(schema::<CreateToken>),
             post(create_token),
-        ),
+        )
+        .returns::<NewTokenView>(),
         e(
             "get",
             "/api/v1/tokens",
@@ -21,7 +22,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(list_tokens),
-        ),
+        )
+        .returns::<Items<TokenView>>(),
         e(
             "delete",
             "/api/v1/tokens/{id}",
@@ -34,7 +36,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateToken {
     name: String,
@@ -56,16 +58,46 @@ pub(crate) async fn create_token(
         _ => caller.user.id.clone(),
     };
     let (token, secret) = state.store.create_token(&user, &b.name).await?;
-    Ok(created(
-        json!({"id": token.id, "name": token.name, "user": token.user_id, "token": secret, "created_at": rfc3339(token.created_at)}),
-    ))
+    Ok(created(NewTokenView {
+        id: token.id,
+        name: token.name,
+        user: token.user_id,
+        token: secret,
+        created_at: rfc3339(token.created_at),
+    }))
+}
+
+/// A new token: its secret is shown this once and kept only hashed.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct NewTokenView {
+    id: String,
+    name: String,
+    user: String,
+    token: String,
+    created_at: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct TokenView {
+    id: String,
+    name: String,
+    created_at: String,
+    revoked_at: Option<String>,
 }
 
 pub(crate) async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let tokens = state.store.list_tokens(&caller.user.id).await?;
-    ok(json!({"items": tokens.iter().map(|t| json!({
-        "id": t.id, "name": t.name, "created_at": rfc3339(t.created_at), "revoked_at": time(t.revoked_at)
-    })).collect::<Vec<_>>()}))
+    ok(items(
+        tokens
+            .iter()
+            .map(|t| TokenView {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                created_at: rfc3339(t.created_at),
+                revoked_at: t.revoked_at.map(rfc3339),
+            })
+            .collect(),
+    ))
 }
 
 pub(crate) async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {

@@ -12,7 +12,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &["job", "allocation", "project", "org"],
             None,
             get(usage),
-        ),
+        )
+        .returns::<UsageView>(),
         e(
             "get",
             "/api/v1/reports/usage",
@@ -21,7 +22,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &["group_by", "format"],
             None,
             get(usage_report),
-        ),
+        )
+        .returns::<ReportView>(),
     ]
 }
 
@@ -69,9 +71,44 @@ pub(crate) async fn usage(State(state): State<AppState>, caller: Caller, Params(
             _ => UsageScope::Org(&id),
         })
         .await?;
-    ok(
-        json!({"scope": scope, "id": id, "gpu_seconds": u.gpu_seconds, "energy_wh": u.energy_wh, "carbon_g": u.carbon_g, "cost_cents": u.cost_cents}),
-    )
+    ok(UsageView {
+        scope: scope.to_string(),
+        id,
+        gpu_seconds: u.gpu_seconds,
+        energy_wh: u.energy_wh,
+        carbon_g: u.carbon_g,
+        cost_cents: u.cost_cents,
+    })
+}
+
+/// What a job, allocation, project or organisation used, summed from the ledger.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct UsageView {
+    /// job, allocation, project or org.
+    scope: String,
+    id: String,
+    gpu_seconds: i64,
+    energy_wh: i64,
+    carbon_g: i64,
+    cost_cents: i64,
+}
+
+/// Usage grouped for the programme's reporting (also as CSV with `format=csv`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct ReportView {
+    group_by: String,
+    items: Vec<ReportRow>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct ReportRow {
+    key: String,
+    /// Ledger entries summed.
+    entries: u64,
+    gpu_seconds: i64,
+    energy_wh: i64,
+    carbon_g: i64,
+    cost_cents: i64,
 }
 
 #[derive(Deserialize)]
@@ -112,11 +149,20 @@ pub(crate) async fn usage_report(
         g.1.cost_cents += row.usage.cost_cents;
     }
     match q.format.as_deref() {
-        None | Some("json") => ok(
-            json!({"group_by": group_by, "items": groups.iter().map(|(k, (n, u))| json!({
-            "key": k, "entries": n, "gpu_seconds": u.gpu_seconds, "energy_wh": u.energy_wh, "carbon_g": u.carbon_g, "cost_cents": u.cost_cents
-        })).collect::<Vec<_>>()}),
-        ),
+        None | Some("json") => ok(ReportView {
+            group_by: group_by.to_string(),
+            items: groups
+                .iter()
+                .map(|(k, (n, u))| ReportRow {
+                    key: k.clone(),
+                    entries: *n,
+                    gpu_seconds: u.gpu_seconds,
+                    energy_wh: u.energy_wh,
+                    carbon_g: u.carbon_g,
+                    cost_cents: u.cost_cents,
+                })
+                .collect(),
+        }),
         Some("csv") => {
             let mut out = format!("{group_by},entries,gpu_seconds,energy_wh,carbon_g,cost_cents\n");
             for (k, (n, u)) in &groups {

@@ -12,35 +12,56 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             &[],
             None,
             get(me),
-        ),
+        )
+        .returns::<MeView>(),
         e(
             "post",
             "/api/v1/users",
             "Create a user (platform admin; organisation admins add members)",
             true,
             &[],
-            Some(obj(
-                &[("email", "string"), ("name", "string")],
-                &[("platform_role", "string"), ("org", "string"), ("role", "string")],
-            )),
+            Some(schema::<CreateUser>),
             post(create_user),
-        ),
+        )
+        .returns::<UserView>(),
     ]
 }
 
-pub(crate) async fn me(caller: Caller) -> ApiResult {
-    ok(json!({"user": user_view(&caller.user), "memberships": caller.memberships}))
+/// The caller and the organisations they belong to.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct MeView {
+    user: UserView,
+    memberships: Vec<store::Membership>,
 }
 
-/// A user as the API shows them: times in RFC 3339 like everywhere else.
-pub(crate) fn user_view(u: &User) -> Value {
-    json!({
-        "id": u.id, "email": u.email, "name": u.name, "platform_role": u.platform_role,
-        "created_at": rfc3339(u.created_at),
+pub(crate) async fn me(caller: Caller) -> ApiResult {
+    ok(MeView {
+        user: user_view(&caller.user),
+        memberships: caller.memberships,
     })
 }
 
-#[derive(Deserialize)]
+/// A user as the API shows them: times in RFC 3339 like everywhere else.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct UserView {
+    id: String,
+    email: String,
+    name: String,
+    platform_role: Option<PlatformRole>,
+    created_at: String,
+}
+
+pub(crate) fn user_view(u: &User) -> UserView {
+    UserView {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        name: u.name.clone(),
+        platform_role: u.platform_role,
+        created_at: rfc3339(u.created_at),
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateUser {
     email: String,
@@ -84,10 +105,21 @@ pub(crate) async fn create_user(State(state): State<AppState>, caller: Caller, B
     Ok(created(user_view(&user)))
 }
 
-pub(crate) fn member_view(u: &User, role: Option<OrgRole>) -> Value {
-    let mut v = json!({"id": u.id, "name": u.name, "email": u.email});
-    if let Some(r) = role {
-        v["role"] = json!(r);
+/// A member of an organisation (with their role there) or of a project.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct MemberView {
+    id: String,
+    name: String,
+    email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<OrgRole>,
+}
+
+pub(crate) fn member_view(u: &User, role: Option<OrgRole>) -> MemberView {
+    MemberView {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        email: u.email.clone(),
+        role,
     }
-    v
 }
