@@ -88,27 +88,8 @@ fn submit_wait_logs_and_errors_through_the_cli() {
     );
     let logs = cli(&server, &t, &["job", "logs", first]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "hello 0,1\n");
-    let running = json(&cli(
-        &server,
-        &t,
-        &[
-            "job",
-            "submit",
-            "--time",
-            "1",
-            "--output",
-            "json",
-            "--",
-            "sh",
-            "-c",
-            "echo one; sleep 1; echo two",
-        ],
-    ));
-    let followed = cli(
-        &server,
-        &t,
-        &["job", "logs", "--follow", running["id"].as_str().unwrap()],
-    );
+    let running = submit_sh(&server, &t, "1", "1", "echo one; sleep 1; echo two");
+    let followed = cli(&server, &t, &["job", "logs", "--follow", &running]);
     assert_eq!(
         String::from_utf8_lossy(&followed.stdout),
         "one\ntwo\n",
@@ -199,25 +180,7 @@ fn sigterm_stops_the_server_and_leaves_jobs_to_the_next_start() {
     let port = free_port();
     let mut server = serve(&dir, port);
     let t = token(&dir, "startup");
-    let job = json(&cli(
-        &server,
-        &t,
-        &[
-            "job",
-            "submit",
-            "--time",
-            "1",
-            "--output",
-            "json",
-            "--",
-            "sh",
-            "-c",
-            "sleep 2; echo after",
-        ],
-    ))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let job = submit_sh(&server, &t, "1", "1", "sleep 2; echo after");
     let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let asked = Instant::now();
@@ -254,18 +217,7 @@ fn a_crash_loses_no_job_adopts_survivors_and_settles_each_once() {
     let port = free_port();
     let mut server = serve(&dir, port);
     let t = token(&dir, "research");
-    let submit = |server: &Server, gpus: &str, cmd: &str| {
-        json(&cli(
-            server,
-            &t,
-            &[
-                "job", "submit", "--gpus", gpus, "--time", "10", "--output", "json", "--", "sh", "-c", cmd,
-            ],
-        ))["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let submit = |server: &Server, gpus: &str, cmd: &str| submit_sh(server, &t, gpus, "10", cmd);
     // Bologna has 8 GPUs: two 4-GPU jobs run, the third waits.
     let a = submit(&server, "4", "sleep 3; echo outlived");
     let b = submit(&server, "4", "sleep 60");

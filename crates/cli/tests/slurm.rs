@@ -98,16 +98,7 @@ fn serve_on_slurm(dir: &Path, port: u16, url: &str, mode: &str, more: &[&str]) -
 }
 
 fn submit(server: &Server, t: &str, gpus: &str, minutes: &str, script: &str) -> String {
-    json(&cli(
-        server,
-        t,
-        &[
-            "job", "submit", "--gpus", gpus, "--time", minutes, "--output", "json", "--", "sh", "-c", script,
-        ],
-    ))["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    submit_sh(server, t, gpus, minutes, script)
 }
 
 fn show(server: &Server, t: &str, id: &str) -> Value {

@@ -644,15 +644,28 @@ async fn the_openapi_document_is_served_and_reviewed() {
         "#/components/schemas/SubmitJob"
     );
     let schemas = &doc["components"]["schemas"];
-    assert!(schemas["SubmitJob"]["required"].as_array().unwrap().contains(&json!("walltime_s")));
+    assert!(
+        schemas["SubmitJob"]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("walltime_s"))
+    );
     assert_eq!(
         submit["responses"]["2XX"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/JobView"
     );
-    assert!(schemas["JobView"]["properties"]["runs"].is_object(), "{}", schemas["JobView"]);
+    assert!(
+        schemas["JobView"]["properties"]["runs"].is_object(),
+        "{}",
+        schemas["JobView"]
+    );
     // Every $ref resolves.
     let text = doc.to_string();
-    for name in text.split("\"#/components/schemas/").skip(1).map(|r| r.split('"').next().unwrap()) {
+    for name in text
+        .split("\"#/components/schemas/")
+        .skip(1)
+        .map(|r| r.split('"').next().unwrap())
+    {
         assert!(schemas[name].is_object(), "{name} is referenced but not defined");
     }
     assert_eq!(doc["paths"]["/api/v1/jobs/{id}"]["get"]["parameters"][0]["name"], "id");

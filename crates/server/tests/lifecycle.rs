@@ -6,8 +6,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{
-    Sampler, TestApp, app_in, app_with, backends, booked, fresh_dir, newest_job, release_all, settled, state_of,
-    submit, wait_state,
+    Sampler, TestApp, app_in, app_with, backends, booked, fresh_dir, newest_job, settled, state_of, submit, wait_state,
 };
 use exec::{LaunchHold, LaunchStep};
 use serde_json::json;
@@ -111,18 +110,10 @@ async fn a_cancel_during_a_launch_is_never_lost() {
         let project = app.project_of("startup").await;
         let body =
             json!({"project": project, "command": ["sh", "-c", "echo up; sleep 30"], "gpus": 2, "walltime_s": 60});
-        let router = app.router.clone();
-        let token = app.token("startup");
-        let submitting =
-            tokio::spawn(
-                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
-            );
+        let submitting = common::spawn_post(&app, "startup", "/api/v1/jobs", Some(body));
         hold.arrived().await;
         let job = newest_job(&app, "startup").await;
-        let router = app.router.clone();
-        let token = app.token("startup");
-        let path = format!("/api/v1/jobs/{job}/cancel");
-        let cancelling = tokio::spawn(async move { common::request(router, &token, Method::POST, &path, None).await });
+        let cancelling = common::spawn_post(&app, "startup", &format!("/api/v1/jobs/{job}/cancel"), None);
         tokio::time::sleep(Duration::from_millis(200)).await;
         hold.release();
         assert_eq!(submitting.await.unwrap().0, StatusCode::CREATED);
@@ -153,49 +144,10 @@ async fn a_preemption_during_a_launch_waits_for_the_gpus_and_books_each_run_once
         let held = hold.clone();
         let app = app_with(fresh_dir(backend).await, |c| c.launch_hold = Some(held)).await;
         let sampler = Sampler::start(&app);
-        let research = app.project_of("research").await;
-        let startup = app.project_of("startup").await;
-        // A preemptible job on all 8 GPUs at Bologna; it ignores SIGTERM for a moment, as
-        // a job writing a checkpoint would, so that its GPUs stay busy while it stops.
-        let body = json!({"project": research, "command": ["sh", "-c", "trap 'sleep 0.5; exit 143' TERM; echo up; sleep 30 & wait"], "gpus": 8, "walltime_s": 600, "preemptible": true});
-        let (router, token) = (app.router.clone(), app.token("research"));
-        let submitting =
-            tokio::spawn(
-                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
-            );
-        hold.arrived().await;
-        let victim = newest_job(&app, "research").await;
-        // A fast-lane job of the start-up arrives meanwhile: it may preempt at once.
-        let body = json!({"project": startup, "command": ["sh", "-c", "sleep 1"], "gpus": 4, "walltime_s": 60});
-        let (router, token) = (app.router.clone(), app.token("startup"));
-        let preempting =
-            tokio::spawn(
-                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
-            );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        hold.release();
-        release_all(&hold);
-        assert_eq!(submitting.await.unwrap().0, StatusCode::CREATED);
-        let (status, fast) = preempting.await.unwrap();
-        assert_eq!(status, StatusCode::CREATED, "{fast}");
-        let fast = fast["id"].as_str().unwrap().to_string();
-        let done = app.wait_final(&fast, "startup").await;
-        assert_eq!(done["state"], "completed", "{done}");
-        // The victim runs again once the GPUs are free, as a second run.
-        let again = wait_state(&app, &victim, "research", "running").await;
-        assert!(
-            again["started_at"].as_str() >= done["ended_at"].as_str(),
-            "{step:?}: the victim's second run waited for the preemptor: {again} {done}"
-        );
-        let (status, _) = app
-            .post(&format!("/api/v1/jobs/{victim}/cancel"), "research", json!({}))
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        wait_state(&app, &victim, "research", "cancelled").await;
-        booked(&app, &victim, 2).await;
-        booked(&app, &fast, 1).await;
-        settled(&app, "research").await;
-        settled(&app, "startup").await;
+        // It ignores SIGTERM for a moment, as a job writing a checkpoint would, so that its
+        // GPUs stay busy while it stops.
+        let victim_command = json!(["sh", "-c", "trap 'sleep 0.5; exit 143' TERM; echo up; sleep 30 & wait"]);
+        common::preemption_during_a_launch(&app, &hold, victim_command).await;
         sampler.finish().await;
         let control = app.state.control.lock().await;
         assert_eq!(control.engine.running(), 0, "the engine holds nothing for ended jobs");
@@ -218,9 +170,7 @@ async fn walltime_during_a_launch(backend: &str) {
     let app = app_with(fresh_dir(backend).await, |c| c.launch_hold = Some(held)).await;
     let project = app.project_of("startup").await;
     let body = json!({"project": project, "command": ["sleep", "30"], "gpus": 2, "walltime_s": 1});
-    let (router, token) = (app.router.clone(), app.token("startup"));
-    let submitting =
-        tokio::spawn(async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await });
+    let submitting = common::spawn_post(&app, "startup", "/api/v1/jobs", Some(body));
     hold.arrived().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     hold.release();

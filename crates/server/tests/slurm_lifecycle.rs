@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{TestApp, app_with, booked, newest_job, release_all, settled, submit, wait_state};
+use common::{TestApp, app_with, booked, newest_job, settled, submit, wait_state};
 use exec::{LaunchHold, LaunchStep};
 use serde_json::json;
 use server::ExecutorChoice;
@@ -113,11 +113,7 @@ async fn a_cancel_during_a_submission_to_slurm_is_never_lost() {
         let app = factory(&url, SlurmMode::Aifactory, Some(hold.clone())).await;
         let project = app.project_of("startup").await;
         let body = json!({"project": project, "command": ["sleep", "300"], "gpus": 2, "walltime_s": 300});
-        let (router, token) = (app.router.clone(), app.token("startup"));
-        let submitting =
-            tokio::spawn(
-                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
-            );
+        let submitting = common::spawn_post(&app, "startup", "/api/v1/jobs", Some(body));
         hold.arrived().await;
         let job = newest_job(&app, "startup").await;
         let (status, answer) = app
@@ -157,47 +153,13 @@ async fn a_preemption_during_a_submission_to_slurm_waits_for_the_victim() {
         clean_slate();
         let hold = LaunchHold::new(step);
         let app = factory(&url, SlurmMode::Aifactory, Some(hold.clone())).await;
-        let research = app.project_of("research").await;
-        let startup = app.project_of("startup").await;
-        let body = json!({"project": research, "command": ["sleep", "300"], "gpus": 8, "walltime_s": 600, "preemptible": true});
-        let victim = submit(&app, "research", body).await;
-        hold.arrived().await;
-        // The start-up's fast-lane job may preempt at once.
-        let body =
-            json!({"project": startup, "command": ["sh", "-c", "sleep 2; echo fast"], "gpus": 4, "walltime_s": 120});
-        let (router, token) = (app.router.clone(), app.token("startup"));
-        let preempting =
-            tokio::spawn(
-                async move { common::request(router, &token, Method::POST, "/api/v1/jobs", Some(body)).await },
-            );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        hold.release();
-        release_all(&hold);
-        let (status, fast) = preempting.await.unwrap();
-        assert_eq!(status, StatusCode::CREATED, "{fast}");
-        let fast = fast["id"].as_str().unwrap().to_string();
-        let done = app.wait_final(&fast, "startup").await;
-        assert_eq!(done["state"], "completed", "{done}");
-        let again = wait_state(&app, &victim, "research", "running").await;
-        assert!(
-            again["started_at"].as_str() >= done["ended_at"].as_str(),
-            "{step:?}: the victim ran again only after the preemptor: {again} {done}"
-        );
-        let (status, _) = app
-            .post(&format!("/api/v1/jobs/{victim}/cancel"), "research", json!({}))
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        wait_state(&app, &victim, "research", "cancelled").await;
+        let victim = common::preemption_during_a_launch(&app, &hold, json!(["sleep", "300"])).await;
         // Each run that reached Slurm is a Slurm job of its own, named by its run.
         let expected = match step {
             LaunchStep::BeforeStart => vec![format!("aifactory:{victim}#2")],
             LaunchStep::AfterStart => vec![format!("aifactory:{victim}"), format!("aifactory:{victim}#2")],
         };
         assert_eq!(slurm_runs_of(&victim), expected, "{step:?}");
-        booked(&app, &victim, 2).await;
-        booked(&app, &fast, 1).await;
-        settled(&app, "research").await;
-        settled(&app, "startup").await;
     }
 }
 
@@ -312,9 +274,25 @@ async fn launch_failures_say_why() {
     let end = app.wait_final(&job, "startup").await;
     std::fs::set_permissions(&app.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(end["state"], "failed", "{end}");
+    // Slurm's own reason for the job (22.05 says JobLaunchFailure, 24.11 RaisedSignal),
+    // not only an exit code.
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-o", "%k|%r"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let slurm_says = listed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("aifactory:{job}|")))
+        .unwrap_or_else(|| panic!("Slurm lists no job for {job}: {listed}"))
+        // squeue adds details after a colon (`RaisedSignal:53(Real-time signal 19)`).
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
     let reason = end["reason"].as_str().unwrap();
     assert!(
-        reason.contains("Slurm job") && reason.contains("LaunchFail"),
-        "Slurm's reason is kept: {reason}"
+        reason.contains("Slurm job") && reason.contains(&format!("({slurm_says})")),
+        "Slurm's reason `{slurm_says}` is kept: {reason}"
     );
 }

@@ -114,3 +114,26 @@ pub fn assert_booked_once(server: &Server, t: &str, jobs: &[&String]) -> i64 {
     );
     per_job
 }
+
+/// `job submit --gpus G --time T --parsable -- sh -c SCRIPT`: the new job's id.
+pub fn submit_sh(server: &Server, token: &str, gpus: &str, time: &str, script: &str) -> String {
+    let o = cli(
+        server,
+        token,
+        &[
+            "job",
+            "submit",
+            "--gpus",
+            gpus,
+            "--time",
+            time,
+            "--parsable",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}

@@ -189,6 +189,7 @@ pub async fn request(
 // ---- the lifecycle suites' checks ----------------------------------------------------
 
 use exec::LaunchHold;
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -308,4 +309,58 @@ impl Sampler {
         assert!(samples >= at_least, "the invariant was checked ({samples} samples)");
         assert!(seen.is_empty(), "GPUs held by two jobs at once: {seen:?}");
     }
+}
+
+/// A request sent in the background as `who` (while a launch is held, it may wait for the
+/// server), answered by awaiting the handle.
+pub fn spawn_post(
+    app: &TestApp,
+    who: &str,
+    path: &str,
+    body: Option<Value>,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let (router, token, path) = (app.router.clone(), app.token(who), path.to_string());
+    tokio::spawn(async move { request(router, &token, Method::POST, &path, body).await })
+}
+
+/// A preemptible job on all 8 GPUs at Bologna (`victim_command`) is being launched, held
+/// at a step, when a fast-lane job of the start-up arrives and may preempt it at once.
+/// Checks that the preemptor completes, that the victim runs again only after it, and,
+/// once the victim is cancelled, that each run of both was booked once. Returns the
+/// victim's id.
+pub async fn preemption_during_a_launch(app: &TestApp, hold: &Arc<LaunchHold>, victim_command: Value) -> String {
+    let research = app.project_of("research").await;
+    let startup = app.project_of("startup").await;
+    let body =
+        json!({"project": research, "command": victim_command, "gpus": 8, "walltime_s": 600, "preemptible": true});
+    let submitting = spawn_post(app, "research", "/api/v1/jobs", Some(body));
+    hold.arrived().await;
+    let victim = newest_job(app, "research").await;
+    let body = json!({"project": startup, "command": ["sh", "-c", "sleep 1; echo fast"], "gpus": 4, "walltime_s": 120});
+    let preempting = spawn_post(app, "startup", "/api/v1/jobs", Some(body));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hold.release();
+    release_all(hold);
+    assert_eq!(submitting.await.unwrap().0, StatusCode::CREATED);
+    let (status, fast) = preempting.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{fast}");
+    let fast = fast["id"].as_str().unwrap().to_string();
+    let done = app.wait_final(&fast, "startup").await;
+    assert_eq!(done["state"], "completed", "{done}");
+    // The victim runs again once the GPUs are free, as a second run.
+    let again = wait_state(app, &victim, "research", "running").await;
+    assert!(
+        again["started_at"].as_str() >= done["ended_at"].as_str(),
+        "the victim's second run waited for the preemptor: {again} {done}"
+    );
+    let (status, _) = app
+        .post(&format!("/api/v1/jobs/{victim}/cancel"), "research", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_state(app, &victim, "research", "cancelled").await;
+    booked(app, &victim, 2).await;
+    booked(app, &fast, 1).await;
+    settled(app, "research").await;
+    settled(app, "startup").await;
+    victim
 }
