@@ -1,0 +1,156 @@
+//! `aifactory alloc`: allocations of GPU-hours and their balances.
+
+use super::*;
+
+#[derive(Debug, Subcommand)]
+pub enum AllocCmd {
+    List {
+        #[arg(long)]
+        project: String,
+    },
+    Show {
+        id: String,
+    },
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        gpu_hours: i64,
+        /// playground, fast-lane, standard, large-scale or preemptible.
+        #[arg(long)]
+        class: Option<String>,
+        /// End of validity, in days from now.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// The Slurm account the site opened for it (sbatch --account).
+        #[arg(long)]
+        slurm_account: Option<String>,
+        /// The Slurm QoS its jobs run under (sbatch --qos).
+        #[arg(long)]
+        slurm_qos: Option<String>,
+    },
+    TopUp {
+        id: String,
+        #[arg(long)]
+        gpu_hours: i64,
+    },
+    Suspend {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Move the end of validity.
+    Extend {
+        id: String,
+        /// New end, in days from now.
+        #[arg(long)]
+        days: i64,
+    },
+    /// Set the Slurm account and QoS its jobs are charged to (omitted: none).
+    Slurm {
+        id: String,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        qos: Option<String>,
+    },
+}
+
+/// GPU-seconds as GPU-hours for a table: two decimals, and never 0.00 for some use.
+fn gpu_hours(gpu_seconds: i64) -> String {
+    match gpu_seconds {
+        0 => "0".into(),
+        1..36 => "<0.01".into(),
+        gs => format!("{:.2}", gs as f64 / 3600.0),
+    }
+}
+
+fn with_hours(mut v: Value) -> Value {
+    let fix = |a: &mut Value| {
+        if let Some(g) = a.get("gpu_seconds").cloned() {
+            for k in ["granted", "reserved", "used", "available"] {
+                a[format!("{k}_gpu_h")] = json!(gpu_hours(g[k].as_i64().unwrap_or(0)));
+            }
+        }
+    };
+    match v.get_mut("items").and_then(Value::as_array_mut) {
+        Some(items) => items.iter_mut().for_each(fix),
+        None => fix(&mut v),
+    }
+    v
+}
+
+pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
+    let c = Client::new(conn);
+    let cols = [
+        "id",
+        "project",
+        "site",
+        "class",
+        "state",
+        "granted_gpu_h",
+        "reserved_gpu_h",
+        "used_gpu_h",
+        "available_gpu_h",
+        "valid_until",
+        "slurm_account",
+    ];
+    let v = match cmd {
+        AllocCmd::List { project } => c.call(
+            "GET",
+            &format!("/api/v1/allocations?project={}", c.project_id(&project)?),
+            None,
+        )?,
+        AllocCmd::Show { id } => c.call("GET", &format!("/api/v1/allocations/{id}"), None)?,
+        AllocCmd::Create {
+            project,
+            site,
+            gpu_hours,
+            class,
+            days,
+            slurm_account,
+            slurm_qos,
+        } => {
+            let until = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64
+                + days * 86_400;
+            c.call(
+                "POST",
+                "/api/v1/allocations",
+                Some(&json!({
+                    "project": c.project_id(&project)?, "site": site, "gpu_hours": gpu_hours, "class": class, "valid_until": until,
+                    "slurm_account": slurm_account, "slurm_qos": slurm_qos,
+                })),
+            )?
+        }
+        AllocCmd::TopUp { id, gpu_hours } => c.call(
+            "POST",
+            &format!("/api/v1/allocations/{id}/top-up"),
+            Some(&json!({"gpu_hours": gpu_hours})),
+        )?,
+        AllocCmd::Suspend { id } => c.call("POST", &format!("/api/v1/allocations/{id}/suspend"), None)?,
+        AllocCmd::Resume { id } => c.call("POST", &format!("/api/v1/allocations/{id}/resume"), None)?,
+        AllocCmd::Extend { id, days } => {
+            let until = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64
+                + days * 86_400;
+            c.call(
+                "POST",
+                &format!("/api/v1/allocations/{id}/extend"),
+                Some(&json!({"valid_until": until})),
+            )?
+        }
+        AllocCmd::Slurm { id, account, qos } => c.call(
+            "PUT",
+            &format!("/api/v1/allocations/{id}/slurm"),
+            Some(&json!({"account": account, "qos": qos})),
+        )?,
+    };
+    c.print(&with_hours(v), &cols);
+    Ok(())
+}
