@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{TestApp, app_with, booked, newest_job, settled, submit, wait_state};
+use common::{Sampler, TestApp, app_with, backends, booked, fresh_dir, newest_job, settled, submit, wait_state};
 use exec::{LaunchHold, LaunchStep};
 use serde_json::json;
 use server::ExecutorChoice;
@@ -76,9 +76,17 @@ fn slurm_runs_of(id: &str) -> Vec<String> {
     runs
 }
 
+/// Every backend with every step a submission can be held at.
+fn steps() -> Vec<(&'static str, LaunchStep)> {
+    backends()
+        .into_iter()
+        .flat_map(|b| [(b, LaunchStep::BeforeStart), (b, LaunchStep::AfterStart)])
+        .collect()
+}
+
 /// A factory whose one site (it-bologna, where the demo's allocations are) is Slurm's node.
-async fn factory(url: &str, mode: SlurmMode, hold: Option<Arc<LaunchHold>>) -> TestApp {
-    let dir = std::env::temp_dir().join(format!("aifactory-slurm-lc-{}", store::new_id("t")));
+async fn factory(url: &str, backend: &str, mode: SlurmMode, hold: Option<Arc<LaunchHold>>) -> TestApp {
+    let dir = fresh_dir(backend).await;
     let url = url.to_string();
     app_with(dir, move |c| {
         c.launch_hold = hold;
@@ -107,10 +115,10 @@ async fn factory(url: &str, mode: SlurmMode, hold: Option<Arc<LaunchHold>>) -> T
 async fn a_cancel_during_a_submission_to_slurm_is_never_lost() {
     let Some(url) = slurm_url() else { return };
     let _serial = ONE_AT_A_TIME.lock().await;
-    for step in [LaunchStep::BeforeStart, LaunchStep::AfterStart] {
+    for (backend, step) in steps() {
         clean_slate();
         let hold = LaunchHold::new(step);
-        let app = factory(&url, SlurmMode::Aifactory, Some(hold.clone())).await;
+        let app = factory(&url, backend, SlurmMode::Aifactory, Some(hold.clone())).await;
         let project = app.project_of("startup").await;
         let body = json!({"project": project, "command": ["sleep", "300"], "gpus": 2, "walltime_s": 300});
         let submitting = common::spawn_post(&app, "startup", "/api/v1/jobs", Some(body));
@@ -149,11 +157,14 @@ async fn a_cancel_during_a_submission_to_slurm_is_never_lost() {
 async fn a_preemption_during_a_submission_to_slurm_waits_for_the_victim() {
     let Some(url) = slurm_url() else { return };
     let _serial = ONE_AT_A_TIME.lock().await;
-    for step in [LaunchStep::BeforeStart, LaunchStep::AfterStart] {
+    for (backend, step) in steps() {
         clean_slate();
         let hold = LaunchHold::new(step);
-        let app = factory(&url, SlurmMode::Aifactory, Some(hold.clone())).await;
+        let app = factory(&url, backend, SlurmMode::Aifactory, Some(hold.clone())).await;
+        // What Slurm runs (as of our last poll) never holds a GPU twice.
+        let sampler = Sampler::start(&app);
         let victim = common::preemption_during_a_launch(&app, &hold, json!(["sleep", "300"])).await;
+        sampler.finish_after(1).await;
         // Each run that reached Slurm is a Slurm job of its own, named by its run.
         let expected = match step {
             LaunchStep::BeforeStart => vec![format!("aifactory:{victim}#2")],
@@ -170,7 +181,7 @@ async fn a_retried_submission_reaches_slurm_once() {
     let Some(url) = slurm_url() else { return };
     let _serial = ONE_AT_A_TIME.lock().await;
     clean_slate();
-    let app = factory(&url, SlurmMode::Slurm, None).await;
+    let app = factory(&url, "sqlite", SlurmMode::Slurm, None).await;
     let project = app.project_of("startup").await;
     // Every GPU busy: the retried job waits in Slurm's queue, where a retry could send it
     // again.
@@ -262,7 +273,7 @@ async fn launch_failures_say_why() {
         "{refused}"
     );
     // A factory that started fine, whose data directory is closed afterwards.
-    let app = factory(&url, SlurmMode::Slurm, None).await;
+    let app = factory(&url, "sqlite", SlurmMode::Slurm, None).await;
     let project = app.project_of("startup").await;
     std::fs::set_permissions(&app.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let job = submit(
@@ -295,4 +306,42 @@ async fn launch_failures_say_why() {
         reason.contains("Slurm job") && reason.contains(&format!("({slurm_says})")),
         "Slurm's reason `{slurm_says}` is kept: {reason}"
     );
+}
+
+/// A walltime that runs out while our side still holds the submission (Slurm took the job
+/// and runs it; we have not recorded that yet): Slurm's limit stops it all the same, the
+/// job ends `timeout`, and its run is billed at most its walltime plus the grace.
+#[tokio::test]
+async fn a_walltime_reached_during_a_submission_to_slurm_is_enforced() {
+    let Some(url) = slurm_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().await;
+    clean_slate();
+    let hold = LaunchHold::new(LaunchStep::AfterStart);
+    let app = factory(&url, "sqlite", SlurmMode::Aifactory, Some(hold.clone())).await;
+    let project = app.project_of("startup").await;
+    // Slurm counts whole minutes: a minute's walltime for a job that would run five.
+    let body = json!({"project": project, "command": ["sleep", "300"], "gpus": 1, "walltime_s": 60});
+    let job = submit(&app, "startup", body).await;
+    hold.arrived().await;
+    // Held well into its minute; Slurm's clock runs meanwhile.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    hold.release();
+    // Slurm looks for jobs past their limit about every 30 s.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let end = loop {
+        let (_, v) = app.get(&format!("/api/v1/jobs/{job}"), "startup").await;
+        if !["pending", "running"].contains(&v["state"].as_str().unwrap()) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "Slurm never stopped it: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(end["state"], "timeout", "{end}");
+    let used = booked(&app, &job, 1).await;
+    let grace = server::Config::default().cancel_grace.as_secs() as i64;
+    assert!(
+        (55..=60 + grace).contains(&used),
+        "billed {used} GPU-seconds for a 60 s walltime: {end}"
+    );
+    settled(&app, "startup").await;
 }
