@@ -138,21 +138,14 @@ impl LaunchHold {
     }
 }
 
-/// A job whose process the executor watches, from before its spawn until its end has been
-/// reported: what runs on which GPUs as the executor sees it.
-#[derive(Debug)]
-struct Live {
-    /// Taken by the first cancel.
-    cancel: Option<oneshot::Sender<()>>,
-    gpus: Vec<u16>,
-}
-
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     root: PathBuf,
     grace: Duration,
     exits: mpsc::UnboundedSender<Exit>,
-    live: Arc<Mutex<HashMap<String, Live>>>,
+    /// Jobs whose processes the executor watches, from before the spawn until the end has
+    /// been reported, with the way to stop each (taken by the first cancel).
+    live: Arc<Mutex<HashMap<String, Option<oneshot::Sender<()>>>>>,
     energy: Arc<GpuEnergy>,
     hold: Option<Arc<LaunchHold>>,
 }
@@ -203,7 +196,7 @@ impl LocalExecutor {
         let stderr = std::fs::File::create(self.log_path(&launch.job_id, Stream::Stderr)).map_err(io)?;
         let resolved = resolve_program(program, &dir).ok_or_else(|| ExecError::NotFound(program.clone()))?;
         // Watched from before the spawn: a cancel from now on is kept until the end is.
-        let cancel_rx = self.watch(&launch.job_id, launch.gpus.clone());
+        let cancel_rx = self.watch(&launch.job_id);
         LaunchHold::at(self.hold.as_deref(), LaunchStep::BeforeStart).await;
         let visible: Vec<String> = launch.gpus.iter().map(u16::to_string).collect();
         let mut cmd = Command::new("/bin/sh");
@@ -302,15 +295,12 @@ impl LocalExecutor {
         }
     }
 
-    fn watch(&self, job_id: &str, gpus: Vec<u16>) -> oneshot::Receiver<()> {
+    fn watch(&self, job_id: &str) -> oneshot::Receiver<()> {
         let (cancel_tx, cancel_rx) = oneshot::channel();
-        self.live.lock().expect("live jobs").insert(
-            job_id.to_string(),
-            Live {
-                cancel: Some(cancel_tx),
-                gpus,
-            },
-        );
+        self.live
+            .lock()
+            .expect("live jobs")
+            .insert(job_id.to_string(), Some(cancel_tx));
         cancel_rx
     }
 
@@ -321,8 +311,8 @@ impl LocalExecutor {
         let Some(pid) = leftover(&self.root, job_id) else {
             return false;
         };
-        let meter = Meter::resume(self.energy.clone(), &self.job_dir(job_id), gpus.clone());
-        let cancel_rx = self.watch(job_id, gpus);
+        let meter = Meter::resume(self.energy.clone(), &self.job_dir(job_id), gpus);
+        let cancel_rx = self.watch(job_id);
         let (exits, live, grace) = (self.exits.clone(), self.live.clone(), self.grace);
         let dir = self.job_dir(job_id);
         let job_id = job_id.to_string();
@@ -372,14 +362,14 @@ impl LocalExecutor {
             .lock()
             .expect("live jobs")
             .get_mut(job_id)
-            .and_then(|l| l.cancel.take());
+            .and_then(Option::take);
         sender.is_some_and(|tx| tx.send(()).is_ok())
     }
 
-    /// Jobs whose processes run (or are being started or stopped), with their GPUs.
-    pub fn live(&self) -> Vec<(String, Vec<u16>)> {
-        let live = self.live.lock().expect("live jobs");
-        live.iter().map(|(id, l)| (id.clone(), l.gpus.clone())).collect()
+    /// Jobs whose processes run (or are being started or stopped): what holds GPUs as the
+    /// executor sees it.
+    pub fn live(&self) -> Vec<String> {
+        self.live.lock().expect("live jobs").keys().cloned().collect()
     }
 
     pub fn running(&self) -> usize {

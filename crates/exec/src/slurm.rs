@@ -567,11 +567,7 @@ impl SlurmExecutor {
             let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
             return nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid())).ok()?;
         }
-        let jwt = self.config.jwt.as_ref()?;
-        let name = jwt.user.clone().or_else(|| match &jwt.token {
-            slurm::TokenSource::Value(token) => slurm::token_user(token),
-            slurm::TokenSource::File(path) => slurm::token_user(&std::fs::read_to_string(path).ok()?),
-        })?;
+        let name = self.config.jwt.as_ref()?.user_name()?;
         nix::unistd::User::from_name(&name).ok()?
     }
 

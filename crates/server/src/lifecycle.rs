@@ -652,7 +652,7 @@ pub async fn recover(state: &AppState) -> Result<(), store::StoreError> {
 /// when it holds. Tests call it after every step.
 pub async fn occupancy_violations(state: &AppState) -> Vec<String> {
     let live: Vec<String> = match &state.exec {
-        Executor::Local(e) => e.live().into_iter().map(|(id, _)| id).collect(),
+        Executor::Local(e) => e.live(),
         Executor::Slurm { exec, .. } => exec.live(),
     };
     let mut per_gpu: HashMap<(u32, u16), (u32, Vec<String>)> = HashMap::new();

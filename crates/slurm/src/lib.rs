@@ -119,12 +119,7 @@ impl Credentials {
                     .and_then(|m| m.modified())
                     .map_err(|e| SlurmError::Token(format!("{}: {e}", path.display())))?;
                 if loaded.token.is_empty() || loaded.modified != Some(modified) {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| SlurmError::Token(format!("{}: {e}", path.display())))?;
-                    let token = text.trim().trim_start_matches("SLURM_JWT=").to_string();
-                    if token.is_empty() {
-                        return Err(SlurmError::Token(format!("{} is empty", path.display())));
-                    }
+                    let token = read_token_file(path)?;
                     *loaded = LoadedToken {
                         modified: Some(modified),
                         user: token_user(&token),
@@ -140,6 +135,27 @@ impl Credentials {
             loaded.token.clone(),
             self.jwt.user.clone().or_else(|| loaded.user.clone()),
         ))
+    }
+}
+
+/// A token file as `scontrol token` writes it (`SLURM_JWT=...`, or the bare token).
+fn read_token_file(path: &std::path::Path) -> Result<String, SlurmError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SlurmError::Token(format!("{}: {e}", path.display())))?;
+    let token = text.trim().trim_start_matches("SLURM_JWT=").to_string();
+    if token.is_empty() {
+        return Err(SlurmError::Token(format!("{} is empty", path.display())));
+    }
+    Ok(token)
+}
+
+impl Jwt {
+    /// Who requests made with this token act as (and jobs run as): the user given, else
+    /// the one the token names.
+    pub fn user_name(&self) -> Option<String> {
+        self.user.clone().or_else(|| match &self.token {
+            TokenSource::Value(token) => token_user(token),
+            TokenSource::File(path) => token_user(&read_token_file(path).ok()?),
+        })
     }
 }
 

@@ -114,10 +114,7 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
             slurm_account,
             slurm_qos,
         } => {
-            let until = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs() as i64
-                + days * 86_400;
+            let until = days_from_now(days)?;
             c.call(
                 "POST",
                 "/api/v1/allocations",
@@ -135,10 +132,7 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
         AllocCmd::Suspend { id } => c.call("POST", &format!("/api/v1/allocations/{id}/suspend"), None)?,
         AllocCmd::Resume { id } => c.call("POST", &format!("/api/v1/allocations/{id}/resume"), None)?,
         AllocCmd::Extend { id, days } => {
-            let until = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs() as i64
-                + days * 86_400;
+            let until = days_from_now(days)?;
             c.call(
                 "POST",
                 &format!("/api/v1/allocations/{id}/extend"),
@@ -153,4 +147,10 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
     };
     c.print(&with_hours(v), &cols);
     Ok(())
+}
+
+/// Unix seconds `days` days from now: the end of validity the API takes.
+fn days_from_now(days: i64) -> Result<i64> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    Ok(now.as_secs() as i64 + days * 86_400)
 }
