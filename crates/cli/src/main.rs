@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the factory: HTTP API, store, scheduler and local executor.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Save the factory's address and your token for the other commands.
     Login {
         #[arg(long)]
@@ -87,6 +87,45 @@ enum Command {
         #[command(flatten)]
         scope: client::UsageArgs,
     },
+    /// Register yourself and your organisation (self-service); a code is e-mailed to you.
+    Register {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(flatten)]
+        args: client::RegisterArgs,
+    },
+    /// Confirm your e-mail address with the code you received.
+    Verify {
+        #[command(flatten)]
+        conn: client::Conn,
+        code: String,
+    },
+    /// Calls for proposals: list, show; create and close (programme managers).
+    Call {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::CallCmd,
+    },
+    /// Apply to a call (eligibility is decided at once; a playground may award at once).
+    Apply {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(flatten)]
+        args: Box<client::ApplyArgs>,
+    },
+    /// Your applications: show, accept an award, withdraw, reply; assess and decide (programme managers).
+    Application {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::ApplicationCmd,
+    },
+    /// What the factory told you (also sent by e-mail).
+    Notifications {
+        #[command(flatten)]
+        conn: client::Conn,
+    },
     /// Replay a job trace on a cluster with one or several scheduling policies.
     Simulate(Box<simulate::Args>),
     /// Run the performance benchmarks and print their figures.
@@ -105,7 +144,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).map(|()| 0),
+        Command::Serve(args) => serve::run(*args).map(|()| 0),
         Command::Login { url, token } => client::login(url, token).map(|()| 0),
         Command::Org { conn, cmd } => client::org(&conn, cmd).map(|()| 0),
         Command::Invitation { conn, cmd } => client::invitation(&conn, cmd).map(|()| 0),
@@ -115,6 +154,12 @@ fn main() -> ExitCode {
         Command::Node { conn, cmd } => client::node(&conn, cmd).map(|()| 0),
         Command::Site { conn, cmd } => client::site(&conn, cmd).map(|()| 0),
         Command::Usage { conn, scope } => client::usage(&conn, scope).map(|()| 0),
+        Command::Register { conn, args } => client::register(&conn, args).map(|()| 0),
+        Command::Verify { conn, code } => client::verify(&conn, code).map(|()| 0),
+        Command::Call { conn, cmd } => client::call_cmd(&conn, cmd).map(|()| 0),
+        Command::Apply { conn, args } => client::apply(&conn, *args).map(|()| 0),
+        Command::Application { conn, cmd } => client::application(&conn, cmd).map(|()| 0),
+        Command::Notifications { conn } => client::notifications(&conn).map(|()| 0),
         Command::Simulate(args) => simulate::run(*args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),
     };

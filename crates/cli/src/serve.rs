@@ -62,6 +62,13 @@ pub struct Args {
     slurm_account: Option<String>,
     #[arg(long, env = "AIFACTORY_SLURM_QOS")]
     slurm_qos: Option<String>,
+    /// SMTP server notifications are e-mailed through, smtp://host:port [default: none;
+    /// they wait in the outbox and show in the API].
+    #[arg(long, env = "AIFACTORY_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender of those e-mails [default: aifactory@localhost.localdomain].
+    #[arg(long, env = "AIFACTORY_MAIL_FROM")]
+    mail_from: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +91,8 @@ struct FileSettings {
     slurm_partition: Option<String>,
     slurm_account: Option<String>,
     slurm_qos: Option<String>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
 }
 
 /// The Slurm executor's settings (flags over file), or the local executor.
@@ -171,9 +180,20 @@ pub fn run(args: Args) -> Result<()> {
         .database
         .or(file.database)
         .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("aifactory.sqlite").display()));
+    let smtp = match args.smtp_url.or(file.smtp_url) {
+        Some(url) => {
+            let from = args
+                .mail_from
+                .or(file.mail_from)
+                .unwrap_or_else(|| "aifactory@localhost.localdomain".into());
+            Some(server::mail::Smtp::parse(&url, &from).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     let mut config = server::Config {
         data_dir: data_dir.clone(),
         executor,
+        smtp,
         ..server::Config::default()
     };
     if let Some(c) = args.cents_per_gpu_hour.or(file.cents_per_gpu_hour) {

@@ -181,3 +181,62 @@ pub(crate) fn may_add_member_directly(caller: &Caller, org_id: &str) -> Result<(
         "a person joins an organisation by accepting an invitation: invite their e-mail address with POST /api/v1/orgs/{org_id}/invitations"
     )))
 }
+
+impl Caller {
+    /// Platform admins and programme managers run calls and decide applications.
+    pub(crate) fn manages_programme(&self) -> bool {
+        matches!(self.role(), Some(PlatformRole::Admin | PlatformRole::ProgrammeManager))
+    }
+}
+
+pub(crate) fn programme_manager(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.manages_programme() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "platform admins and programme managers {what}"
+    )))
+}
+
+/// Applying needs a proven e-mail address: notifications and awards go there.
+pub(crate) fn verified(caller: &Caller) -> Result<(), ApiError> {
+    if caller.user.email_verified_at.is_some() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "email-not-verified",
+        format!(
+            "confirm your e-mail address first: enter the code sent to {} (aifactory verify CODE)",
+            caller.user.email
+        ),
+    ))
+}
+
+/// An application is seen by its organisation's members and by programme managers; to
+/// anyone else it does not exist.
+pub(crate) async fn visible_application(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<store::Application, ApiError> {
+    let app = state
+        .store
+        .get_application(id)
+        .await
+        .map_err(|_| ApiError::not_found("application", id))?;
+    if caller.org_role(&app.org_id).is_some() || caller.manages_programme() {
+        return Ok(app);
+    }
+    Err(ApiError::not_found("application", id))
+}
+
+/// The applicant and their organisation's admins edit, submit, withdraw, accept and reply.
+pub(crate) fn applicant_side(caller: &Caller, app: &store::Application) -> Result<(), ApiError> {
+    if caller.user.id == app.applicant_user_id || caller.org_role(&app.org_id) == Some(OrgRole::Admin) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        "only the applicant and their organisation's admins act on an application",
+    ))
+}

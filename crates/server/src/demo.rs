@@ -1,11 +1,14 @@
 //! `aifactory serve --demo`: a small factory to try things on: two sites in two countries
 //! with a few nodes of virtual GPUs, organisations of every type, users of every role,
-//! projects with allocations, and a token per demo user written to `demo-tokens.json`.
+//! projects with allocations, an open call of each mode (playground, fast lane, large
+//! scale), a programme manager and a pool of two reviewers, and a token per demo user
+//! written to `demo-tokens.json`.
 
+use access::call::{CallSpec, Mode};
 use domain::{Cluster, OrgType, PriorityClass};
 use serde_json::json;
 use std::path::Path;
-use store::{NewAllocation, NewOrg, NewProject, NewUser, OrgRole, PlatformRole, Store, StoreError};
+use store::{NewAllocation, NewCall, NewOrg, NewProject, NewUser, OrgRole, PlatformRole, Store, StoreError};
 
 pub fn demo_cluster() -> Cluster {
     Cluster::from_toml(
@@ -58,6 +61,8 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
         ("admin", "admin@factory.example", PlatformRole::Admin),
         ("operator", "operator@factory.example", PlatformRole::Operator),
         ("reviewer", "reviewer@factory.example", PlatformRole::Reviewer),
+        ("reviewer2", "reviewer2@factory.example", PlatformRole::Reviewer),
+        ("manager", "manager@factory.example", PlatformRole::ProgrammeManager),
     ] {
         let u = store
             .create_user(&NewUser {
@@ -170,6 +175,50 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
         if ["startup", "sme", "research"].contains(&key) {
             tokens.insert(key.into(), json!(store.create_token(&user.id, "demo").await?.1));
         }
+    }
+    for (name, title, mode, site, country, hours) in [
+        (
+            "playground",
+            "Playground: try the factory's GPUs",
+            Mode::Playground,
+            "it-bologna",
+            "IT",
+            20_000,
+        ),
+        (
+            "fast-lane",
+            "Fast Lane: up to 50,000 GPU-hours for SMEs and start-ups",
+            Mode::FastLane,
+            "fi-kajaani",
+            "FI",
+            200_000,
+        ),
+        (
+            "large-scale",
+            "Large Scale: peer-reviewed access for big runs",
+            Mode::LargeScale,
+            "it-bologna",
+            "IT",
+            1_000_000,
+        ),
+    ] {
+        let mut spec = CallSpec::defaults(mode, site, country, hours);
+        if mode == Mode::LargeScale {
+            // Ranked together at cut-offs every three months.
+            spec.cutoffs = (1..=4).map(|q| now + q * 91 * 86_400).collect();
+        }
+        store
+            .create_call(&NewCall {
+                name: name.into(),
+                title: title.into(),
+                description: format!(
+                    "{title}. Free of charge for SMEs and start-ups of the EU, the EEA and associated countries."
+                ),
+                spec,
+                opens_at: now - 86_400,
+                closes_at: None,
+            })
+            .await?;
     }
     let tokens = serde_json::Value::Object(tokens);
     std::fs::create_dir_all(data_dir)

@@ -10,7 +10,9 @@ pub mod demo;
 mod error;
 pub mod executor;
 pub mod lifecycle;
+pub mod mail;
 pub mod metrics;
+pub mod programme;
 
 pub use error::{ApiError, Problem};
 
@@ -38,6 +40,8 @@ pub struct Config {
     pub executor: ExecutorChoice,
     /// Holds launches at a step (tests that prove no stop is lost).
     pub launch_hold: Option<Arc<exec::LaunchHold>>,
+    /// Where notifications are e-mailed; without one they wait in the outbox.
+    pub smtp: Option<mail::Smtp>,
 }
 
 /// Where jobs run.
@@ -65,6 +69,7 @@ impl Default for Config {
             rate_burst: 400.0,
             executor: ExecutorChoice::Local,
             launch_hold: None,
+            smtp: None,
         }
     }
 }
@@ -87,6 +92,8 @@ pub struct Inner {
     pub limiter: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
     /// Submissions are admitted in groups by one task.
     pub admission: admission::Admission,
+    /// Wakes the mail worker when a message was queued.
+    pub outbox_wake: tokio::sync::Notify,
 }
 
 pub type AppState = Arc<Inner>;
@@ -147,7 +154,11 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         auth_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
         submission_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
         admission: admission::Admission::start(weak.clone()),
+        outbox_wake: tokio::sync::Notify::new(),
     });
+    if let Some(smtp) = state.config.smtp.clone() {
+        mail::start(state.clone(), smtp);
+    }
     lifecycle::recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();
     tokio::spawn(async move {

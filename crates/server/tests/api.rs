@@ -719,6 +719,47 @@ async fn fresh_invitation(app: &TestApp, org: &str, n: usize) -> String {
     invitation["id"].as_str().unwrap().to_string()
 }
 
+/// A start-up's application to `call` (`playground`, `fast-lane`), submitted or not, with
+/// a declaration that is true (eligible) or not declared (ineligible); returns its id.
+async fn fresh_application(app: &TestApp, call: &str, submit: bool, declared: bool) -> String {
+    let site = if call == "fast-lane" {
+        "fi-kajaani"
+    } else {
+        "it-bologna"
+    };
+    let (status, a) = app
+        .post(
+            "/api/v1/applications",
+            "startup",
+            json!({"call": call, "title": "Matrix", "site": site, "gpu_hours": 1, "duration_days": 30,
+                "answers": {"abstract": "train"},
+                "declaration": {"org_type": "startup", "country": "IT", "sector": "robotics", "founded_on": "2024-01-01",
+                    "enterprise": {"years": [{"year": 2025, "staff_awu_milli": 5000, "turnover_eur": 100000, "balance_sheet_eur": 100000}]},
+                    "declared_true": declared},
+                "submit": submit}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    a["id"].as_str().unwrap().to_string()
+}
+
+/// A sign-up's confirmation code, read from the outbox as the mail server would get it.
+async fn fresh_code(app: &TestApp, n: usize) -> String {
+    let email = format!("signup{n}@new.example");
+    let (status, v) = app
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"email": email, "name": "New", "organisation": {"name": format!("New {n}"), "type": "startup", "country": "IT"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let messages = app.state.store.all_messages(1000).await.unwrap();
+    let m = messages.iter().find(|m| m.to_email == email).unwrap();
+    m.subject.rsplit(' ').next().unwrap().to_string()
+}
+
 /// Who calls, in the order of the expectation strings below: platform admin, site
 /// operator, reviewer, the start-up's admin and member, the SME's admin and member.
 const ROLES: [&str; 7] = [
@@ -761,6 +802,23 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("post", "/api/v1/jobs") => "FFFAAHH",
         ("post", "/api/v1/jobs/{id}/cancel") => "AFFAAHH",
         ("post", "/api/v1/jobs/{id}/requeue") => "FFFAAHH",
+        ("post", "/api/v1/signup" | "/api/v1/signup/verify") | ("get", "/api/v1/calls" | "/api/v1/calls/{id}") => {
+            "AAAAAAA"
+        }
+        ("get", "/api/v1/applications" | "/api/v1/notifications") => "AAAAAAA",
+        // Every demo account's address is confirmed already.
+        ("post", "/api/v1/signup/resend") => "CCCCCCC",
+        ("post", "/api/v1/calls" | "/api/v1/calls/{id}/close") => "AFFFFFF",
+        ("post", "/api/v1/applications/{id}/assessment" | "/api/v1/applications/{id}/decision") => "AFFFFFF",
+        ("post", "/api/v1/applications") => "FFFAAHH",
+        ("get", "/api/v1/applications/{id}" | "/api/v1/applications/{id}/events")
+        | ("get", "/api/v1/applications/{id}/documents" | "/api/v1/applications/{id}/documents/{doc}") => "AHHAAHH",
+        ("patch", "/api/v1/applications/{id}")
+        | ("post", "/api/v1/applications/{id}/submit" | "/api/v1/applications/{id}/withdraw")
+        | ("post", "/api/v1/applications/{id}/reopen" | "/api/v1/applications/{id}/accept")
+        | ("post", "/api/v1/applications/{id}/decline" | "/api/v1/applications/{id}/documents") => "FHHAFHH",
+        // Only the applicant's side may reply, and only once the reviews are in (409 here).
+        ("post", "/api/v1/applications/{id}/reply") => "FHHCFHH",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }
@@ -803,6 +861,18 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
     let ended = fresh_job(&app, &project).await;
     app.post(&format!("/api/v1/jobs/{ended}/cancel"), "startup", json!({}))
         .await;
+    // A draft to look at, change and attach to, with one document.
+    let draft = fresh_application(&app, "playground", false, true).await;
+    let (status, document) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/applications/{draft}/documents?name=accounts.json"),
+            Some("startup"),
+            Some(json!({"turnover_eur": 100000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{document}");
+    let document = document["id"].as_str().unwrap().to_string();
     let mut counter = 0;
     let doc = server::api::openapi();
     let mut checked = 0;
@@ -856,6 +926,60 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                         (format!("/api/v1/jobs/{}/cancel", fresh_job(&app, &project).await), None)
                     }
                     ("post", "/api/v1/jobs/{id}/requeue") => (format!("/api/v1/jobs/{ended}/requeue"), None),
+                    ("post", "/api/v1/signup") => (
+                        path.clone(),
+                        Some(json!({"email": format!("s{counter}@new.example"), "name": "S",
+                            "organisation": {"name": format!("Org {counter}"), "type": "sme", "country": "FI"}})),
+                    ),
+                    ("post", "/api/v1/signup/verify") => {
+                        (path.clone(), Some(json!({"code": fresh_code(&app, counter).await})))
+                    }
+                    ("post", "/api/v1/calls/{id}/close") => {
+                        let (status, c) = app
+                            .post(
+                                "/api/v1/calls",
+                                "admin",
+                                json!({"name": format!("close-{counter}"), "title": "T", "mode": "playground", "site": "it-bologna", "gpu_hours": 10}),
+                            )
+                            .await;
+                        assert_eq!(status, StatusCode::CREATED, "{c}");
+                        (format!("/api/v1/calls/{}/close", c["id"].as_str().unwrap()), None)
+                    }
+                    ("post", "/api/v1/applications/{id}/submit" | "/api/v1/applications/{id}/withdraw") => {
+                        let a = fresh_application(&app, "playground", false, true).await;
+                        (path.replace("{id}", &a), None)
+                    }
+                    ("post", "/api/v1/applications/{id}/reopen") => {
+                        let a = fresh_application(&app, "playground", true, false).await;
+                        (path.replace("{id}", &a), None)
+                    }
+                    ("post", "/api/v1/applications/{id}/accept" | "/api/v1/applications/{id}/decline") => {
+                        let a = fresh_application(&app, "playground", true, true).await;
+                        (path.replace("{id}", &a), None)
+                    }
+                    ("post", "/api/v1/applications/{id}/assessment") => {
+                        let a = fresh_application(&app, "fast-lane", true, true).await;
+                        (path.replace("{id}", &a), Some(json!({"passed": true, "notes": "fits"})))
+                    }
+                    ("post", "/api/v1/applications/{id}/decision") => {
+                        let a = fresh_application(&app, "fast-lane", true, true).await;
+                        let (status, v) = app
+                            .post(
+                                &format!("/api/v1/applications/{a}/assessment"),
+                                "admin",
+                                json!({"passed": true, "notes": "fits"}),
+                            )
+                            .await;
+                        assert_eq!(status, StatusCode::OK, "{v}");
+                        (
+                            path.replace("{id}", &a),
+                            Some(json!({"award": true, "reasons": "good"})),
+                        )
+                    }
+                    ("post", "/api/v1/applications/{id}/documents") => (
+                        format!("/api/v1/applications/{draft}/documents?name=d{counter}.txt"),
+                        Some(json!({"n": counter})),
+                    ),
                     _ => {
                         let job = &ended;
                         let concrete = path
@@ -863,7 +987,10 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             .replace("/projects/{id}", &format!("/projects/{project}"))
                             .replace("/allocations/{id}", &format!("/allocations/{target_alloc}"))
                             .replace("/jobs/{id}", &format!("/jobs/{job}"))
-                            .replace("{name}", "bo-gpu-0000");
+                            .replace("{name}", "bo-gpu-0000")
+                            .replace("/calls/{id}", "/calls/playground")
+                            .replace("/applications/{id}", &format!("/applications/{draft}"))
+                            .replace("{doc}", &document);
                         let query = match path.as_str() {
                             "/api/v1/allocations" | "/api/v1/jobs" | "/api/v1/usage" => format!("?project={project}"),
                             _ => String::new(),
@@ -872,7 +999,8 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                         let pool = json!({"project": project, "org": org, "name": format!("n{counter}"), "sector": "x",
                             "command": ["true"], "walltime_s": 60, "site": "it-bologna", "gpu_hours": 1,
                             "valid_until": 4_000_000_000i64, "type": "sme", "country": "IT",
-                            "email": format!("e{counter}@y.example"), "account": "euhpc_a01_042", "qos": "normal"});
+                            "email": format!("e{counter}@y.example"), "account": "euhpc_a01_042", "qos": "normal",
+                            "title": "T", "mode": "playground", "call": "playground", "duration_days": 30, "text": "thanks"});
                         let body = op.get("requestBody").map(|b| {
                             // The body's schema, through its reference into the components.
                             let reference = b["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
@@ -898,6 +1026,7 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                     'A' => status.is_success(),
                     'F' => status == StatusCode::FORBIDDEN,
                     'H' => status == StatusCode::NOT_FOUND,
+                    'C' => status == StatusCode::CONFLICT,
                     _ => unreachable!(),
                 };
                 assert!(ok, "{method} {path} as {role}: expected {want}, got {status}: {v}");

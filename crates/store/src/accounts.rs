@@ -53,13 +53,17 @@ impl Store {
             name: new.name.clone(),
             platform_role: new.platform_role,
             created_at: now(),
+            email_verified_at: Some(now()),
         };
-        sqlx::query("INSERT INTO users (id, email, name, platform_role, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(
+            "INSERT INTO users (id, email, name, platform_role, created_at, email_verified_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
             .bind(&user.id)
             .bind(&user.email)
             .bind(&user.name)
             .bind(user.platform_role.map(PlatformRole::as_str))
             .bind(user.created_at)
+            .bind(user.email_verified_at)
             .execute(&self.pool)
             .await?;
         Ok(user)
@@ -72,6 +76,24 @@ impl Store {
             .await?
             .ok_or_else(|| not_found("user", id))?;
         user_from(&row)
+    }
+
+    /// Users holding a platform role, by name.
+    pub async fn users_with_role(&self, role: PlatformRole) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE platform_role = $1 ORDER BY name, id")
+            .bind(role.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from).collect()
+    }
+
+    /// The account with this e-mail address (compared without case).
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE LOWER(email) = LOWER($1)")
+            .bind(email.trim())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from).transpose()
     }
 
     pub async fn add_membership(&self, user_id: &str, org_id: &str, role: OrgRole) -> Result<()> {
@@ -137,27 +159,10 @@ impl Store {
 
     /// Creates a token; the secret is returned once and only its SHA-256 is stored.
     pub async fn create_token(&self, user_id: &str, name: &str) -> Result<(ApiToken, String)> {
-        let mut raw = [0u8; 24];
-        getrandom::getrandom(&mut raw).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
-        let secret = format!("aif_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let token = ApiToken {
-            id: new_id("tok"),
-            user_id: user_id.to_string(),
-            name: name.to_string(),
-            created_at: now(),
-            revoked_at: None,
-        };
-        sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, name, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&token.id)
-        .bind(&token.user_id)
-        .bind(&token.name)
-        .bind(hash_secret(&secret))
-        .bind(token.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok((token, secret))
+        let mut tx = self.pool.begin().await?;
+        let created = insert_token(&mut tx, user_id, name).await?;
+        tx.commit().await?;
+        Ok(created)
     }
 
     /// The user a live (not revoked) token secret belongs to, and the token's id.
@@ -232,6 +237,7 @@ pub(crate) fn user_from(r: &AnyRow) -> Result<User> {
         name: r.try_get("name")?,
         platform_role: role.as_deref().map(parse).transpose()?,
         created_at: r.try_get("created_at")?,
+        email_verified_at: opt_i64(r, "email_verified_at")?,
     })
 }
 
@@ -388,4 +394,31 @@ fn invitation_from(r: &AnyRow) -> Result<Invitation> {
         expires_at: r.try_get("expires_at")?,
         decided_at: opt_i64(r, "decided_at")?,
     })
+}
+
+/// Inserts a token and returns it with its secret (only the secret's SHA-256 is stored).
+pub(crate) async fn insert_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    name: &str,
+) -> Result<(ApiToken, String)> {
+    let mut raw = [0u8; 24];
+    getrandom::getrandom(&mut raw).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
+    let secret = format!("aif_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let token = ApiToken {
+        id: new_id("tok"),
+        user_id: user_id.to_string(),
+        name: name.to_string(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    sqlx::query("INSERT INTO api_tokens (id, user_id, name, secret_sha256, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&token.id)
+        .bind(&token.user_id)
+        .bind(&token.name)
+        .bind(hash_secret(&secret))
+        .bind(token.created_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok((token, secret))
 }

@@ -5,55 +5,8 @@ use super::*;
 impl Store {
     /// Creates an allocation and books its grant in the ledger, in one transaction.
     pub async fn create_allocation(&self, new: &NewAllocation) -> Result<Allocation> {
-        if new.gpu_seconds <= 0 {
-            return Err(StoreError::Rule {
-                code: "invalid-grant",
-                message: "gpu_seconds must be positive".into(),
-            });
-        }
-        if new.valid_until <= new.valid_from {
-            return Err(StoreError::Rule {
-                code: "invalid-window",
-                message: "valid_until must be after valid_from".into(),
-            });
-        }
-        let alloc = Allocation {
-            id: new_id("alc"),
-            project_id: new.project_id.clone(),
-            site: new.site.clone(),
-            class: new.class,
-            valid_from: new.valid_from,
-            valid_until: new.valid_until,
-            state: AllocationState::Active,
-            created_at: now(),
-            slurm: new.slurm.clone(),
-        };
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO allocations (id, project_id, site, class, valid_from, valid_until, state, created_at, slurm_account, slurm_qos) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&alloc.id)
-        .bind(&alloc.project_id)
-        .bind(&alloc.site)
-        .bind(alloc.class.as_str())
-        .bind(alloc.valid_from)
-        .bind(alloc.valid_until)
-        .bind(alloc.state.as_str())
-        .bind(alloc.created_at)
-        .bind(alloc.slurm.account.as_deref())
-        .bind(alloc.slurm.qos.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        insert_ledger(
-            &mut tx,
-            &alloc.id,
-            None,
-            LedgerKind::Grant,
-            new.gpu_seconds,
-            Usage::default(),
-        )
-        .await?;
+        let alloc = insert_allocation(&mut tx, new).await?;
         tx.commit().await?;
         Ok(alloc)
     }
@@ -195,4 +148,60 @@ pub(crate) fn allocation_from(r: &AnyRow) -> Result<Allocation> {
             qos: r.try_get("slurm_qos")?,
         },
     })
+}
+
+/// Inserts an allocation and its grant.
+pub(crate) async fn insert_allocation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewAllocation,
+) -> Result<Allocation> {
+    if new.gpu_seconds <= 0 {
+        return Err(StoreError::Rule {
+            code: "invalid-grant",
+            message: "gpu_seconds must be positive".into(),
+        });
+    }
+    if new.valid_until <= new.valid_from {
+        return Err(StoreError::Rule {
+            code: "invalid-window",
+            message: "valid_until must be after valid_from".into(),
+        });
+    }
+    let alloc = Allocation {
+        id: new_id("alc"),
+        project_id: new.project_id.clone(),
+        site: new.site.clone(),
+        class: new.class,
+        valid_from: new.valid_from,
+        valid_until: new.valid_until,
+        state: AllocationState::Active,
+        created_at: now(),
+        slurm: new.slurm.clone(),
+    };
+    sqlx::query(
+        "INSERT INTO allocations (id, project_id, site, class, valid_from, valid_until, state, created_at, slurm_account, slurm_qos) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&alloc.id)
+    .bind(&alloc.project_id)
+    .bind(&alloc.site)
+    .bind(alloc.class.as_str())
+    .bind(alloc.valid_from)
+    .bind(alloc.valid_until)
+    .bind(alloc.state.as_str())
+    .bind(alloc.created_at)
+    .bind(alloc.slurm.account.as_deref())
+    .bind(alloc.slurm.qos.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    insert_ledger(
+        tx,
+        &alloc.id,
+        None,
+        LedgerKind::Grant,
+        new.gpu_seconds,
+        Usage::default(),
+    )
+    .await?;
+    Ok(alloc)
 }

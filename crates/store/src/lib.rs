@@ -14,6 +14,8 @@ mod jobs;
 mod ledger;
 mod model;
 mod nodes;
+mod outbox;
+mod programme;
 mod projects;
 
 use accounts::user_from;
@@ -21,6 +23,8 @@ use allocations::allocation_from;
 pub use ids::new_id;
 use ledger::{add_reserved, insert_ledger, reserve};
 pub use model::*;
+pub use outbox::*;
+pub use programme::*;
 
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -62,6 +66,8 @@ impl From<sqlx::Error> for StoreError {
                     Some("users") => "an account with this e-mail address exists already",
                     Some("jobs") => "this Idempotency-Key was used already",
                     Some("organisations") => "an organisation with this name exists already",
+                    Some("calls") => "a call with this name exists already",
+                    Some("reviews") => "the reviewer is assigned to this application already",
                     _ => "it exists already",
                 }
                 .to_string(),
@@ -87,6 +93,8 @@ fn constraint_table(e: &dyn sqlx::error::DatabaseError) -> Option<&'static str> 
         "jobs",
         "invitations",
         "organisations",
+        "calls",
+        "reviews",
     ];
     let said = e.table().or(e.constraint()).unwrap_or_else(|| e.message());
     let said = said.rsplit(": ").next().unwrap_or(said);
@@ -104,6 +112,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_allocation_slurm.sql")),
     (6, include_str!("../migrations/0006_invitations.sql")),
     (7, include_str!("../migrations/0007_job_runs.sql")),
+    (8, include_str!("../migrations/0008_access_programme.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -223,6 +232,16 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in [
+            "outbox",
+            "reviewer_collaborations",
+            "reviewer_conflicts",
+            "reviews",
+            "application_documents",
+            "application_events",
+            "applications",
+            "call_budgets",
+            "calls",
+            "email_verifications",
             "ledger",
             "jobs",
             "allocations",

@@ -25,7 +25,12 @@ macro_rules! named_enum {
 
 named_enum!(
     /// Roles that span organisations.
-    PlatformRole { Admin = "platform-admin", Operator = "site-operator", Reviewer = "reviewer" }
+    PlatformRole {
+        Admin = "platform-admin",
+        Operator = "site-operator",
+        Reviewer = "reviewer",
+        ProgrammeManager = "programme-manager",
+    }
 );
 named_enum!(
     /// Roles inside one organisation.
@@ -33,6 +38,8 @@ named_enum!(
 );
 named_enum!(InvitationState { Pending = "pending", Accepted = "accepted", Declined = "declined", Revoked = "revoked" });
 named_enum!(AllocationState { Active = "active", Suspended = "suspended" });
+named_enum!(CallState { Open = "open", Closed = "closed" });
+named_enum!(ReviewState { Assigned = "assigned", Submitted = "submitted", Withdrawn = "withdrawn" });
 named_enum!(
     JobState {
         Pending = "pending",
@@ -89,6 +96,8 @@ pub struct User {
     pub name: String,
     pub platform_role: Option<PlatformRole>,
     pub created_at: i64,
+    /// When the user proved the address is theirs (accounts staff create count as proven).
+    pub email_verified_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -38,35 +38,8 @@ impl Store {
     }
 
     pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
-        let project = Project {
-            id: new_id("prj"),
-            org_id: new.org_id.clone(),
-            name: new.name.clone(),
-            sector: new.sector.clone(),
-            pi_user_id: new.pi_user_id.clone(),
-            created_at: now(),
-        };
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO projects (id, org_id, name, sector, pi_user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&project.id)
-        .bind(&project.org_id)
-        .bind(&project.name)
-        .bind(&project.sector)
-        .bind(&project.pi_user_id)
-        .bind(project.created_at)
-        .execute(&mut *tx)
-        .await?;
-        // The principal investigator is a member from the start.
-        if let Some(pi) = &project.pi_user_id {
-            sqlx::query("INSERT INTO project_members (project_id, user_id, added_at) VALUES ($1, $2, $3)")
-                .bind(&project.id)
-                .bind(pi)
-                .bind(project.created_at)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let project = insert_project(&mut tx, new).await?;
         tx.commit().await?;
         Ok(project)
     }
@@ -107,4 +80,45 @@ pub(crate) fn project_from(r: &AnyRow) -> Result<Project> {
         pi_user_id: r.try_get("pi_user_id")?,
         created_at: r.try_get("created_at")?,
     })
+}
+
+/// Inserts a project with its principal investigator as its first member.
+pub(crate) async fn insert_project(tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewProject) -> Result<Project> {
+    let project = Project {
+        id: new_id("prj"),
+        org_id: new.org_id.clone(),
+        name: new.name.clone(),
+        sector: new.sector.clone(),
+        pi_user_id: new.pi_user_id.clone(),
+        created_at: now(),
+    };
+    sqlx::query(
+        "INSERT INTO projects (id, org_id, name, sector, pi_user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&project.id)
+    .bind(&project.org_id)
+    .bind(&project.name)
+    .bind(&project.sector)
+    .bind(&project.pi_user_id)
+    .bind(project.created_at)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(pi) = &project.pi_user_id {
+        insert_project_member(tx, &project.id, pi).await?;
+    }
+    Ok(project)
+}
+
+pub(crate) async fn insert_project_member(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    project_id: &str,
+    user_id: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO project_members (project_id, user_id, added_at) VALUES ($1, $2, $3)")
+        .bind(project_id)
+        .bind(user_id)
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 mod allocs;
 mod jobs;
 mod orgs;
+mod programme;
 mod projects;
 mod sites;
 mod usage;
@@ -20,6 +21,7 @@ mod usage;
 pub use allocs::*;
 pub use jobs::*;
 pub use orgs::*;
+pub use programme::*;
 pub use projects::*;
 pub use sites::*;
 pub use usage::*;
@@ -98,11 +100,11 @@ impl Client {
 
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>)> {
         let url = format!("{}{path}", self.base);
-        let token = self
+        // Public endpoints (calls, sign-up) need none; elsewhere the server says so.
+        let auth = self
             .token
             .as_deref()
-            .ok_or_else(|| anyhow!("no token: set AIFACTORY_TOKEN or run `aifactory login`"))?;
-        let auth = format!("Bearer {token}");
+            .map_or_else(String::new, |t| format!("Bearer {t}"));
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
             ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
@@ -123,6 +125,29 @@ impl Client {
         let status = resp.status().as_u16();
         let bytes = resp.body_mut().read_to_vec().context("reading the answer")?;
         Ok((status, bytes))
+    }
+
+    /// Sends a file as the request body; the answer as JSON.
+    pub fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<Value> {
+        let token = self.token.as_deref().unwrap_or_default();
+        let mut resp = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/octet-stream")
+            .send(&bytes[..])
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.body_mut().read_to_vec().context("reading the answer")?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status >= 400 {
+            bail!(
+                "{} ({}, HTTP {status})",
+                value["detail"].as_str().unwrap_or("the server refused the file"),
+                value["code"].as_str().unwrap_or("error")
+            );
+        }
+        Ok(value)
     }
 
     /// Copies a (possibly endless, chunked) text answer to `out` as it arrives.
@@ -189,6 +214,9 @@ impl Client {
     /// A JSON call; a problem document becomes an error with the server's words.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let (status, bytes) = self.request(method, path, body)?;
+        if status == 401 && self.token.is_none() {
+            bail!("no token: set AIFACTORY_TOKEN, run `aifactory login`, or register with `aifactory register`");
+        }
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -250,6 +278,15 @@ impl Client {
     }
 }
 
+/// Saves the address and token for the other commands.
+fn save_login(url: String, token: String) -> Result<PathBuf> {
+    let path = login_path();
+    std::fs::create_dir_all(path.parent().unwrap_or(&path)).with_context(|| format!("creating {}", path.display()))?;
+    std::fs::write(&path, toml::to_string(&LoginFile { url, token })?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 pub fn login(url: String, token: String) -> Result<()> {
     let client = Client::new(&Conn {
         url: Some(url.clone()),
@@ -257,10 +294,7 @@ pub fn login(url: String, token: String) -> Result<()> {
         output: Output::Table,
     });
     let me = client.call("GET", "/api/v1/me", None)?;
-    let path = login_path();
-    std::fs::create_dir_all(path.parent().unwrap_or(&path)).with_context(|| format!("creating {}", path.display()))?;
-    std::fs::write(&path, toml::to_string(&LoginFile { url, token })?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let path = save_login(url, token)?;
     println!(
         "logged in as {} ({}); saved in {}",
         me["user"]["name"].as_str().unwrap_or("?"),
@@ -268,4 +302,9 @@ pub fn login(url: String, token: String) -> Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// Unix seconds as RFC 3339 UTC.
+pub fn unix_to_text(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
 }

@@ -137,3 +137,92 @@ pub fn submit_sh(server: &Server, token: &str, gpus: &str, time: &str, script: &
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// A real SMTP server on loopback (aiosmtpd, Debian's python3-aiosmtpd, which the test
+/// script installs) that delivers into a Maildir.
+pub struct Smtpd {
+    pub child: Child,
+    pub port: u16,
+    pub maildir: PathBuf,
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn smtpd(maildir: &Path, port: u16) -> Smtpd {
+    std::fs::create_dir_all(maildir.parent().unwrap()).unwrap();
+    let python = std::env::var("AIFACTORY_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let child = Command::new(&python)
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start an SMTP server with {python} -m aiosmtpd ({e}): scripts/test installs python3-aiosmtpd"
+            )
+        });
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "aiosmtpd did not listen: is python3-aiosmtpd installed? (scripts/test installs it)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Smtpd {
+        child,
+        port,
+        maildir: maildir.to_path_buf(),
+    }
+}
+
+impl Smtpd {
+    /// Every message delivered so far, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return vec![];
+        };
+        let mut out: Vec<(std::time::SystemTime, String)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let time = e.metadata().ok()?.modified().ok()?;
+                Some((time, std::fs::read_to_string(e.path()).ok()?))
+            })
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Waits for a message to `to` whose text contains `needle`.
+    pub fn wait_for(&self, to: &str, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(m) = self
+                .messages()
+                .into_iter()
+                .find(|m| m.contains(&format!("To: {to}")) && m.contains(needle))
+            {
+                return m;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no mail to {to} containing `{needle}`"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

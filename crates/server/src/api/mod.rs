@@ -5,11 +5,15 @@
 //! decided in `crate::authz`.
 
 mod allocations;
+mod applications;
+mod calls;
 mod health;
 mod invitations;
 mod jobs;
+mod notifications;
 mod orgs;
 mod projects;
+mod signup;
 mod sites;
 mod tokens;
 mod usage;
@@ -59,6 +63,10 @@ fn endpoints() -> Vec<Endpoint> {
         jobs::endpoints(),
         usage::endpoints(),
         sites::endpoints(),
+        signup::endpoints(),
+        calls::endpoints(),
+        applications::endpoints(),
+        notifications::endpoints(),
     ]
     .into_iter()
     .flatten()
@@ -313,24 +321,7 @@ pub(crate) fn ok<T: Serialize>(v: T) -> ApiResult {
 
 /// RFC 3339 UTC from Unix seconds.
 pub fn rfc3339(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
 }
 
 pub(crate) fn non_empty(field: &str, v: &str, max: usize) -> Result<(), ApiError> {

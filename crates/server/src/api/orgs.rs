@@ -106,29 +106,34 @@ pub(crate) struct CreateOrg {
     turnover_eur: Option<i64>,
 }
 
-pub(crate) async fn create_org(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateOrg>) -> ApiResult {
-    platform_admin(&caller, "only platform admins create organisations")?;
-    non_empty("name", &b.name, 200)?;
+/// Checks an organisation's fields; `prefix` names where they sit in the request.
+pub(crate) fn check_org_fields(b: CreateOrg, prefix: &str) -> Result<NewOrg, ApiError> {
+    non_empty(&format!("{prefix}name"), &b.name, 200)?;
     if b.country.len() != 2 || !b.country.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(ApiError::field(
-            "country",
+            &format!("{prefix}country"),
             "`country` must be an ISO 3166-1 alpha-2 code such as `IT`",
         ));
     }
     if b.employees.is_some_and(|e| e < 0) || b.turnover_eur.is_some_and(|t| t < 0) {
-        return Err(ApiError::field("employees", "size figures must not be negative"));
+        return Err(ApiError::field(
+            &format!("{prefix}employees"),
+            "size figures must not be negative",
+        ));
     }
-    let org = state
-        .store
-        .create_org(&NewOrg {
-            name: b.name,
-            org_type: b.org_type,
-            country: b.country,
-            sectors: b.sectors,
-            employees: b.employees,
-            turnover_eur: b.turnover_eur,
-        })
-        .await?;
+    Ok(NewOrg {
+        name: b.name.trim().to_string(),
+        org_type: b.org_type,
+        country: b.country,
+        sectors: b.sectors,
+        employees: b.employees,
+        turnover_eur: b.turnover_eur,
+    })
+}
+
+pub(crate) async fn create_org(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateOrg>) -> ApiResult {
+    platform_admin(&caller, "only platform admins create organisations")?;
+    let org = state.store.create_org(&check_org_fields(b, "")?).await?;
     Ok(created(org_view(&org)))
 }
 

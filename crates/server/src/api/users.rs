@@ -49,6 +49,8 @@ pub(crate) struct UserView {
     name: String,
     platform_role: Option<PlatformRole>,
     created_at: String,
+    /// When the address was confirmed; until then the user cannot apply to calls.
+    email_verified_at: Option<String>,
 }
 
 pub(crate) fn user_view(u: &User) -> UserView {
@@ -58,6 +60,7 @@ pub(crate) fn user_view(u: &User) -> UserView {
         name: u.name.clone(),
         platform_role: u.platform_role,
         created_at: rfc3339(u.created_at),
+        email_verified_at: u.email_verified_at.map(rfc3339),
     }
 }
 

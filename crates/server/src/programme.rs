@@ -1,0 +1,286 @@
+//! The access programme's one owner of application transitions: every change of an
+//! application's state goes through [`apply`], which asks `access::workflow` whether it is
+//! allowed, fills in what the new state implies (decision times, the budget taken or given
+//! back, the project and allocation of an accepted award) and queues the notifications, and
+//! has the store save all of it in one transaction. The table is in ARCHITECTURE.md.
+
+use crate::{ApiError, AppState};
+use access::eligibility;
+use access::workflow::{self, Event, State};
+use axum::http::StatusCode;
+use store::{
+    Application, Call, Effects, NewAllocation, NewMessage, NewProject, PanelDecision, PlatformRole, Provision, User,
+};
+
+fn now() -> i64 {
+    crate::accounting::unix_now() as i64
+}
+
+fn refused(e: workflow::Refused) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string())
+}
+
+/// Applies `event` to the application as `before` had it, with `edit` for what the event
+/// carries (answers, a decision, a reply), and saves it with its effects.
+pub async fn apply(
+    state: &AppState,
+    actor: &User,
+    call: &Call,
+    before: &Application,
+    event: Event,
+    edit: impl FnOnce(&mut Application),
+) -> Result<Application, ApiError> {
+    let to = workflow::next(before.state, event, call.spec.steps()).map_err(refused)?;
+    let mut after = before.clone();
+    edit(&mut after);
+    after.state = to;
+    let t = now();
+    let mut effects = Effects {
+        actor_user_id: Some(actor.id.clone()),
+        note: note(event, &after),
+        ..Default::default()
+    };
+    match to {
+        State::Awarded => {
+            after.decided_at = Some(t);
+            let hours = after.decision.as_ref().map_or(after.gpu_hours, |d| d.gpu_hours);
+            effects.budget_gpu_seconds = hours * 3600;
+        }
+        State::Rejected | State::Ineligible => after.decided_at = after.decided_at.or(Some(t)),
+        _ => {}
+    }
+    if before.state == State::Awarded && matches!(to, State::Withdrawn | State::Declined) {
+        // The award goes back to the call.
+        let hours = before.decision.as_ref().map_or(0, |d| d.gpu_hours);
+        effects.budget_gpu_seconds = -hours * 3600;
+    }
+    if to.is_final() {
+        after.closed_at = Some(t);
+    }
+    if to == State::Accepted {
+        after.accepted_at = Some(t);
+        effects.provision = Some(provision(state, call, &after).await?);
+    }
+    effects.messages = messages(state, call, &after, before.state).await?;
+    let saved = state.store.save_application(before, &after, effects).await?;
+    state.outbox_wake.notify_one();
+    if saved.state == State::Accepted {
+        state.submission_cache.clear();
+        state.auth_cache.clear();
+    }
+    Ok(saved)
+}
+
+/// Submits a draft: decides eligibility, and awards a playground application at once
+/// while the call's budget lasts (the store refuses an award past it, whoever else is
+/// awarding at the same time; then the application waits for a decision instead).
+pub async fn submit(
+    state: &AppState,
+    actor: &User,
+    call: &Call,
+    before: &Application,
+) -> Result<Application, ApiError> {
+    let t = now();
+    let documents = state.store.documents(&before.id).await?.len();
+    let declaration = before.declaration.as_ref().ok_or_else(|| {
+        ApiError::field(
+            "declaration",
+            "the declaration (organisation type, country, sector, size) is required to submit",
+        )
+    })?;
+    let decision = eligibility::decide(&call.spec.eligibility, declaration, documents, t);
+    let budgets = state.store.call_budgets(&call.id).await?;
+    let mut budget_left = budgets
+        .iter()
+        .any(|b| b.site == before.site && b.awarded_gpu_seconds + before.gpu_hours * 3600 <= b.budget_gpu_seconds);
+    loop {
+        let eligible = decision.eligible;
+        let automatic = eligible && budget_left && call.spec.steps().automatic_award;
+        let decision = decision.clone();
+        let result = apply(
+            state,
+            actor,
+            call,
+            before,
+            Event::Submitted { eligible, budget_left },
+            |a| {
+                a.eligibility = Some(decision);
+                a.submitted_at = Some(t);
+                a.round_cutoff = call.spec.round_of(t);
+                if automatic {
+                    a.decision = Some(PanelDecision {
+                        award: true,
+                        gpu_hours: a.gpu_hours,
+                        reasons: "awarded automatically: the applicant is eligible and the call had GPU-hours left"
+                            .into(),
+                        decided_by: None,
+                        rank: None,
+                    });
+                }
+            },
+        )
+        .await;
+        match result {
+            Err(e) if e.code == "call-budget-exhausted" && budget_left => budget_left = false,
+            other => return other,
+        }
+    }
+}
+
+async fn provision(state: &AppState, call: &Call, app: &Application) -> Result<Provision, ApiError> {
+    let hours = app.decision.as_ref().map_or(app.gpu_hours, |d| d.gpu_hours);
+    let t = now();
+    // Team members who belong to the organisation join the project at once; the rest are
+    // invited after (`invite_team`).
+    let mut members = Vec::new();
+    for (user, _) in state.store.org_members(&app.org_id).await? {
+        if app.team.iter().any(|e| e.eq_ignore_ascii_case(&user.email)) {
+            members.push(user.id);
+        }
+    }
+    let sector = app
+        .declaration
+        .as_ref()
+        .map_or_else(|| "unspecified".to_string(), |d| d.sector.clone());
+    Ok(Provision {
+        project: NewProject {
+            org_id: app.org_id.clone(),
+            name: format!("{}-{}", call.name, &app.id[app.id.len() - 6..]),
+            sector,
+            pi_user_id: Some(app.applicant_user_id.clone()),
+        },
+        members,
+        allocation: NewAllocation {
+            project_id: String::new(),
+            site: app.site.clone(),
+            class: call.spec.mode.class(),
+            gpu_seconds: hours * 3600,
+            valid_from: t,
+            valid_until: t + app.duration_days * 86_400,
+            slurm: Default::default(),
+        },
+    })
+}
+
+fn note(event: Event, app: &Application) -> String {
+    match (event, app.state) {
+        (Event::Submitted { .. }, State::Ineligible) => {
+            let failed: Vec<String> = app
+                .eligibility
+                .iter()
+                .flat_map(|d| d.failed())
+                .map(|o| format!("{}: {}", o.rule, o.reason))
+                .collect();
+            format!("not eligible: {}", failed.join("; "))
+        }
+        (Event::Submitted { .. }, State::Awarded) => "submitted and awarded automatically".into(),
+        (Event::Submitted { .. }, _) => "submitted; eligible".into(),
+        (Event::Decided { .. } | Event::TechnicalAssessment { .. }, _) => app
+            .decision
+            .as_ref()
+            .map_or_else(|| event.name().to_string(), |d| d.reasons.clone()),
+        _ => event.name().to_string(),
+    }
+}
+
+/// Who must hear of the application's new state, and what they must do.
+async fn messages(state: &AppState, call: &Call, app: &Application, from: State) -> Result<Vec<NewMessage>, ApiError> {
+    if app.state == from {
+        return Ok(vec![]);
+    }
+    let applicant = state.store.get_user(&app.applicant_user_id).await?;
+    let to_applicant = |kind: &str, subject: String, body: String| NewMessage {
+        to_user_id: Some(applicant.id.clone()),
+        to_email: applicant.email.clone(),
+        kind: kind.into(),
+        subject,
+        body,
+        about: Some(app.id.clone()),
+        dedupe_key: None,
+    };
+    let head = format!(
+        "Your application \"{}\" ({}) to the call \"{}\"",
+        app.title, app.id, call.title
+    );
+    let mut out = Vec::new();
+    match app.state {
+        State::Ineligible => out.push(to_applicant(
+            "application-ineligible",
+            format!("Not eligible: {}", app.title),
+            format!(
+                "{head} is not eligible:\n\n{}\n\nYou can correct the declaration and submit again: aifactory application reopen {}",
+                app.eligibility
+                    .iter()
+                    .flat_map(|d| d.failed())
+                    .map(|o| format!("- {}: {}", o.rule, o.reason))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                app.id
+            ),
+        )),
+        State::Awarded => {
+            let hours = app.decision.as_ref().map_or(app.gpu_hours, |d| d.gpu_hours);
+            out.push(to_applicant(
+                "application-awarded",
+                format!("Awarded: {} GPU-hours for {}", hours, app.title),
+                format!(
+                    "{head} was awarded {hours} GPU-hours at {} for {} days.\n\nAccept the award to get your project and allocation: aifactory application accept {}",
+                    app.site, app.duration_days, app.id
+                ),
+            ));
+        }
+        State::Rejected => out.push(to_applicant(
+            "application-rejected",
+            format!("Not awarded: {}", app.title),
+            format!(
+                "{head} was not awarded.\n\nReasons: {}",
+                app.decision.as_ref().map_or("-", |d| d.reasons.as_str())
+            ),
+        )),
+        State::RightToReply => out.push(to_applicant(
+            "right-to-reply",
+            format!("Reviews to answer: {}", app.title),
+            format!(
+                "{head} has been reviewed. Read the reviews and reply within {} working days: aifactory application reply {} --text ...",
+                call.spec.review.reply_working_days, app.id
+            ),
+        )),
+        State::Accepted => out.push(to_applicant(
+            "application-accepted",
+            format!("Your allocation is ready: {}", app.title),
+            format!(
+                "{head} was accepted. Project {} and allocation {} are ready: submit jobs with aifactory job submit --project {}",
+                app.project_id.as_deref().unwrap_or("-"),
+                app.allocation_id.as_deref().unwrap_or("-"),
+                app.project_id.as_deref().unwrap_or("-")
+            ),
+        )),
+        _ => {}
+    }
+    if matches!(app.state, State::TechnicalAssessment | State::Panel) {
+        let what = if app.state == State::Panel {
+            "a decision"
+        } else {
+            "a technical assessment"
+        };
+        for manager in programme_managers(state).await? {
+            out.push(NewMessage {
+                to_user_id: Some(manager.id.clone()),
+                to_email: manager.email.clone(),
+                kind: "application-needs-action".into(),
+                subject: format!("Application {} awaits {what}", app.id),
+                body: format!(
+                    "The application \"{}\" ({}) to the call \"{}\" awaits {what}; the call promises a decision within {} working days.",
+                    app.title, app.id, call.title, call.spec.decision_working_days
+                ),
+                about: Some(app.id.clone()),
+                dedupe_key: Some(format!("{}:{}", app.id, app.state)),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn programme_managers(state: &AppState) -> Result<Vec<User>, ApiError> {
+    Ok(state.store.users_with_role(PlatformRole::ProgrammeManager).await?)
+}
