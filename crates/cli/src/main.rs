@@ -121,6 +121,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::ApplicationCmd,
     },
+    /// Peer review: your inbox, scores, conflicts; assignment and ranking (programme managers).
+    Review {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::ReviewCmd,
+    },
     /// What the factory told you (also sent by e-mail).
     Notifications {
         #[command(flatten)]
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
         Command::Call { conn, cmd } => client::call_cmd(&conn, cmd).map(|()| 0),
         Command::Apply { conn, args } => client::apply(&conn, *args).map(|()| 0),
         Command::Application { conn, cmd } => client::application(&conn, cmd).map(|()| 0),
+        Command::Review { conn, cmd } => client::review(&conn, cmd).map(|()| 0),
         Command::Notifications { conn } => client::notifications(&conn).map(|()| 0),
         Command::Simulate(args) => simulate::run(*args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),

@@ -213,22 +213,85 @@ pub(crate) fn verified(caller: &Caller) -> Result<(), ApiError> {
     ))
 }
 
-/// An application is seen by its organisation's members and by programme managers; to
-/// anyone else it does not exist.
-pub(crate) async fn visible_application(
+/// Why the caller sees an application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Viewer {
+    /// A member of the applying organisation.
+    Applicant,
+    Manager,
+    /// A reviewer it is assigned to (who never sees it once they declared a conflict).
+    Reviewer,
+}
+
+/// An application is seen by its organisation's members, by programme managers, and by
+/// the reviewers assigned to it who declared no conflict; to anyone else it does not exist.
+pub(crate) async fn application_access(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> Result<store::Application, ApiError> {
+) -> Result<(store::Application, Viewer), ApiError> {
     let app = state
         .store
         .get_application(id)
         .await
         .map_err(|_| ApiError::not_found("application", id))?;
-    if caller.org_role(&app.org_id).is_some() || caller.manages_programme() {
-        return Ok(app);
+    if caller.org_role(&app.org_id).is_some() {
+        return Ok((app, Viewer::Applicant));
+    }
+    if caller.manages_programme() {
+        return Ok((app, Viewer::Manager));
+    }
+    if reviews(state, caller, &app.id).await? {
+        return Ok((app, Viewer::Reviewer));
     }
     Err(ApiError::not_found("application", id))
+}
+
+/// Whether the caller holds a live review of the application and declared no conflict.
+pub(crate) async fn reviews(state: &AppState, caller: &Caller, application_id: &str) -> Result<bool, ApiError> {
+    if caller.role() != Some(PlatformRole::Reviewer) {
+        return Ok(false);
+    }
+    if state
+        .store
+        .declared_conflicts(&caller.user.id)
+        .await?
+        .iter()
+        .any(|a| a == application_id)
+    {
+        return Ok(false);
+    }
+    Ok(state
+        .store
+        .reviews_by(&caller.user.id)
+        .await?
+        .iter()
+        .any(|r| r.application_id == application_id && r.state != store::ReviewState::Withdrawn))
+}
+
+pub(crate) async fn visible_application(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<store::Application, ApiError> {
+    Ok(application_access(state, caller, id).await?.0)
+}
+
+/// A review is its reviewer's and the programme managers'; a reviewer who declared a
+/// conflict with its application no longer sees it.
+pub(crate) async fn visible_review(state: &AppState, caller: &Caller, id: &str) -> Result<store::Review, ApiError> {
+    let review = state
+        .store
+        .get_review(id)
+        .await
+        .map_err(|_| ApiError::not_found("review", id))?;
+    if caller.manages_programme() {
+        return Ok(review);
+    }
+    if review.reviewer_user_id == caller.user.id && reviews(state, caller, &review.application_id).await? {
+        return Ok(review);
+    }
+    Err(ApiError::not_found("review", id))
 }
 
 /// The applicant and their organisation's admins edit, submit, withdraw, accept and reply.

@@ -743,6 +743,20 @@ async fn fresh_application(app: &TestApp, call: &str, submit: bool, declared: bo
     a["id"].as_str().unwrap().to_string()
 }
 
+/// A start-up's large-scale application that passed its technical assessment (peer review).
+async fn fresh_in_review(app: &TestApp) -> String {
+    let a = fresh_application(app, "large-scale", true, true).await;
+    let (status, v) = app
+        .post(
+            &format!("/api/v1/applications/{a}/assessment"),
+            "admin",
+            json!({"passed": true, "notes": "ok"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    a
+}
+
 /// A sign-up's confirmation code, read from the outbox as the mail server would get it.
 async fn fresh_code(app: &TestApp, n: usize) -> String {
     let email = format!("signup{n}@new.example");
@@ -819,6 +833,13 @@ fn expected(method: &str, path: &str) -> &'static str {
         | ("post", "/api/v1/applications/{id}/decline" | "/api/v1/applications/{id}/documents") => "FHHAFHH",
         // Only the applicant's side may reply, and only once the reviews are in (409 here).
         ("post", "/api/v1/applications/{id}/reply") => "FHHCFHH",
+        ("post", "/api/v1/applications/{id}/reviewers") | ("get", "/api/v1/calls/{id}/ranking") => "AFFFFFF",
+        ("get", "/api/v1/applications/{id}/reviews") => "AHHAAHH",
+        ("get", "/api/v1/reviews") => "AAAAAAA",
+        // A review is its reviewer's and the programme managers'.
+        ("get", "/api/v1/reviews/{id}") => "AHAHHHH",
+        ("post", "/api/v1/reviews/{id}/submit") => "FHAHHHH",
+        ("post", "/api/v1/applications/{id}/conflict" | "/api/v1/me/collaborations") => "FFAFFFF",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }
@@ -873,6 +894,23 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
         .await;
     assert_eq!(status, StatusCode::CREATED, "{document}");
     let document = document["id"].as_str().unwrap().to_string();
+    // A review assigned to the demo reviewer.
+    let reviewer = app.get("/api/v1/me", "reviewer").await.1["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reviewed = fresh_in_review(&app).await;
+    let (status, review) = app
+        .post(
+            &format!("/api/v1/applications/{reviewed}/reviewers"),
+            "admin",
+            json!({"reviewer": reviewer}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{review}");
+    let review = review["id"].as_str().unwrap().to_string();
+    let (_, sme) = app.get("/api/v1/me", "sme").await;
+    let sme_org = sme["memberships"][0]["org_id"].as_str().unwrap().to_string();
     let mut counter = 0;
     let doc = server::api::openapi();
     let mut checked = 0;
@@ -976,6 +1014,31 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             Some(json!({"award": true, "reasons": "good"})),
                         )
                     }
+                    ("post", "/api/v1/applications/{id}/reviewers") => {
+                        let a = fresh_in_review(&app).await;
+                        (path.replace("{id}", &a), Some(json!({"reviewer": reviewer})))
+                    }
+                    ("post", "/api/v1/applications/{id}/conflict") => {
+                        let a = fresh_in_review(&app).await;
+                        let (status, v) = app
+                            .post(
+                                &format!("/api/v1/applications/{a}/reviewers"),
+                                "admin",
+                                json!({"reviewer": reviewer}),
+                            )
+                            .await;
+                        assert_eq!(status, StatusCode::CREATED, "{v}");
+                        (path.replace("{id}", &a), Some(json!({"reason": "I advise them"})))
+                    }
+                    ("post", "/api/v1/me/collaborations") => (
+                        path.clone(),
+                        Some(json!({"org": sme_org, "note": "a joint project in 2024"})),
+                    ),
+                    ("post", "/api/v1/reviews/{id}/submit") => (
+                        format!("/api/v1/reviews/{review}/submit"),
+                        Some(json!({"scores": {"excellence": 4, "impact": 3, "feasibility": 5}, "comments": "Sound"})),
+                    ),
+                    ("get", "/api/v1/reviews/{id}") => (format!("/api/v1/reviews/{review}"), None),
                     ("post", "/api/v1/applications/{id}/documents") => (
                         format!("/api/v1/applications/{draft}/documents?name=d{counter}.txt"),
                         Some(json!({"n": counter})),

@@ -303,8 +303,3 @@ pub fn login(url: String, token: String) -> Result<()> {
     );
     Ok(())
 }
-
-/// Unix seconds as RFC 3339 UTC.
-pub fn unix_to_text(t: i64) -> String {
-    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
-}

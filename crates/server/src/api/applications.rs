@@ -156,9 +156,32 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Clocks {
     /// Submission to decision, against the call's promise.
-    decision: Option<Clock>,
+    decision: Option<ClockView>,
     /// Submission to a usable allocation.
-    access: Option<Clock>,
+    access: Option<ClockView>,
+}
+
+/// A service-level clock in working days (weekends and the host country's holidays skipped).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct ClockView {
+    target_working_days: u32,
+    elapsed_working_days: u32,
+    started_at: String,
+    due_at: String,
+    stopped_at: Option<String>,
+    /// Stopped after it was due, or still running past it.
+    breached: bool,
+}
+
+fn clock_view(c: Clock) -> ClockView {
+    ClockView {
+        target_working_days: c.target_working_days,
+        elapsed_working_days: c.elapsed_working_days,
+        started_at: rfc3339(c.started_at),
+        due_at: rfc3339(c.due_at),
+        stopped_at: c.stopped_at.map(rfc3339),
+        breached: c.breached,
+    }
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -196,7 +219,7 @@ pub(crate) fn application_view(call: &store::Call, a: &Application) -> Applicati
         a.submitted_at.map(|s| {
             // A closed application's clock stops when it closed.
             let stop = stop.or(a.closed_at);
-            Clock::read(&calendar, target, s, stop, now)
+            clock_view(Clock::read(&calendar, target, s, stop, now))
         })
     };
     ApplicationView {
@@ -230,9 +253,17 @@ pub(crate) fn application_view(call: &store::Call, a: &Application) -> Applicati
     }
 }
 
-async fn view(state: &AppState, a: &Application) -> Result<ApplicationView, ApiError> {
-    let call = state.store.get_call(&a.call_id).await?;
-    Ok(application_view(&call, a))
+impl ApplicationView {
+    /// What a reviewer of a blind call sees: the proposal, not who made it.
+    pub(crate) fn blind(&mut self) {
+        self.org = "hidden".into();
+        self.applicant = "hidden".into();
+        self.team = vec![];
+        self.declaration = None;
+        self.eligibility = None;
+        self.project = None;
+        self.allocation = None;
+    }
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -474,8 +505,23 @@ pub(crate) async fn get_application(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let app = visible_application(&state, &caller, &id).await?;
-    ok(view(&state, &app).await?)
+    let (app, viewer) = application_access(&state, &caller, &id).await?;
+    let call = state.store.get_call(&app.call_id).await?;
+    let mut v = application_view(&call, &app);
+    if viewer == Viewer::Reviewer && call.spec.review.blind {
+        v.blind();
+    }
+    ok(v)
+}
+
+/// The history and the evidence are for the applicant's side and programme managers.
+async fn applicant_or_manager(state: &AppState, caller: &Caller, id: &str) -> Result<Application, ApiError> {
+    match application_access(state, caller, id).await? {
+        (app, Viewer::Applicant | Viewer::Manager) => Ok(app),
+        (_, Viewer::Reviewer) => Err(ApiError::forbidden(
+            "reviewers read the application itself; its history and evidence are the applicant's and the programme's",
+        )),
+    }
 }
 
 pub(crate) async fn edit_application(
@@ -726,7 +772,7 @@ pub(crate) struct EventView {
 }
 
 pub(crate) async fn events(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
-    visible_application(&state, &caller, &id).await?;
+    applicant_or_manager(&state, &caller, &id).await?;
     let events = state.store.application_events(&id).await?;
     ok(items(
         events
@@ -774,8 +820,15 @@ pub(crate) async fn add_document(
     Path(id): Path<String>,
     Params(q): Params<DocumentQuery>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("a document is at most {} MiB: {e}", DOCUMENT_LIMIT / 1024 / 1024),
+        )
+    })?;
     let (app, _) = as_applicant(&state, &caller, &id).await?;
     if !matches!(app.state, AppStateKind::Draft | AppStateKind::Ineligible) {
         return Err(ApiError::new(
@@ -811,7 +864,7 @@ pub(crate) async fn add_document(
 }
 
 pub(crate) async fn list_documents(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
-    visible_application(&state, &caller, &id).await?;
+    applicant_or_manager(&state, &caller, &id).await?;
     let docs = state.store.documents(&id).await?;
     ok(items(docs.iter().map(document_view).collect()))
 }
@@ -821,7 +874,7 @@ pub(crate) async fn get_document(
     caller: Caller,
     Path((id, doc)): Path<(String, String)>,
 ) -> ApiResult {
-    visible_application(&state, &caller, &id).await?;
+    applicant_or_manager(&state, &caller, &id).await?;
     let (d, content) = state.store.document_content(&id, &doc).await?;
     let disposition = format!("attachment; filename=\"{}\"", d.name.replace('"', ""));
     Ok((

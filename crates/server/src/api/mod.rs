@@ -13,6 +13,7 @@ mod jobs;
 mod notifications;
 mod orgs;
 mod projects;
+mod reviews;
 mod signup;
 mod sites;
 mod tokens;
@@ -67,6 +68,7 @@ fn endpoints() -> Vec<Endpoint> {
         calls::endpoints(),
         applications::endpoints(),
         notifications::endpoints(),
+        reviews::endpoints(),
     ]
     .into_iter()
     .flatten()

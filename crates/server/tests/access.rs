@@ -1,0 +1,541 @@
+//! The access programme through the API on both stores: a large-scale application through
+//! every step (technical assessment, two reviewers with conflicts detected and declared, a
+//! blind review, the right to reply, the ranking, the panel, acceptance), awards that never
+//! exceed a call's budget under concurrency, withdrawal, and bad input.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+
+fn startup_declaration(declared: bool) -> Value {
+    json!({"org_type": "startup", "country": "IT", "sector": "robotics", "founded_on": "2023-05-01",
+        "enterprise": {"years": [
+            {"year": 2024, "staff_awu_milli": 9000, "turnover_eur": 800000, "balance_sheet_eur": 500000},
+            {"year": 2025, "staff_awu_milli": 14000, "turnover_eur": 1500000, "balance_sheet_eur": 900000}]},
+        "declared_true": declared})
+}
+
+async fn apply(app: &TestApp, call: &str, site: &str, hours: i64) -> Value {
+    let (status, a) = app
+        .post(
+            "/api/v1/applications",
+            "startup",
+            json!({"call": call, "title": "Foundation model for grasping", "site": site, "gpu_hours": hours,
+                "duration_days": 180, "answers": {"abstract": "Pre-train a 7B vision-language-action model"},
+                "declaration": startup_declaration(true), "team": ["member@startup.example"], "submit": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    a
+}
+
+async fn new_reviewer(app: &TestApp, n: u32) -> (String, String) {
+    let (status, u) = app
+        .post(
+            "/api/v1/users",
+            "admin",
+            json!({"email": format!("pool{n}@reviewers.example"), "name": format!("Reviewer {n}"), "platform_role": "reviewer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{u}");
+    let id = u["id"].as_str().unwrap().to_string();
+    let (_, t) = app
+        .post("/api/v1/tokens", "admin", json!({"name": "pool", "user": id}))
+        .await;
+    (id, t["token"].as_str().unwrap().to_string())
+}
+
+async fn user_id(app: &TestApp, who: &str) -> String {
+    app.get("/api/v1/me", who).await.1["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every path by which a reviewer could read an application: all must hide it.
+async fn hidden_from(app: &TestApp, who: &str, id: &str, review: &str) {
+    for path in [
+        format!("/api/v1/applications/{id}"),
+        format!("/api/v1/applications/{id}/reviews"),
+        format!("/api/v1/applications/{id}/events"),
+        format!("/api/v1/applications/{id}/documents"),
+        format!("/api/v1/reviews/{review}"),
+    ] {
+        let (status, v) = app.get(&path, who).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {v}");
+    }
+    for list in ["/api/v1/reviews", "/api/v1/applications"] {
+        let (status, v) = app.get(list, who).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!v.to_string().contains(id), "{list} shows {id}: {v}");
+    }
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/reviews/{review}/submit"),
+            who,
+            json!({"scores": {}, "comments": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_large_scale_application_goes_through_every_step_with_two_reviewers_a_reply_and_a_panel() {
+    for backend in backends() {
+        let app = app_with(fresh_dir(backend).await, |_| {}).await;
+        // A blind large-scale call: reviewers judge the proposal, not who made it.
+        let (_, demo_call) = app.get("/api/v1/calls/large-scale", "startup").await;
+        let mut spec = demo_call["spec"].clone();
+        spec["review"]["blind"] = json!(true);
+        let (status, call) = app
+            .post(
+                "/api/v1/calls",
+                "manager",
+                json!({"name": "ls-blind", "title": "Large Scale (blind)", "spec": spec}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{call}");
+        assert_eq!(call["decision_working_days"], 10);
+
+        let a = apply(&app, "ls-blind", "it-bologna", 20_000).await;
+        let id = a["id"].as_str().unwrap().to_string();
+        assert_eq!(a["state"], "technical-assessment", "{a}");
+        assert_eq!(a["eligibility"]["eligible"], true);
+        // 2024 micro (9 AWU), 2025 small (14 AWU): one year over the micro ceiling, and the
+        // two-year rule keeps it micro.
+        assert_eq!(a["eligibility"]["sme_status"], "micro");
+        let sme_rule = &a["eligibility"]["rules"][3];
+        assert!(
+            sme_rule["reason"].as_str().unwrap().contains("two consecutive years"),
+            "{sme_rule}"
+        );
+        assert_eq!(a["clocks"]["decision"]["target_working_days"], 10);
+        assert!(a["round_cutoff"].is_string(), "ranked at the next cut-off: {a}");
+
+        // Reviewers cannot be assigned before the technical assessment passed.
+        let reviewer = user_id(&app, "reviewer").await;
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/applications/{id}/reviewers"),
+                "manager",
+                json!({"reviewer": reviewer}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{id}/assessment"),
+                "manager",
+                json!({"passed": true, "notes": "Scales to 64 GPUs; data ready"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["state"], "peer-review");
+
+        // Conflicts are detected: a declared past collaboration, and membership of the
+        // applicant organisation.
+        let (_, me) = app.get("/api/v1/me", "startup").await;
+        let org = me["memberships"][0]["org_id"].as_str().unwrap().to_string();
+        let (status, _) = app
+            .post(
+                "/api/v1/me/collaborations",
+                "reviewer2",
+                json!({"org": org, "note": "co-authored a paper in 2025"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let reviewer2 = user_id(&app, "reviewer2").await;
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{id}/reviewers"),
+                "manager",
+                json!({"reviewer": reviewer2}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["code"], "conflict-of-interest");
+        assert!(v["detail"].as_str().unwrap().contains("worked with"), "{v}");
+        let startup_member = app.get(&format!("/api/v1/orgs/{org}/members"), "startup").await.1["items"][1]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{id}/reviewers"),
+                "manager",
+                json!({"reviewer": startup_member}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "not in the reviewer pool: {v}");
+
+        // Three reviewers assigned; the third declares a conflict and loses every view of it.
+        let (r3, r3_token) = new_reviewer(&app, 3).await;
+        let (r4, r4_token) = new_reviewer(&app, 4).await;
+        let mut reviews = Vec::new();
+        for r in [&reviewer, &r3] {
+            let (status, v) = app
+                .post(
+                    &format!("/api/v1/applications/{id}/reviewers"),
+                    "manager",
+                    json!({"reviewer": r}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{v}");
+            reviews.push(v["id"].as_str().unwrap().to_string());
+        }
+        let mut app = app;
+        app.tokens["r3"] = json!(r3_token);
+        app.tokens["r4"] = json!(r4_token);
+        let (status, inbox) = app.get("/api/v1/reviews", "r3").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(inbox["items"][0]["application"]["org"], "hidden", "blind: {inbox}");
+        assert_eq!(inbox["items"][0]["application"]["declaration"], Value::Null);
+        let (status, v) = app.get(&format!("/api/v1/applications/{id}"), "r3").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["applicant"], "hidden");
+        let (status, _) = app.get(&format!("/api/v1/applications/{id}/documents"), "r3").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "evidence is not the reviewer's");
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/applications/{id}/conflict"),
+                "r3",
+                json!({"reason": "I advise a competitor"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        hidden_from(&app, "r3", &id, &reviews[1]).await;
+        // Reviewer 4 was never asked: nothing either.
+        hidden_from(&app, "r4", &id, &reviews[1]).await;
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{id}/reviewers"),
+                "manager",
+                json!({"reviewer": r3}),
+            )
+            .await;
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict-of-interest"))
+        );
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{id}/reviewers"),
+                "manager",
+                json!({"reviewer": r4}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        reviews[1] = v["id"].as_str().unwrap().to_string();
+
+        // Scores per criterion: every criterion, within range.
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/reviews/{}/submit", reviews[0]),
+                "reviewer",
+                json!({"scores": {"excellence": 5, "impact": 4}, "comments": "Strong"}),
+            )
+            .await;
+        assert_eq!(
+            (status, v["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("scores.feasibility"))
+        );
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/reviews/{}/submit", reviews[0]),
+                "reviewer",
+                json!({"scores": {"excellence": 5, "impact": 4, "feasibility": 6}, "comments": "Strong"}),
+            )
+            .await;
+        assert_eq!(
+            (status, v["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("scores.feasibility"))
+        );
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/reviews/{}/submit", reviews[0]),
+                "r4",
+                json!({"scores": {"excellence": 5, "impact": 4, "feasibility": 4}, "comments": "Not mine"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "another reviewer's review");
+        for (review, who, scores) in [
+            (
+                &reviews[0],
+                "reviewer",
+                json!({"excellence": 5, "impact": 4, "feasibility": 3}),
+            ),
+            (
+                &reviews[1],
+                "r4",
+                json!({"excellence": 4, "impact": 4, "feasibility": 4}),
+            ),
+        ] {
+            let (status, v) = app
+                .post(
+                    &format!("/api/v1/reviews/{review}/submit"),
+                    who,
+                    json!({"scores": scores, "comments": "Clear plan; check the data licence"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            assert_eq!(v["score_milli"], 4000);
+        }
+        let (_, a) = app.get(&format!("/api/v1/applications/{id}"), "startup").await;
+        assert_eq!(a["state"], "right-to-reply", "both reviews in: {a}");
+
+        // The applicant reads the reviews, never who wrote them, and replies.
+        let (_, rs) = app.get(&format!("/api/v1/applications/{id}/reviews"), "startup").await;
+        assert_eq!(rs["items"].as_array().unwrap().len(), 2, "{rs}");
+        assert!(
+            rs["items"].as_array().unwrap().iter().all(|r| r["reviewer"].is_null()),
+            "{rs}"
+        );
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{id}/reply"),
+                "startup",
+                json!({"text": "The data is CC-BY 4.0; licence attached to the data plan."}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["state"], "panel");
+
+        // The panel ranks the cut-off and decides with reasons.
+        let (_, ranking) = app.get("/api/v1/calls/ls-blind/ranking", "manager").await;
+        assert_eq!(ranking["items"][0]["application"], json!(id), "{ranking}");
+        assert_eq!(ranking["items"][0]["mean_score_milli"], 4000);
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{id}/decision"),
+                "manager",
+                json!({"award": true, "gpu_hours": 15000, "reasons": "Ranked first; awarded 75 % of the request", "rank": 1}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["state"], "awarded");
+        assert!(
+            v["clocks"]["decision"]["stopped_at"].is_string(),
+            "the decision stops its clock: {v}"
+        );
+        assert_eq!(v["clocks"]["decision"]["breached"], false);
+        let (_, c) = app.get("/api/v1/calls/ls-blind", "startup").await;
+        assert_eq!(c["budgets"][0]["awarded_gpu_hours"], 15000);
+
+        let (status, v) = app
+            .post(&format!("/api/v1/applications/{id}/accept"), "startup", json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let alloc = v["allocation"].as_str().unwrap();
+        let (_, alloc) = app.get(&format!("/api/v1/allocations/{alloc}"), "startup").await;
+        assert_eq!(alloc["gpu_seconds"]["granted"], 15000 * 3600);
+        assert_eq!(alloc["class"], "large-scale");
+        let project = v["project"].as_str().unwrap();
+        let (_, members) = app.get(&format!("/api/v1/projects/{project}/members"), "startup").await;
+        assert!(
+            members.to_string().contains("member@startup.example"),
+            "the team joined: {members}"
+        );
+        // Nothing to withdraw once accepted.
+        let (status, v) = app
+            .post(&format!("/api/v1/applications/{id}/withdraw"), "startup", json!({}))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{v}");
+
+        let (_, events) = app.get(&format!("/api/v1/applications/{id}/events"), "startup").await;
+        let states: Vec<&str> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "draft",
+                "technical-assessment",
+                "peer-review",
+                "right-to-reply",
+                "panel",
+                "awarded",
+                "accepted"
+            ]
+        );
+        // Reviewers and the applicant were told what to do.
+        let kinds: Vec<String> = app
+            .state
+            .store
+            .all_messages(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| format!("{} {}", m.kind, m.to_email))
+            .collect();
+        for expected in [
+            "review-assigned reviewer@factory.example",
+            "review-assigned pool4@reviewers.example",
+            "right-to-reply startup@startup.example",
+            "application-awarded startup@startup.example",
+            "application-needs-action manager@factory.example",
+        ] {
+            assert!(kinds.iter().any(|k| k == expected), "{expected} missing from {kinds:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_awards_never_exceed_the_budget_and_withdrawal_gives_it_back() {
+    for backend in backends() {
+        let app = app_with(fresh_dir(backend).await, |_| {}).await;
+        let (status, c) = app
+            .post(
+                "/api/v1/calls",
+                "manager",
+                json!({"name": "tiny", "title": "Tiny playground", "mode": "playground", "site": "it-bologna", "gpu_hours": 10}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        let body = json!({"call": "tiny", "title": "Race", "gpu_hours": 1, "duration_days": 7,
+            "answers": {"abstract": "x"}, "declaration": startup_declaration(true), "submit": true});
+        let tasks: Vec<_> = (0..24)
+            .map(|_| spawn_post(&app, "startup", "/api/v1/applications", Some(body.clone())))
+            .collect();
+        let mut states = Vec::new();
+        for t in tasks {
+            let (status, v) = t.await.unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{v}");
+            states.push((
+                v["state"].as_str().unwrap().to_string(),
+                v["id"].as_str().unwrap().to_string(),
+            ));
+        }
+        let awarded: Vec<&String> = states
+            .iter()
+            .filter(|(s, _)| s == "awarded")
+            .map(|(_, id)| id)
+            .collect();
+        assert_eq!(awarded.len(), 10, "{states:?}");
+        assert!(states.iter().all(|(s, _)| s == "awarded" || s == "panel"), "{states:?}");
+        let (_, c) = app.get("/api/v1/calls/tiny", "startup").await;
+        assert_eq!(
+            (
+                c["budgets"][0]["awarded_gpu_hours"].as_i64(),
+                c["budgets"][0]["left_gpu_hours"].as_i64()
+            ),
+            (Some(10), Some(0))
+        );
+        // Withdrawing an award gives its GPU-hours back to the call.
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/applications/{}/withdraw", awarded[0]),
+                "startup",
+                json!({}),
+            )
+            .await;
+        assert_eq!((status, v["state"].as_str()), (StatusCode::OK, Some("withdrawn")));
+        let (_, c) = app.get("/api/v1/calls/tiny", "startup").await;
+        assert_eq!(c["budgets"][0]["left_gpu_hours"], 1);
+        // A withdrawn application stays withdrawn.
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/applications/{}/withdraw", awarded[0]),
+                "startup",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+    }
+}
+
+#[tokio::test]
+async fn bad_applications_get_field_named_errors_and_ineligible_ones_say_why() {
+    let app = app_with(fresh_dir("sqlite").await, |_| {}).await;
+    let good = json!({"call": "playground", "title": "T", "gpu_hours": 10, "duration_days": 30,
+        "answers": {"abstract": "x"}, "declaration": startup_declaration(true)});
+    let with = |field: &str, value: Value| {
+        let mut b = good.clone();
+        b[field] = value;
+        b
+    };
+    for (body, field) in [
+        (with("title", json!("x".repeat(201))), "title"),
+        (with("gpu_hours", json!(501)), "gpu_hours"),
+        (with("duration_days", json!(0)), "duration_days"),
+        (with("site", json!("fi-kajaani")), "site"),
+        (
+            with("answers", json!({"abstract": "x".repeat(3001)})),
+            "answers.abstract",
+        ),
+        (with("answers", json!({"colour": "blue"})), "answers.colour"),
+        (with("team", json!(["not-an-address"])), "team[0]"),
+        (with("call", json!("no-such-call")), "call"),
+    ] {
+        let (status, v) = app.post("/api/v1/applications", "startup", body).await;
+        assert_eq!(
+            (status, v["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{v}"
+        );
+    }
+    let (status, v) = app
+        .post("/api/v1/applications", "startup", with("extra", json!(1)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    // A document over the limit is refused without being kept.
+    let (_, draft) = app.post("/api/v1/applications", "startup", good.clone()).await;
+    let id = draft["id"].as_str().unwrap();
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/applications/{id}/documents?name=big.bin"),
+            Some("startup"),
+            Some(json!("x".repeat(11 * 1024 * 1024))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, docs) = app
+        .get(&format!("/api/v1/applications/{id}/documents"), "startup")
+        .await;
+    assert_eq!(docs["items"], json!([]));
+    // Not declared true: ineligible, with the rule that failed and why; reopened it can pass.
+    let mut undeclared = good.clone();
+    undeclared["declaration"] = startup_declaration(false);
+    undeclared["submit"] = json!(true);
+    let (status, v) = app.post("/api/v1/applications", "startup", undeclared).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(v["state"], "ineligible");
+    let failed: Vec<&Value> = v["eligibility"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["passed"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "{v}");
+    assert_eq!(failed[0]["rule"], "declaration");
+    let id = v["id"].as_str().unwrap();
+    let (status, v) = app
+        .post(&format!("/api/v1/applications/{id}/reopen"), "startup", json!({}))
+        .await;
+    assert_eq!((status, v["state"].as_str()), (StatusCode::OK, Some("draft")));
+    let (status, v) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/applications/{id}"),
+            Some("startup"),
+            Some(json!({"declaration": startup_declaration(true)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, v) = app
+        .post(&format!("/api/v1/applications/{id}/submit"), "startup", json!({}))
+        .await;
+    assert_eq!(v["state"], "awarded", "{v}");
+    // Another organisation neither sees nor touches it.
+    let (status, _) = app.get(&format!("/api/v1/applications/{id}"), "sme").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .post(&format!("/api/v1/applications/{id}/withdraw"), "sme", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
