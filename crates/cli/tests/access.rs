@@ -189,3 +189,53 @@ fn an_eligible_start_up_goes_from_registration_to_a_running_job_through_the_cli(
     let events = ok(run(&server, &home, &["application", "events", id]));
     assert!(events.contains("awarded automatically"), "{events}");
 }
+
+/// Mail queued while the SMTP server is away is kept through a crash of the factory and
+/// delivered once the SMTP server is back.
+#[test]
+fn mail_waits_in_the_outbox_while_the_smtp_server_is_away_and_survives_a_crash() {
+    let dir = temp_dir("access-outbox");
+    let smtp_port = free_port();
+    let port = free_port();
+    let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
+    let flags = ["--smtp-url", smtp_url.as_str()];
+    let mut server = serve_with(&dir.join("data"), port, &flags);
+    let home = dir.join("home");
+    ok(run(
+        &server,
+        &home,
+        &[
+            "register",
+            "--email",
+            "bo@away.example",
+            "--name",
+            "Bo",
+            "--org-name",
+            "Away AB",
+            "--org-type",
+            "sme",
+            "--country",
+            "SE",
+        ],
+    ));
+    // The first attempt fails (nothing listens); kill the factory without a goodbye.
+    std::thread::sleep(Duration::from_millis(500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mail = smtpd(&dir.join("maildir"), smtp_port);
+    let _server = serve_with(&dir.join("data"), port, &flags);
+    let message = mail.wait_for("bo@away.example", "confirmation code");
+    assert!(
+        message.contains("From: factory") || message.contains("From: aifactory"),
+        "{message}"
+    );
+    // Exactly once.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        mail.messages()
+            .iter()
+            .filter(|m| m.contains("To: bo@away.example"))
+            .count(),
+        1
+    );
+}

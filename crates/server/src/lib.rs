@@ -42,6 +42,8 @@ pub struct Config {
     pub launch_hold: Option<Arc<exec::LaunchHold>>,
     /// Where notifications are e-mailed; without one they wait in the outbox.
     pub smtp: Option<mail::Smtp>,
+    /// How often deadlines and reminders are checked (`programme::tick`).
+    pub programme_tick: Duration,
 }
 
 /// Where jobs run.
@@ -70,6 +72,7 @@ impl Default for Config {
             executor: ExecutorChoice::Local,
             launch_hold: None,
             smtp: None,
+            programme_tick: Duration::from_secs(60),
         }
     }
 }
@@ -159,6 +162,16 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
     if let Some(smtp) = state.config.smtp.clone() {
         mail::start(state.clone(), smtp);
     }
+    let deadlines = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(deadlines.config.programme_tick);
+        loop {
+            tick.tick().await;
+            if let Err(e) = programme::tick(&deadlines, accounting::unix_now() as i64).await {
+                tracing::warn!(error = %e.detail, "checking the access programme's deadlines");
+            }
+        }
+    });
     lifecycle::recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();
     tokio::spawn(async move {

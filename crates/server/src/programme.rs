@@ -24,7 +24,7 @@ fn refused(e: workflow::Refused) -> ApiError {
 /// carries (answers, a decision, a reply), and saves it with its effects.
 pub async fn apply(
     state: &AppState,
-    actor: &User,
+    actor: Option<&User>,
     call: &Call,
     before: &Application,
     event: Event,
@@ -36,7 +36,7 @@ pub async fn apply(
     after.state = to;
     let t = now();
     let mut effects = Effects {
-        actor_user_id: Some(actor.id.clone()),
+        actor_user_id: actor.map(|a| a.id.clone()),
         note: note(event, &after),
         ..Default::default()
     };
@@ -99,7 +99,7 @@ pub async fn submit(
         let decision = decision.clone();
         let result = apply(
             state,
-            actor,
+            Some(actor),
             call,
             before,
             Event::Submitted { eligible, budget_left },
@@ -283,4 +283,122 @@ async fn messages(state: &AppState, call: &Call, app: &Application, from: State)
 
 async fn programme_managers(state: &AppState) -> Result<Vec<User>, ApiError> {
     Ok(state.store.users_with_role(PlatformRole::ProgrammeManager).await?)
+}
+
+const DAY: i64 = 86_400;
+
+fn notice(to: &User, kind: &str, about: &str, dedupe: String, subject: String, body: String) -> NewMessage {
+    NewMessage {
+        to_user_id: Some(to.id.clone()),
+        to_email: to.email.clone(),
+        kind: kind.into(),
+        subject,
+        body,
+        about: Some(about.into()),
+        dedupe_key: Some(dedupe),
+    }
+}
+
+/// Deadlines and reminders, run every minute by the server (and by tests at any `now`):
+/// reviewers are reminded a day before their review is due and told when it is late; an
+/// applicant is reminded before the time to reply ends, and when it has ended the
+/// application goes to the panel without a reply; programme managers hear of every
+/// application past its decision target; principal investigators are warned 30 and 7
+/// days before their allocation ends. Each notice goes out once (its dedupe key).
+pub async fn tick(state: &AppState, now: i64) -> Result<(), ApiError> {
+    let mut out = Vec::new();
+    let managers = programme_managers(state).await?;
+    let waiting = state.store.list_applications(&Default::default()).await?;
+    for app in waiting.iter().filter(|a| a.state.awaits_decision()) {
+        let call = state.store.get_call(&app.call_id).await?;
+        let calendar = call.spec.calendar();
+        if app.state == State::PeerReview {
+            for r in state.store.reviews_of_application(&app.id).await? {
+                if r.state != store::ReviewState::Assigned {
+                    continue;
+                }
+                let reviewer = state.store.get_user(&r.reviewer_user_id).await?;
+                let due = crate::api::rfc3339(r.due_at);
+                if now > r.due_at {
+                    out.push(notice(&reviewer, "review-overdue", &app.id, format!("{}:overdue", r.id),
+                        format!("Your review of {} is overdue", app.id),
+                        format!("Your review of the application {} to \"{}\" was due {due}. Submit it, or declare a conflict of interest.", app.id, call.title)));
+                    for m in &managers {
+                        out.push(notice(
+                            m,
+                            "review-overdue",
+                            &app.id,
+                            format!("{}:overdue:{}", r.id, m.id),
+                            format!("A review of {} is overdue", app.id),
+                            format!(
+                                "{} has not reviewed {} (due {due}): remind them or assign another reviewer.",
+                                reviewer.name, app.id
+                            ),
+                        ));
+                    }
+                } else if now > r.due_at - DAY {
+                    out.push(notice(
+                        &reviewer,
+                        "review-reminder",
+                        &app.id,
+                        format!("{}:reminder", r.id),
+                        format!("Reminder: your review of {} is due {due}", app.id),
+                        format!(
+                            "Your review of the application {} to \"{}\" is due {due}.",
+                            app.id, call.title
+                        ),
+                    ));
+                }
+            }
+        }
+        if app.state == State::RightToReply {
+            let since = state
+                .store
+                .application_events(&app.id)
+                .await?
+                .iter()
+                .rev()
+                .find(|e| e.to_state == State::RightToReply)
+                .map_or(app.updated_at, |e| e.at);
+            let due = calendar.due(since, call.spec.review.reply_working_days);
+            let applicant = state.store.get_user(&app.applicant_user_id).await?;
+            if now > due {
+                apply(state, None, &call, app, Event::Replied, |a| {
+                    a.reply = None;
+                })
+                .await?;
+                continue;
+            } else if now > due - DAY {
+                out.push(notice(&applicant, "reply-reminder", &app.id, format!("{}:reply-reminder", app.id),
+                    format!("Reminder: reply to the reviews of {} by {}", app.title, crate::api::rfc3339(due)),
+                    format!("The time to answer the reviews of your application {} ends {}; after that it goes to the panel as it is.", app.id, crate::api::rfc3339(due))));
+            }
+        }
+        if let Some(submitted) = app.submitted_at {
+            let due = calendar.due(submitted, call.spec.decision_working_days);
+            if now > due {
+                for m in &managers {
+                    out.push(notice(m, "decision-overdue", &app.id, format!("{}:breach:{}", app.id, m.id),
+                        format!("Application {} is past its decision target", app.id),
+                        format!("The call \"{}\" promises a decision within {} working days; {} ({}) was submitted {} and is still {}.",
+                            call.title, call.spec.decision_working_days, app.title, app.id, crate::api::rfc3339(submitted), app.state)));
+                }
+            }
+        }
+    }
+    for (days, key) in [(30, "30d"), (7, "7d")] {
+        for (alloc, pi) in state.store.allocations_ending(now, now + days * DAY).await? {
+            let Some(pi) = pi else { continue };
+            let pi = state.store.get_user(&pi).await?;
+            let ends = crate::api::rfc3339(alloc.valid_until);
+            out.push(notice(&pi, "allocation-ending", &alloc.id, format!("{}:{key}", alloc.id),
+                format!("Your allocation {} ends {ends}", alloc.id),
+                format!("The allocation {} of project {} ends {ends}. Ask for an extension or a renewal before then, and send the final report (papers, models, datasets).", alloc.id, alloc.project_id)));
+        }
+    }
+    if !out.is_empty() {
+        state.store.enqueue(&out).await?;
+        state.outbox_wake.notify_one();
+    }
+    Ok(())
 }

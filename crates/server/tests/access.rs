@@ -539,3 +539,96 @@ async fn bad_applications_get_field_named_errors_and_ineligible_ones_say_why() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Deadlines: reviewers are reminded once a day before and told once when late, programme
+/// managers hear of a missed decision target, the time to reply runs out into the panel,
+/// and principal investigators are warned before their allocation ends.
+#[tokio::test]
+async fn deadlines_send_each_reminder_once_and_a_reply_that_never_comes_goes_to_the_panel() {
+    let app = app_with(fresh_dir("sqlite").await, |_| {}).await;
+    let (_, demo_call) = app.get("/api/v1/calls/large-scale", "startup").await;
+    let mut spec = demo_call["spec"].clone();
+    spec["review"]["min_reviewers"] = json!(1);
+    let (status, _) = app
+        .post(
+            "/api/v1/calls",
+            "manager",
+            json!({"name": "ls-one", "title": "One reviewer", "spec": spec}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let a = apply(&app, "ls-one", "it-bologna", 1000).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/applications/{id}/assessment"),
+        "manager",
+        json!({"passed": true, "notes": "ok"}),
+    )
+    .await;
+    let reviewer = user_id(&app, "reviewer").await;
+    let (_, review) = app
+        .post(
+            &format!("/api/v1/applications/{id}/reviewers"),
+            "manager",
+            json!({"reviewer": reviewer}),
+        )
+        .await;
+    let due = review["due_at"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_second();
+    let count = |kind: &'static str| {
+        let store = app.state.store.clone();
+        async move {
+            store
+                .all_messages(1000)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|m| m.kind == kind)
+                .count()
+        }
+    };
+    server::programme::tick(&app.state, due - 7200).await.unwrap();
+    server::programme::tick(&app.state, due - 3600).await.unwrap();
+    assert_eq!(count("review-reminder").await, 1, "reminded once");
+    assert_eq!(count("review-overdue").await, 0);
+    server::programme::tick(&app.state, due + 1).await.unwrap();
+    server::programme::tick(&app.state, due + 3600).await.unwrap();
+    assert_eq!(
+        count("review-overdue").await,
+        2,
+        "the reviewer and the programme manager, once each"
+    );
+
+    let review = review["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/reviews/{review}/submit"),
+            "reviewer",
+            json!({"scores": {"excellence": 3, "impact": 3, "feasibility": 3}, "comments": "Fine"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, v) = app.get(&format!("/api/v1/applications/{id}"), "startup").await;
+    assert_eq!(v["state"], "right-to-reply");
+    // Three working days to reply; a month later it has gone to the panel without one, and
+    // the decision target (ten working days) has been missed.
+    let later = server::accounting::unix_now() as i64 + 30 * 86_400;
+    server::programme::tick(&app.state, later).await.unwrap();
+    let (_, v) = app.get(&format!("/api/v1/applications/{id}"), "startup").await;
+    assert_eq!(v["state"], "panel", "{v}");
+    assert_eq!(v["reply"], Value::Null);
+    server::programme::tick(&app.state, later).await.unwrap();
+    assert_eq!(count("decision-overdue").await, 1);
+    assert_eq!(v["clocks"]["decision"]["breached"], false, "not yet in real time");
+
+    // Allocations a year long: warned 30 days before their end, once.
+    let in_340_days = server::accounting::unix_now() as i64 + 340 * 86_400;
+    server::programme::tick(&app.state, in_340_days).await.unwrap();
+    server::programme::tick(&app.state, in_340_days + 60).await.unwrap();
+    let ending = count("allocation-ending").await;
+    assert_eq!(ending, 5, "one per demo allocation");
+}

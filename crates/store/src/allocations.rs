@@ -11,6 +11,22 @@ impl Store {
         Ok(alloc)
     }
 
+    /// Active allocations ending in `(from, to]`, with their project's principal investigator.
+    pub async fn allocations_ending(&self, from: i64, to: i64) -> Result<Vec<(Allocation, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT a.*, p.pi_user_id FROM allocations a JOIN projects p ON p.id = a.project_id \
+             WHERE a.state = $1 AND a.valid_until > $2 AND a.valid_until <= $3 ORDER BY a.id",
+        )
+        .bind(AllocationState::Active.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((allocation_from(r)?, r.try_get("pi_user_id")?)))
+            .collect()
+    }
+
     pub async fn get_allocation(&self, id: &str) -> Result<Allocation> {
         let row = sqlx::query("SELECT * FROM allocations WHERE id = $1")
             .bind(id)

@@ -605,7 +605,7 @@ pub(crate) async fn submit(State(state): State<AppState>, caller: Caller, Path(i
 
 async fn applicant_event(state: AppState, caller: Caller, id: String, event: Event) -> ApiResult {
     let (app, call) = as_applicant(&state, &caller, &id).await?;
-    let saved = programme::apply(&state, &caller.user, &call, &app, event, |_| {}).await?;
+    let saved = programme::apply(&state, Some(&caller.user), &call, &app, event, |_| {}).await?;
     if event == Event::Accept {
         invite_team(&state, &caller, &saved).await;
     }
@@ -669,7 +669,7 @@ pub(crate) async fn assess(
     let by = caller.user.id.clone();
     let saved = programme::apply(
         &state,
-        &caller.user,
+        Some(&caller.user),
         &call,
         &app,
         Event::TechnicalAssessment { passed: b.passed },
@@ -729,7 +729,7 @@ pub(crate) async fn decide(
     };
     let saved = programme::apply(
         &state,
-        &caller.user,
+        Some(&caller.user),
         &call,
         &app,
         Event::Decided { award: b.award },
@@ -755,7 +755,7 @@ pub(crate) async fn reply(
 ) -> ApiResult {
     non_empty("text", &b.text, 20_000)?;
     let (app, call) = as_applicant(&state, &caller, &id).await?;
-    let saved = programme::apply(&state, &caller.user, &call, &app, Event::Replied, |a| {
+    let saved = programme::apply(&state, Some(&caller.user), &call, &app, Event::Replied, |a| {
         a.reply = Some(b.text.trim().to_string());
     })
     .await?;

@@ -385,7 +385,7 @@ pub(crate) async fn submit_review(
     let submitted = reviews.iter().filter(|r| r.state == ReviewState::Submitted).count();
     let waiting = reviews.iter().any(|r| r.state == ReviewState::Assigned);
     if app.state == Stage::PeerReview && !waiting && submitted >= spec.min_reviewers as usize {
-        crate::programme::apply(&state, &caller.user, &call, &app, Event::ReviewsComplete, |_| {}).await?;
+        crate::programme::apply(&state, Some(&caller.user), &call, &app, Event::ReviewsComplete, |_| {}).await?;
     }
     ok(review_view(&saved, true))
 }
