@@ -8,5 +8,6 @@ pub mod call;
 pub mod conflicts;
 pub mod countries;
 pub mod eligibility;
+pub mod indicators;
 pub mod sme;
 pub mod workflow;

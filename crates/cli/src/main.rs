@@ -128,6 +128,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::ReviewCmd,
     },
+    /// Reports for staff: the access programme's indicators, usage (tables or CSV).
+    Report {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::ReportCmd,
+    },
     /// What the factory told you (also sent by e-mail).
     Notifications {
         #[command(flatten)]
@@ -167,6 +174,7 @@ fn main() -> ExitCode {
         Command::Apply { conn, args } => client::apply(&conn, *args).map(|()| 0),
         Command::Application { conn, cmd } => client::application(&conn, cmd).map(|()| 0),
         Command::Review { conn, cmd } => client::review(&conn, cmd).map(|()| 0),
+        Command::Report { conn, cmd } => client::report(&conn, cmd).map(|()| 0),
         Command::Notifications { conn } => client::notifications(&conn).map(|()| 0),
         Command::Simulate(args) => simulate::run(*args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),

@@ -632,3 +632,132 @@ async fn deadlines_send_each_reminder_once_and_a_reply_that_never_comes_goes_to_
     let ending = count("allocation-ending").await;
     assert_eq!(ending, 5, "one per demo allocation");
 }
+
+/// The initiative's indicators: by mode, organisation type, country and sector, with time
+/// to decision against the target and the share that went to SMEs and start-ups; JSON and CSV.
+#[tokio::test]
+async fn indicators_count_applications_awards_and_time_to_decision_by_mode() {
+    let app = app_with(fresh_dir("sqlite").await, |_| {}).await;
+    let playground = |who: &'static str, declaration: Value| {
+        json!({"call": "playground", "title": format!("{who} try"), "gpu_hours": 40, "duration_days": 30,
+            "answers": {"abstract": "x"}, "declaration": declaration, "submit": true})
+    };
+    for _ in 0..2 {
+        let (status, v) = app
+            .post(
+                "/api/v1/applications",
+                "startup",
+                playground("startup", startup_declaration(true)),
+            )
+            .await;
+        assert_eq!(
+            (status, v["state"].as_str()),
+            (StatusCode::CREATED, Some("awarded")),
+            "{v}"
+        );
+    }
+    // A research organisation applies too: eligible (the playground is open to all), but
+    // not free of charge.
+    let research = json!({"org_type": "research", "country": "IT", "sector": "research", "declared_true": true});
+    let (status, v) = app
+        .post("/api/v1/applications", "research", playground("research", research))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    // One fast-lane application decided by the programme manager.
+    let a = apply(&app, "fast-lane", "fi-kajaani", 5000).await;
+    let id = a["id"].as_str().unwrap();
+    app.post(
+        &format!("/api/v1/applications/{id}/assessment"),
+        "manager",
+        json!({"passed": true, "notes": "ok"}),
+    )
+    .await;
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/applications/{id}/decision"),
+            "manager",
+            json!({"award": true, "reasons": "fits"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, report) = app.get("/api/v1/reports/programme", "manager").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let row = |d: &str, k: &str| {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["dimension"] == d && r["key"] == k)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {d}={k}: {report}"))
+    };
+    let all = row("all", "all");
+    assert_eq!(
+        (all["applications"].as_u64(), all["awards"].as_u64()),
+        (Some(4), Some(4)),
+        "{all}"
+    );
+    assert_eq!(all["awarded_gpu_hours"], 40 * 3 + 5000);
+    let pg = row("mode", "playground");
+    assert_eq!(
+        (
+            pg["applications"].as_u64(),
+            pg["awards"].as_u64(),
+            pg["eligible"].as_u64()
+        ),
+        (Some(3), Some(3), Some(3))
+    );
+    assert_eq!(pg["median_decision_working_days"], 0, "awarded the day they applied");
+    assert_eq!(pg["decisions_within_target"], 3);
+    let fl = row("mode", "fast-lane");
+    assert_eq!(
+        (fl["decisions"].as_u64(), fl["decisions_within_target"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(row("org_type", "startup")["applications"], 3);
+    assert_eq!(row("country", "IT")["applications"], 4);
+    assert_eq!(row("sector", "robotics")["awards"], 3);
+    assert_eq!(row("org_type", "research")["awarded_gpu_hours"], 40);
+    // (40 + 40 + 5000) of 5120 GPU-hours went to the start-up.
+    assert_eq!(report["sme_startup_awarded_permille"], 992);
+    // Staff only.
+    let (status, _) = app.get("/api/v1/reports/programme", "startup").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, csv) = app
+        .call(
+            Method::GET,
+            "/api/v1/reports/programme?format=csv",
+            Some("manager"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = csv.as_str().unwrap_or_default().to_string();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("dimension,key,applications,eligible,awards,"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("mode,playground,3,3,3,")), "{text}");
+    let (status, usage) = app
+        .call(
+            Method::GET,
+            "/api/v1/reports/usage?format=csv&group_by=country",
+            Some("admin"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        usage
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("key,entries,gpu_seconds,"),
+        "{usage}"
+    );
+}

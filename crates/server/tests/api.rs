@@ -794,7 +794,7 @@ fn expected(method: &str, path: &str) -> &'static str {
         | ("get", "/api/v1/me/invitations")
         | ("get", "/api/v1/sites" | "/api/v1/nodes" | "/api/v1/tokens")
         | ("post", "/api/v1/tokens") => "AAAAAAA",
-        ("get", "/metrics" | "/api/v1/reports/usage") => "AAAFFFF",
+        ("get", "/metrics" | "/api/v1/reports/usage" | "/api/v1/reports/programme") => "AAAFFFF",
         ("post", "/api/v1/orgs") => "AFFFFFF",
         ("get", "/api/v1/orgs/{id}" | "/api/v1/orgs/{id}/members" | "/api/v1/projects/{id}")
         | ("get", "/api/v1/projects/{id}/members" | "/api/v1/allocations" | "/api/v1/allocations/{id}")

@@ -3,6 +3,15 @@
 use super::*;
 
 impl Store {
+    /// When the first job of a project started, if one has.
+    pub async fn first_job_started(&self, project_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(started_at) AS first FROM jobs WHERE project_id = $1")
+            .bind(project_id)
+            .fetch_one(&self.pool)
+            .await?;
+        opt_i64(&row, "first")
+    }
+
     /// Admits a job: the allocation must be active and in its window, and its available
     /// GPU-seconds must cover `reserved_gpu_seconds`, which are reserved in the same
     /// transaction. A retried request with the same idempotency key returns the first job.

@@ -151,7 +151,7 @@ impl Client {
     }
 
     /// Copies a (possibly endless, chunked) text answer to `out` as it arrives.
-    fn copy_to(&self, path: &str, out: &mut impl Write) -> Result<()> {
+    pub fn copy_to(&self, path: &str, out: &mut impl Write) -> Result<()> {
         let token = self
             .token
             .as_deref()

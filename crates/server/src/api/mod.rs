@@ -8,6 +8,7 @@ mod allocations;
 mod applications;
 mod calls;
 mod health;
+mod indicators;
 mod invitations;
 mod jobs;
 mod notifications;
@@ -69,6 +70,7 @@ fn endpoints() -> Vec<Endpoint> {
         applications::endpoints(),
         notifications::endpoints(),
         reviews::endpoints(),
+        indicators::endpoints(),
     ]
     .into_iter()
     .flatten()

@@ -164,23 +164,46 @@ pub(crate) async fn usage_report(
                 .collect(),
         }),
         Some("csv") => {
-            let mut out = format!("{group_by},entries,gpu_seconds,energy_wh,carbon_g,cost_cents\n");
-            for (k, (n, u)) in &groups {
-                let k = if k.contains([',', '"', '\n']) {
-                    format!("\"{}\"", k.replace('"', "\"\""))
-                } else {
-                    k.clone()
-                };
-                out.push_str(&format!(
-                    "{k},{n},{},{},{},{}\n",
-                    u.gpu_seconds, u.energy_wh, u.carbon_g, u.cost_cents
-                ));
+            #[derive(Serialize)]
+            struct CsvRow<'a> {
+                key: &'a str,
+                entries: u64,
+                gpu_seconds: i64,
+                energy_wh: i64,
+                carbon_g: i64,
+                cost_cents: i64,
             }
-            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+            let rows: Vec<CsvRow> = groups
+                .iter()
+                .map(|(k, (n, u))| CsvRow {
+                    key: k,
+                    entries: *n,
+                    gpu_seconds: u.gpu_seconds,
+                    energy_wh: u.energy_wh,
+                    carbon_g: u.carbon_g,
+                    cost_cents: u.cost_cents,
+                })
+                .collect();
+            csv_response(
+                &["key", "entries", "gpu_seconds", "energy_wh", "carbon_g", "cost_cents"],
+                &rows,
+            )
         }
         Some(other) => Err(ApiError::field(
             "format",
             format!("`format` is json or csv, not `{other}`"),
         )),
     }
+}
+
+/// A CSV table: the header line (also when there are no rows), then `rows`, whose fields
+/// are in the header's order (the `csv` crate quotes what needs quoting).
+pub(crate) fn csv_response<T: Serialize>(header: &[&str], rows: &[T]) -> ApiResult {
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    w.write_record(header).map_err(ApiError::internal)?;
+    for r in rows {
+        w.serialize(r).map_err(ApiError::internal)?;
+    }
+    let out = w.into_inner().map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
 }
