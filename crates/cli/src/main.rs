@@ -128,6 +128,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::ReviewCmd,
     },
+    /// Training courses: list, enrol; create, enrol a class from CSV, completion (programme managers).
+    Course {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::CourseCmd,
+    },
     /// Reports for staff: the access programme's indicators, usage (tables or CSV).
     Report {
         #[command(flatten)]
@@ -174,6 +181,7 @@ fn main() -> ExitCode {
         Command::Apply { conn, args } => client::apply(&conn, *args).map(|()| 0),
         Command::Application { conn, cmd } => client::application(&conn, cmd).map(|()| 0),
         Command::Review { conn, cmd } => client::review(&conn, cmd).map(|()| 0),
+        Command::Course { conn, cmd } => client::course(&conn, cmd).map(|()| 0),
         Command::Report { conn, cmd } => client::report(&conn, cmd).map(|()| 0),
         Command::Notifications { conn } => client::notifications(&conn).map(|()| 0),
         Command::Simulate(args) => simulate::run(*args).map(|()| 0),

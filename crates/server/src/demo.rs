@@ -1,7 +1,7 @@
 //! `aifactory serve --demo`: a small factory to try things on: two sites in two countries
 //! with a few nodes of virtual GPUs, organisations of every type, users of every role,
 //! projects with allocations, an open call of each mode (playground, fast lane, large
-//! scale), a programme manager and a pool of two reviewers, and a token per demo user
+//! scale), a two-day course, a programme manager and a pool of two reviewers, and a token per demo user
 //! written to `demo-tokens.json`.
 
 use access::call::{CallSpec, Mode};
@@ -220,6 +220,18 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
             })
             .await?;
     }
+    store
+        .create_course(&store::NewCourse {
+            name: "llm-finetuning".into(),
+            title: "Fine-tuning open LLMs on a GPU cluster".into(),
+            description: "Two days, hands-on: data preparation, LoRA, evaluation, and running it all as jobs.".into(),
+            site: "fi-kajaani".into(),
+            starts_at: now + 14 * 86_400,
+            ends_at: now + 16 * 86_400,
+            seats: 20,
+            gpu_hours_per_trainee: 20,
+        })
+        .await?;
     let tokens = serde_json::Value::Object(tokens);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display())))?;

@@ -761,3 +761,192 @@ async fn indicators_count_applications_awards_and_time_to_decision_by_mode() {
         "{usage}"
     );
 }
+
+/// Training: a class enrolled from CSV fills the seats and waits on the list beyond them;
+/// a seated trainee runs jobs on a playground allocation that ends with the course; a
+/// freed seat goes to the first on the waitlist; completion is recorded; concurrent
+/// enrolments never take more seats than there are.
+#[tokio::test]
+async fn courses_seat_trainees_with_allocations_that_end_with_the_course_and_keep_a_waitlist() {
+    for backend in backends() {
+        let mut app = app_with(fresh_dir(backend).await, |_| {}).await;
+        let (status, course) = app
+            .post(
+                "/api/v1/courses",
+                "manager",
+                json!({"name": "gpu-101", "title": "GPU computing 101", "site": "it-bologna",
+                    "starts_at": "2030-03-02T09:00:00Z", "ends_at": "2030-03-04T17:00:00Z", "seats": 2, "gpu_hours_per_trainee": 5}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{course}");
+        let csv = |text: &str| json!({ "$text": text });
+        // A bad line refuses the whole file, naming the line.
+        let (status, v) = app
+            .post(
+                "/api/v1/courses/gpu-101/enrolments",
+                "manager",
+                csv("email,name\nana@uni.example,Ana\nnot-an-address,Bob\n"),
+            )
+            .await;
+        assert_eq!(
+            (status, v["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("line 3")),
+            "{v}"
+        );
+        let (_, list) = app.get("/api/v1/courses/gpu-101/enrolments", "manager").await;
+        assert_eq!(list["items"], json!([]));
+        let (status, v) = app
+            .post(
+                "/api/v1/courses/gpu-101/enrolments",
+                "manager",
+                csv("email,name\nana@uni.example,Ana\nbo@uni.example,Bo\ncy@uni.example,Cy\n"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let states: Vec<&str> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["enrolled", "enrolled", "waitlisted"]);
+        let (_, c) = app.get("/api/v1/courses/gpu-101", "startup").await;
+        assert_eq!(c["seats_left"], 0);
+
+        // Ana runs a job on her course allocation, which ends with the course.
+        let ana = v["items"][0]["user"].as_str().unwrap().to_string();
+        let (_, t) = app
+            .post("/api/v1/tokens", "admin", json!({"name": "course", "user": ana}))
+            .await;
+        app.tokens["ana"] = t["token"].clone();
+        let project = v["items"][0]["project"].as_str().unwrap();
+        let alloc = v["items"][0]["allocation"].as_str().unwrap();
+        let (_, a) = app.get(&format!("/api/v1/allocations/{alloc}"), "ana").await;
+        assert_eq!(a["valid_until"], "2030-03-04T17:00:00Z");
+        assert_eq!(
+            (a["class"].as_str(), a["gpu_seconds"]["granted"].as_i64()),
+            (Some("playground"), Some(5 * 3600))
+        );
+        let (status, job) = app
+            .post(
+                "/api/v1/jobs",
+                "ana",
+                json!({"project": project, "command": ["true"], "walltime_s": 60}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{job}");
+        // Trainees share the course's organisation, not each other's projects.
+        let bo = v["items"][1]["user"].as_str().unwrap().to_string();
+        let (_, t) = app
+            .post("/api/v1/tokens", "admin", json!({"name": "course", "user": bo}))
+            .await;
+        app.tokens["bo"] = t["token"].clone();
+        let (status, _) = app
+            .post(
+                "/api/v1/jobs",
+                "bo",
+                json!({"project": project, "command": ["true"], "walltime_s": 60}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a trainee submits to their own project only"
+        );
+
+        // Bo cancels: Cy gets the seat and an allocation; Bo's is suspended.
+        let (status, e) = app
+            .post(
+                &format!("/api/v1/courses/gpu-101/enrolments/{bo}/cancel"),
+                "bo",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, e["state"].as_str()),
+            (StatusCode::OK, Some("cancelled")),
+            "{e}"
+        );
+        let bo_alloc = v["items"][1]["allocation"].as_str().unwrap();
+        let (_, a) = app.get(&format!("/api/v1/allocations/{bo_alloc}"), "manager").await;
+        assert_eq!(a["state"], "suspended");
+        let (_, list) = app.get("/api/v1/courses/gpu-101/enrolments", "manager").await;
+        let cy = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["email"] == "cy@uni.example")
+            .unwrap();
+        assert_eq!(cy["state"], "enrolled");
+        assert!(cy["allocation"].as_str().unwrap().starts_with("alc_"));
+        let messages = app.state.store.all_messages(1000).await.unwrap();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.to_email == "cy@uni.example" && m.subject.contains("is yours"))
+        );
+
+        let (status, e) = app
+            .post(
+                &format!("/api/v1/courses/gpu-101/enrolments/{ana}/complete"),
+                "manager",
+                json!({}),
+            )
+            .await;
+        assert_eq!((status, e["state"].as_str()), (StatusCode::OK, Some("completed")));
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/courses/gpu-101/enrolments/{bo}/complete"),
+                "manager",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "a cancelled seat is not completed");
+        let (_, report) = app.get("/api/v1/reports/programme", "manager").await;
+        assert_eq!(report["training"]["courses"], 2, "{report}");
+        assert_eq!(report["training"]["completed"], 1);
+
+        // Twelve people enrol at once in three seats: three are seated.
+        let (status, _) = app
+            .post(
+                "/api/v1/courses",
+                "manager",
+                json!({"name": "rush", "title": "Rush", "site": "it-bologna",
+                    "starts_at": "2030-03-02T09:00:00Z", "ends_at": "2030-03-04T17:00:00Z", "seats": 3, "gpu_hours_per_trainee": 1}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let mut tasks = Vec::new();
+        for n in 0..12 {
+            let key = format!("rusher{n}");
+            let (_, u) = app
+                .post(
+                    "/api/v1/users",
+                    "admin",
+                    json!({"email": format!("{key}@uni.example"), "name": key}),
+                )
+                .await;
+            let (_, t) = app
+                .post("/api/v1/tokens", "admin", json!({"name": "rush", "user": u["id"]}))
+                .await;
+            app.tokens[&key] = t["token"].clone();
+        }
+        for n in 0..12 {
+            tasks.push(spawn_post(
+                &app,
+                &format!("rusher{n}"),
+                "/api/v1/courses/rush/enrol",
+                None,
+            ));
+        }
+        let mut seated = 0;
+        for t in tasks {
+            let (status, e) = t.await.unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{e}");
+            seated += usize::from(e["state"] == "enrolled");
+        }
+        assert_eq!(seated, 3);
+        let (_, c) = app.get("/api/v1/courses/rush", "startup").await;
+        assert_eq!(c["seats_left"], 0);
+    }
+}

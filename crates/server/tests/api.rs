@@ -169,8 +169,9 @@ async fn organisations_never_see_each_other() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, orgs) = app.get("/api/v1/orgs", "sme").await;
     assert_eq!(orgs["items"].as_array().unwrap().len(), 1);
+    // The five demo organisations and the demo course's.
     let (_, orgs) = app.get("/api/v1/orgs", "admin").await;
-    assert_eq!(orgs["items"].as_array().unwrap().len(), 5);
+    assert_eq!(orgs["items"].as_array().unwrap().len(), 6);
 }
 
 #[tokio::test]
@@ -840,6 +841,12 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("get", "/api/v1/reviews/{id}") => "AHAHHHH",
         ("post", "/api/v1/reviews/{id}/submit") => "FHAHHHH",
         ("post", "/api/v1/applications/{id}/conflict" | "/api/v1/me/collaborations") => "FFAFFFF",
+        ("get", "/api/v1/courses" | "/api/v1/courses/{id}") | ("post", "/api/v1/courses/{id}/enrol") => "AAAAAAA",
+        ("post", "/api/v1/courses" | "/api/v1/courses/{id}/enrolments")
+        | ("get", "/api/v1/courses/{id}/enrolments") => "AFFFFFF",
+        ("post", "/api/v1/courses/{id}/enrolments/{user}/complete") => "AFFFFFF",
+        // The trainee themselves, or a programme manager; to anyone else it does not exist.
+        ("post", "/api/v1/courses/{id}/enrolments/{user}/cancel") => "AHHHAHH",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }
@@ -1039,6 +1046,35 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                         Some(json!({"scores": {"excellence": 4, "impact": 3, "feasibility": 5}, "comments": "Sound"})),
                     ),
                     ("get", "/api/v1/reviews/{id}") => (format!("/api/v1/reviews/{review}"), None),
+                    ("post", "/api/v1/courses/{id}/enrolments") => (
+                        "/api/v1/courses/llm-finetuning/enrolments".to_string(),
+                        Some(json!({"$text": format!("email,name\nclass{counter}@school.example,Pupil {counter}\n")})),
+                    ),
+                    (
+                        "post",
+                        "/api/v1/courses/{id}/enrolments/{user}/cancel"
+                        | "/api/v1/courses/{id}/enrolments/{user}/complete",
+                    ) => {
+                        // The start-up's member cancels their own seat (taken in the enrol
+                        // round); everyone else acts on a freshly seated account.
+                        let user = if path.ends_with("cancel") && *role == "startup-member" {
+                            app.get("/api/v1/me", "startup-member").await.1["user"]["id"]
+                                .as_str()
+                                .unwrap()
+                                .to_string()
+                        } else {
+                            let (status, v) = app
+                                .post(
+                                    "/api/v1/courses/llm-finetuning/enrolments",
+                                    "admin",
+                                    json!({"$text": format!("seat{counter}@school.example,Seat {counter}")}),
+                                )
+                                .await;
+                            assert_eq!(status, StatusCode::OK, "{v}");
+                            v["items"][0]["user"].as_str().unwrap().to_string()
+                        };
+                        (path.replace("{id}", "llm-finetuning").replace("{user}", &user), None)
+                    }
                     ("post", "/api/v1/applications/{id}/documents") => (
                         format!("/api/v1/applications/{draft}/documents?name=d{counter}.txt"),
                         Some(json!({"n": counter})),
@@ -1052,6 +1088,7 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             .replace("/jobs/{id}", &format!("/jobs/{job}"))
                             .replace("{name}", "bo-gpu-0000")
                             .replace("/calls/{id}", "/calls/playground")
+                            .replace("/courses/{id}", "/courses/llm-finetuning")
                             .replace("/applications/{id}", &format!("/applications/{draft}"))
                             .replace("{doc}", &document);
                         let query = match path.as_str() {
@@ -1063,7 +1100,8 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             "command": ["true"], "walltime_s": 60, "site": "it-bologna", "gpu_hours": 1,
                             "valid_until": 4_000_000_000i64, "type": "sme", "country": "IT",
                             "email": format!("e{counter}@y.example"), "account": "euhpc_a01_042", "qos": "normal",
-                            "title": "T", "mode": "playground", "call": "playground", "duration_days": 30, "text": "thanks"});
+                            "title": "T", "mode": "playground", "call": "playground", "duration_days": 30, "text": "thanks",
+                            "starts_at": "2030-01-01T09:00:00Z", "ends_at": "2030-01-03T17:00:00Z", "seats": 5, "gpu_hours_per_trainee": 2});
                         let body = op.get("requestBody").map(|b| {
                             // The body's schema, through its reference into the components.
                             let reference = b["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();

@@ -17,6 +17,7 @@ mod nodes;
 mod outbox;
 mod programme;
 mod projects;
+mod training;
 
 use accounts::user_from;
 use allocations::allocation_from;
@@ -25,6 +26,7 @@ use ledger::{add_reserved, insert_ledger, reserve};
 pub use model::*;
 pub use outbox::*;
 pub use programme::*;
+pub use training::*;
 
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -67,6 +69,8 @@ impl From<sqlx::Error> for StoreError {
                     Some("jobs") => "this Idempotency-Key was used already",
                     Some("organisations") => "an organisation with this name exists already",
                     Some("calls") => "a call with this name exists already",
+                    Some("courses") => "a course with this name exists already",
+                    Some("enrolments") => "this person is enrolled already",
                     Some("reviews") => "the reviewer is assigned to this application already",
                     _ => "it exists already",
                 }
@@ -95,6 +99,8 @@ fn constraint_table(e: &dyn sqlx::error::DatabaseError) -> Option<&'static str> 
         "organisations",
         "calls",
         "reviews",
+        "courses",
+        "enrolments",
     ];
     let said = e.table().or(e.constraint()).unwrap_or_else(|| e.message());
     let said = said.rsplit(": ").next().unwrap_or(said);
@@ -113,6 +119,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_invitations.sql")),
     (7, include_str!("../migrations/0007_job_runs.sql")),
     (8, include_str!("../migrations/0008_access_programme.sql")),
+    (9, include_str!("../migrations/0009_training.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -232,6 +239,8 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in [
+            "enrolments",
+            "courses",
             "outbox",
             "reviewer_collaborations",
             "reviewer_conflicts",

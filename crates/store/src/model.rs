@@ -39,6 +39,7 @@ named_enum!(
 named_enum!(InvitationState { Pending = "pending", Accepted = "accepted", Declined = "declined", Revoked = "revoked" });
 named_enum!(AllocationState { Active = "active", Suspended = "suspended" });
 named_enum!(CallState { Open = "open", Closed = "closed" });
+named_enum!(EnrolmentState { Enrolled = "enrolled", Waitlisted = "waitlisted", Completed = "completed", Cancelled = "cancelled" });
 named_enum!(ReviewState { Assigned = "assigned", Submitted = "submitted", Withdrawn = "withdrawn" });
 named_enum!(
     JobState {

@@ -27,6 +27,17 @@ pub(crate) struct ProgrammeReport {
     sme_startup_awarded_permille: Option<i64>,
     /// Thousandths of the GPU-time used on awards that SMEs and start-ups used.
     sme_startup_used_permille: Option<i64>,
+    training: TrainingTotals,
+}
+
+/// Seats offered and filled over every course.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct TrainingTotals {
+    courses: usize,
+    seats_offered: i64,
+    seats_filled: i64,
+    waitlisted: i64,
+    completed: i64,
 }
 
 #[derive(Deserialize)]
@@ -94,7 +105,15 @@ pub(crate) async fn programme_report(
     match q.format.as_deref() {
         None | Some("json") => {
             let (awarded, used) = indicators::sme_share_permille(&records);
+            let (seats_offered, seats_filled, waitlisted, completed) = state.store.training_totals().await?;
             ok(ProgrammeReport {
+                training: TrainingTotals {
+                    courses: state.store.list_courses().await?.len(),
+                    seats_offered,
+                    seats_filled,
+                    waitlisted,
+                    completed,
+                },
                 generated_at: rfc3339(unix_now() as i64),
                 rows,
                 sme_startup_awarded_permille: awarded,

@@ -7,6 +7,7 @@
 mod allocations;
 mod applications;
 mod calls;
+mod courses;
 mod health;
 mod indicators;
 mod invitations;
@@ -71,6 +72,7 @@ fn endpoints() -> Vec<Endpoint> {
         notifications::endpoints(),
         reviews::endpoints(),
         indicators::endpoints(),
+        courses::endpoints(),
     ]
     .into_iter()
     .flatten()

@@ -152,6 +152,7 @@ impl TestApp {
 }
 
 /// One request with a bearer token (none if empty); every error must be a problem document.
+/// A body `{"$text": "..."}` is sent as that text.
 pub async fn request(
     router: Router,
     token: &str,
@@ -164,6 +165,11 @@ pub async fn request(
         req = req.header("authorization", format!("Bearer {token}"));
     }
     let req = match body {
+        // `{"$text": ...}` sends the text itself (CSV uploads).
+        Some(b) if b["$text"].is_string() => req
+            .header("content-type", "text/csv")
+            .body(Body::from(b["$text"].as_str().unwrap().to_string()))
+            .unwrap(),
         Some(b) => req
             .header("content-type", "application/json")
             .body(Body::from(b.to_string()))
