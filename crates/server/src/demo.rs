@@ -170,6 +170,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
                 valid_from: now - 3600,
                 valid_until: now + year,
                 slurm: Default::default(),
+                price_cents_per_gpu_hour: None,
             })
             .await?;
         if ["startup", "sme", "research"].contains(&key) {

@@ -412,7 +412,11 @@ async fn settle(state: &AppState, control: &mut Control, exit: Exit) {
     };
     let usage = if exit.ran {
         let seconds = billed_seconds(exit.started_at, exit.ended_at, job.spec.walltime_s, grace);
-        job_usage(state, &job, seconds, exit.gpu_energy_mj)
+        let price = match state.store.get_allocation(&job.allocation_id).await {
+            Ok(a) => a.price_cents_per_gpu_hour,
+            Err(_) => None,
+        };
+        job_usage(state, &job, price, seconds, exit.gpu_energy_mj)
     } else {
         Usage::default()
     };

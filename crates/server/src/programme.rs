@@ -158,6 +158,12 @@ async fn provision(state: &AppState, call: &Call, app: &Application) -> Result<P
             valid_from: t,
             valid_until: t + app.duration_days * 86_400,
             slurm: Default::default(),
+            // Free for confirmed SMEs and start-ups; the call's price for everyone else
+            // (the site's price when the call sets none).
+            price_cents_per_gpu_hour: match app.eligibility.as_ref().is_some_and(|e| e.free_of_charge) {
+                true => Some(0),
+                false => Some(call.spec.price_cents_per_gpu_hour).filter(|p| *p > 0),
+            },
         },
     })
 }

@@ -331,6 +331,7 @@ async fn a_large_scale_application_goes_through_every_step_with_two_reviewers_a_
         let (_, alloc) = app.get(&format!("/api/v1/allocations/{alloc}"), "startup").await;
         assert_eq!(alloc["gpu_seconds"]["granted"], 15000 * 3600);
         assert_eq!(alloc["class"], "large-scale");
+        assert_eq!(alloc["price_cents_per_gpu_hour"], 0, "free for a start-up");
         let project = v["project"].as_str().unwrap();
         let (_, members) = app.get(&format!("/api/v1/projects/{project}/members"), "startup").await;
         assert!(
@@ -835,6 +836,13 @@ async fn courses_seat_trainees_with_allocations_that_end_with_the_course_and_kee
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{job}");
+        let ended = app.wait_final(job["id"].as_str().unwrap(), "ana").await;
+        assert_eq!(ended["state"], "completed", "{ended}");
+        let (_, usage) = app
+            .get(&format!("/api/v1/usage?job={}", job["id"].as_str().unwrap()), "ana")
+            .await;
+        assert!(usage["gpu_seconds"].as_i64().unwrap() >= 1, "{usage}");
+        assert_eq!(usage["cost_cents"], 0, "training is free: {usage}");
         // Trainees share the course's organisation, not each other's projects.
         let bo = v["items"][1]["user"].as_str().unwrap().to_string();
         let (_, t) = app

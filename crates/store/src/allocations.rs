@@ -163,6 +163,7 @@ pub(crate) fn allocation_from(r: &AnyRow) -> Result<Allocation> {
             account: r.try_get("slurm_account")?,
             qos: r.try_get("slurm_qos")?,
         },
+        price_cents_per_gpu_hour: opt_i64(r, "price_cents_per_gpu_hour")?,
     })
 }
 
@@ -193,10 +194,11 @@ pub(crate) async fn insert_allocation(
         state: AllocationState::Active,
         created_at: now(),
         slurm: new.slurm.clone(),
+        price_cents_per_gpu_hour: new.price_cents_per_gpu_hour,
     };
     sqlx::query(
-        "INSERT INTO allocations (id, project_id, site, class, valid_from, valid_until, state, created_at, slurm_account, slurm_qos) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO allocations (id, project_id, site, class, valid_from, valid_until, state, created_at, slurm_account, slurm_qos, \
+         price_cents_per_gpu_hour) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&alloc.id)
     .bind(&alloc.project_id)
@@ -208,6 +210,7 @@ pub(crate) async fn insert_allocation(
     .bind(alloc.created_at)
     .bind(alloc.slurm.account.as_deref())
     .bind(alloc.slurm.qos.as_deref())
+    .bind(alloc.price_cents_per_gpu_hour)
     .execute(&mut **tx)
     .await?;
     insert_ledger(

@@ -120,6 +120,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_job_runs.sql")),
     (8, include_str!("../migrations/0008_access_programme.sql")),
     (9, include_str!("../migrations/0009_training.sql")),
+    (10, include_str!("../migrations/0010_allocation_price.sql")),
 ];
 
 #[derive(Debug, Clone)]

@@ -144,6 +144,9 @@ pub struct NewAllocation {
     pub valid_until: i64,
     #[serde(default)]
     pub slurm: SlurmCharge,
+    /// Charged at this price per GPU-hour instead of the site's (0: free of charge).
+    #[serde(default)]
+    pub price_cents_per_gpu_hour: Option<i64>,
 }
 
 /// The Slurm account (association) and QoS a site charges an allocation's jobs to; unset,
@@ -165,6 +168,7 @@ pub struct Allocation {
     pub state: AllocationState,
     pub created_at: i64,
     pub slurm: SlurmCharge,
+    pub price_cents_per_gpu_hour: Option<i64>,
 }
 
 /// GPU-seconds of an allocation; `available = granted - reserved - used`.

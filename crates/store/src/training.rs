@@ -329,6 +329,8 @@ async fn take_seat(tx: &mut sqlx::Transaction<'_, sqlx::Any>, course: &Course, u
             valid_from: t.min(course.starts_at),
             valid_until: course.ends_at,
             slurm: Default::default(),
+            // Training is free.
+            price_cents_per_gpu_hour: Some(0),
         },
     )
     .await?;

@@ -70,6 +70,7 @@ async fn world(s: &Store, gpu_seconds: i64) -> World {
             valid_from: 0,
             valid_until: i64::MAX / 2,
             slurm: Default::default(),
+            price_cents_per_gpu_hour: None,
         })
         .await
         .unwrap();

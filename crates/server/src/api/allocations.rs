@@ -100,6 +100,8 @@ pub(crate) struct AllocationView {
     /// The Slurm account and QoS its jobs are charged to (else the server's defaults).
     slurm_account: Option<String>,
     slurm_qos: Option<String>,
+    /// The price its GPU-hours are charged at when it is not the site's (0: free).
+    price_cents_per_gpu_hour: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gpu_seconds: Option<BalanceView>,
 }
@@ -125,6 +127,7 @@ pub(crate) fn allocation_view(a: &Allocation, balance: Option<store::Balance>) -
         created_at: rfc3339(a.created_at),
         slurm_account: a.slurm.account.clone(),
         slurm_qos: a.slurm.qos.clone(),
+        price_cents_per_gpu_hour: a.price_cents_per_gpu_hour,
         gpu_seconds: balance.map(|b| BalanceView {
             granted: b.granted,
             reserved: b.reserved,
@@ -145,6 +148,8 @@ pub(crate) struct CreateAllocation {
     valid_until: i64,
     slurm_account: Option<String>,
     slurm_qos: Option<String>,
+    /// Charge this per GPU-hour instead of the site's price (0: free of charge).
+    price_cents_per_gpu_hour: Option<i64>,
 }
 
 pub(crate) async fn create_allocation(
@@ -173,6 +178,15 @@ pub(crate) async fn create_allocation(
             valid_from: b.valid_from.unwrap_or_else(|| unix_now() as i64),
             valid_until: b.valid_until,
             slurm: slurm_charge(("slurm_account", b.slurm_account), ("slurm_qos", b.slurm_qos))?,
+            price_cents_per_gpu_hour: match b.price_cents_per_gpu_hour {
+                Some(p) if !(0..=1_000_000).contains(&p) => {
+                    return Err(ApiError::field(
+                        "price_cents_per_gpu_hour",
+                        "a price between 0 and 1,000,000 cents per GPU-hour",
+                    ));
+                }
+                p => p,
+            },
         })
         .await?;
     state.submission_cache.clear();
