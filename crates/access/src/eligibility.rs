@@ -366,3 +366,34 @@ mod tests {
         assert!(decide(&r, &sme, 0, now()).eligible, "an SME has no age limit");
     }
 }
+
+/// The rule that a new award waits for the final reports of the applicant's earlier awards
+/// that have ended (`missing`: their allocations).
+pub fn final_reports(missing: &[String]) -> Outcome {
+    if missing.is_empty() {
+        outcome(
+            "final-report",
+            true,
+            "every ended allocation of earlier awards has its final report",
+        )
+    } else {
+        outcome(
+            "final-report",
+            false,
+            format!(
+                "send the final report (outputs: papers, models, datasets) of {} first: aifactory alloc report ID",
+                missing.join(", ")
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod final_report_tests {
+    #[test]
+    fn missing_reports_fail_the_rule() {
+        assert!(super::final_reports(&[]).passed);
+        let r = super::final_reports(&["alc_1".into()]);
+        assert!(!r.passed && r.reason.contains("alc_1"), "{r:?}");
+    }
+}

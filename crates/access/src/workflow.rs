@@ -95,6 +95,57 @@ impl std::fmt::Display for State {
     }
 }
 
+/// What an application asks for: a new award, or more of an award it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    New,
+    /// More time on an allocation.
+    Extension,
+    /// More GPU-hours on an allocation.
+    Supplement,
+    /// A new allocation for the same project once the current one ends.
+    Renewal,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::New, Kind::Extension, Kind::Supplement, Kind::Renewal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::New => "new",
+            Kind::Extension => "extension",
+            Kind::Supplement => "supplement",
+            Kind::Renewal => "renewal",
+        }
+    }
+
+    /// The lighter review a request takes: an extension or a supplement goes straight to
+    /// a decision; a renewal skips the technical assessment but keeps the call's peer
+    /// review and right to reply.
+    pub fn steps(self, call: Steps) -> Steps {
+        match self {
+            Kind::New => call,
+            Kind::Extension | Kind::Supplement => Steps::default(),
+            Kind::Renewal => Steps {
+                automatic_award: false,
+                technical_assessment: false,
+                ..call
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown application kind `{s}` (expected new, extension, supplement, renewal)"))
+    }
+}
+
 /// Which steps a call's applications go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Steps {
@@ -304,6 +355,35 @@ mod tests {
             ),
             [Draft, Ineligible, Draft]
         );
+    }
+
+    #[test]
+    fn requests_take_a_lighter_path() {
+        let ok = Event::Submitted {
+            eligible: true,
+            budget_left: true,
+        };
+        let extension = Kind::Extension.steps(LARGE_SCALE);
+        assert_eq!(
+            walk(extension, &[ok, Event::Decided { award: true }]),
+            [Draft, Panel, Awarded]
+        );
+        let renewal = Kind::Renewal.steps(LARGE_SCALE);
+        assert_eq!(
+            walk(renewal, &[ok, Event::ReviewsComplete, Event::Replied]),
+            [Draft, PeerReview, RightToReply, Panel],
+            "no technical assessment, the same peer review"
+        );
+        let playground_supplement = Kind::Supplement.steps(PLAYGROUND);
+        assert_eq!(
+            walk(playground_supplement, &[ok]),
+            [Draft, Panel],
+            "never awarded automatically"
+        );
+        assert_eq!(Kind::New.steps(FAST_LANE), FAST_LANE);
+        for k in Kind::ALL {
+            assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::{ApiError, AppState};
 use access::eligibility;
-use access::workflow::{self, Event, State};
+use access::workflow::{self, Event, Kind, State};
 use axum::http::StatusCode;
 use store::{
     Application, Call, Effects, NewAllocation, NewMessage, NewProject, PanelDecision, PlatformRole, Provision, User,
@@ -30,7 +30,7 @@ pub async fn apply(
     event: Event,
     edit: impl FnOnce(&mut Application),
 ) -> Result<Application, ApiError> {
-    let to = workflow::next(before.state, event, call.spec.steps()).map_err(refused)?;
+    let to = workflow::next(before.state, event, before.kind.steps(call.spec.steps())).map_err(refused)?;
     let mut after = before.clone();
     edit(&mut after);
     after.state = to;
@@ -59,7 +59,17 @@ pub async fn apply(
     }
     if to == State::Accepted {
         after.accepted_at = Some(t);
-        effects.provision = Some(provision(state, call, &after).await?);
+        let hours = after.decision.as_ref().map_or(after.gpu_hours, |d| d.gpu_hours);
+        match (after.kind, after.for_allocation.clone()) {
+            (Kind::Extension, Some(alloc)) => {
+                let current = state.store.get_allocation(&alloc).await?;
+                // From its end, or from now for one that ended already.
+                let from = current.valid_until.max(t);
+                effects.extend = Some((alloc, from + after.duration_days * 86_400));
+            }
+            (Kind::Supplement, Some(alloc)) => effects.top_up = Some((alloc, hours * 3600)),
+            _ => effects.provision = Some(provision(state, call, &after).await?),
+        }
     }
     effects.messages = messages(state, call, &after, before.state).await?;
     let saved = state.store.save_application(before, &after, effects).await?;
@@ -88,14 +98,28 @@ pub async fn submit(
             "the declaration (organisation type, country, sector, size) is required to submit",
         )
     })?;
-    let decision = eligibility::decide(&call.spec.eligibility, declaration, documents, t);
+    let mut decision = eligibility::decide(&call.spec.eligibility, declaration, documents, t);
+    // The next award waits for the final reports of earlier ones: every ended allocation
+    // of the organisation's, and for a renewal the allocation it renews.
+    if matches!(before.kind, Kind::New | Kind::Renewal) {
+        let mut missing = state.store.unreported_allocations(&before.org_id, t).await?;
+        if let Some(renewed) = before.for_allocation.as_ref().filter(|_| before.kind == Kind::Renewal)
+            && state.store.final_report(renewed).await?.is_none()
+            && !missing.contains(renewed)
+        {
+            missing.push(renewed.clone());
+        }
+        let rule = eligibility::final_reports(&missing);
+        decision.eligible &= rule.passed;
+        decision.rules.push(rule);
+    }
     let budgets = state.store.call_budgets(&call.id).await?;
     let mut budget_left = budgets
         .iter()
         .any(|b| b.site == before.site && b.awarded_gpu_seconds + before.gpu_hours * 3600 <= b.budget_gpu_seconds);
     loop {
         let eligible = decision.eligible;
-        let automatic = eligible && budget_left && call.spec.steps().automatic_award;
+        let automatic = eligible && budget_left && before.kind.steps(call.spec.steps()).automatic_award;
         let decision = decision.clone();
         let result = apply(
             state,
@@ -143,6 +167,8 @@ async fn provision(state: &AppState, call: &Call, app: &Application) -> Result<P
         .as_ref()
         .map_or_else(|| "unspecified".to_string(), |d| d.sector.clone());
     Ok(Provision {
+        // A renewal goes on in the project it renews.
+        existing_project: app.project_id.clone().filter(|_| app.kind == Kind::Renewal),
         project: NewProject {
             org_id: app.org_id.clone(),
             name: format!("{}-{}", call.name, &app.id[app.id.len() - 6..]),

@@ -958,3 +958,156 @@ async fn courses_seat_trainees_with_allocations_that_end_with_the_course_and_kee
         assert_eq!(c["seats_left"], 0);
     }
 }
+
+/// An award lives on: an extension and a supplement go straight to a decision, a renewal
+/// waits for the final report and continues in the same project.
+#[tokio::test]
+async fn extensions_supplements_and_a_renewal_after_the_final_report() {
+    for backend in backends() {
+        let app = app_with(fresh_dir(backend).await, |_| {}).await;
+        let (status, a) = app
+            .post(
+                "/api/v1/applications",
+                "startup",
+                json!({"call": "playground", "title": "Pilot", "gpu_hours": 40, "duration_days": 30,
+                    "answers": {"abstract": "x"}, "declaration": startup_declaration(true), "submit": true}),
+            )
+            .await;
+        assert_eq!((status, a["state"].as_str()), (StatusCode::CREATED, Some("awarded")));
+        let (_, a) = app
+            .post(
+                &format!("/api/v1/applications/{}/accept", a["id"].as_str().unwrap()),
+                "startup",
+                json!({}),
+            )
+            .await;
+        let alloc = a["allocation"].as_str().unwrap().to_string();
+        let project = a["project"].as_str().unwrap().to_string();
+        let (_, before) = app.get(&format!("/api/v1/allocations/{alloc}"), "startup").await;
+        let until = |v: &Value| {
+            v["valid_until"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_second()
+        };
+
+        // Extension: ten more days, decided by the programme manager.
+        let decide_and_accept = |id: String| {
+            let app = &app;
+            async move {
+                let (status, v) = app
+                    .post(
+                        &format!("/api/v1/applications/{id}/decision"),
+                        "manager",
+                        json!({"award": true, "reasons": "progress is good"}),
+                    )
+                    .await;
+                assert_eq!((status, v["state"].as_str()), (StatusCode::OK, Some("awarded")), "{v}");
+                let (status, v) = app
+                    .post(&format!("/api/v1/applications/{id}/accept"), "startup", json!({}))
+                    .await;
+                assert_eq!((status, v["state"].as_str()), (StatusCode::OK, Some("accepted")), "{v}");
+                v
+            }
+        };
+        let (status, r) = app
+            .post(
+                &format!("/api/v1/allocations/{alloc}/requests"),
+                "startup",
+                json!({"kind": "extension", "duration_days": 10, "reason": "the data arrived late"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+        assert_eq!(
+            (r["kind"].as_str(), r["state"].as_str()),
+            (Some("extension"), Some("panel")),
+            "never automatic: {r}"
+        );
+        decide_and_accept(r["id"].as_str().unwrap().to_string()).await;
+        let (_, after) = app.get(&format!("/api/v1/allocations/{alloc}"), "startup").await;
+        assert_eq!(until(&after) - until(&before), 10 * 86_400);
+
+        // Supplement: twenty more GPU-hours, from the call's budget.
+        let (_, call_before) = app.get("/api/v1/calls/playground", "startup").await;
+        let (_, r) = app
+            .post(
+                &format!("/api/v1/allocations/{alloc}/requests"),
+                "startup",
+                json!({"kind": "supplement", "gpu_hours": 20, "reason": "one more ablation"}),
+            )
+            .await;
+        decide_and_accept(r["id"].as_str().unwrap().to_string()).await;
+        let (_, after) = app.get(&format!("/api/v1/allocations/{alloc}"), "startup").await;
+        assert_eq!(after["gpu_seconds"]["granted"], 60 * 3600);
+        let (_, call_after) = app.get("/api/v1/calls/playground", "startup").await;
+        assert_eq!(
+            call_after["budgets"][0]["awarded_gpu_hours"].as_i64().unwrap()
+                - call_before["budgets"][0]["awarded_gpu_hours"].as_i64().unwrap(),
+            20
+        );
+
+        // Renewal: not before the final report.
+        let renewal = json!({"kind": "renewal", "gpu_hours": 100, "duration_days": 60, "reason": "scale up"});
+        let (_, r) = app
+            .post(
+                &format!("/api/v1/allocations/{alloc}/requests"),
+                "startup",
+                renewal.clone(),
+            )
+            .await;
+        assert_eq!(r["state"], "ineligible", "{r}");
+        let rule = r["eligibility"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["rule"] == "final-report")
+            .unwrap()
+            .clone();
+        assert_eq!(rule["passed"], false);
+        assert!(rule["reason"].as_str().unwrap().contains(&alloc), "{rule}");
+        let (status, v) = app
+            .post(
+                &format!("/api/v1/allocations/{alloc}/report"),
+                "startup",
+                json!({"summary": "Trained and evaluated the grasping model",
+                    "outputs": [{"kind": "model", "title": "grasp-7b", "url": "https://hub.example/grasp-7b"},
+                                {"kind": "paper", "title": "Grasping at scale", "url": "https://doi.org/10.1234/x"}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/allocations/{alloc}/report"),
+                "startup",
+                json!({"summary": "again"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "one final report");
+        let (_, v) = app.get(&format!("/api/v1/allocations/{alloc}/report"), "startup").await;
+        assert_eq!(v["outputs"][0]["kind"], "model");
+        let id = r["id"].as_str().unwrap();
+        app.post(&format!("/api/v1/applications/{id}/reopen"), "startup", json!({}))
+            .await;
+        let (_, v) = app
+            .post(&format!("/api/v1/applications/{id}/submit"), "startup", json!({}))
+            .await;
+        assert_eq!(v["state"], "panel", "{v}");
+        let v = decide_and_accept(id.to_string()).await;
+        assert_eq!(v["project"], json!(project), "the renewal continues the project");
+        let renewed = v["allocation"].as_str().unwrap();
+        assert_ne!(renewed, alloc);
+        let (_, n) = app.get(&format!("/api/v1/allocations/{renewed}"), "startup").await;
+        assert_eq!(n["gpu_seconds"]["granted"], 100 * 3600);
+        assert_eq!(n["class"], "playground");
+
+        // Another organisation can neither ask nor read.
+        let (status, _) = app
+            .post(&format!("/api/v1/allocations/{alloc}/requests"), "sme", renewal)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = app.get(&format!("/api/v1/allocations/{alloc}/report"), "sme").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

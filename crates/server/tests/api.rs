@@ -744,6 +744,16 @@ async fn fresh_application(app: &TestApp, call: &str, submit: bool, declared: bo
     a["id"].as_str().unwrap().to_string()
 }
 
+/// An accepted playground award of the start-up's: its allocation.
+async fn fresh_award(app: &TestApp) -> String {
+    let a = fresh_application(app, "playground", true, true).await;
+    let (status, v) = app
+        .post(&format!("/api/v1/applications/{a}/accept"), "startup", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["allocation"].as_str().unwrap().to_string()
+}
+
 /// A start-up's large-scale application that passed its technical assessment (peer review).
 async fn fresh_in_review(app: &TestApp) -> String {
     let a = fresh_application(app, "large-scale", true, true).await;
@@ -847,6 +857,9 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("post", "/api/v1/courses/{id}/enrolments/{user}/complete") => "AFFFFFF",
         // The trainee themselves, or a programme manager; to anyone else it does not exist.
         ("post", "/api/v1/courses/{id}/enrolments/{user}/cancel") => "AHHHAHH",
+        // The applicant's side asks for more and reports; everyone who sees it reads.
+        ("post", "/api/v1/allocations/{id}/requests" | "/api/v1/allocations/{id}/report") => "FFFAFHH",
+        ("get", "/api/v1/allocations/{id}/report") => "AAAAAHH",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }
@@ -918,6 +931,16 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
     let review = review["id"].as_str().unwrap().to_string();
     let (_, sme) = app.get("/api/v1/me", "sme").await;
     let sme_org = sme["memberships"][0]["org_id"].as_str().unwrap().to_string();
+    // An award with its final report sent.
+    let reported = fresh_award(&app).await;
+    let (status, v) = app
+        .post(
+            &format!("/api/v1/allocations/{reported}/report"),
+            "startup",
+            json!({"summary": "done", "outputs": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
     let mut counter = 0;
     let doc = server::api::openapi();
     let mut checked = 0;
@@ -1046,6 +1069,17 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                         Some(json!({"scores": {"excellence": 4, "impact": 3, "feasibility": 5}, "comments": "Sound"})),
                     ),
                     ("get", "/api/v1/reviews/{id}") => (format!("/api/v1/reviews/{review}"), None),
+                    ("post", "/api/v1/allocations/{id}/report") => (
+                        format!("/api/v1/allocations/{}/report", fresh_award(&app).await),
+                        Some(json!({"summary": "a model", "outputs": [{"kind": "model", "title": "m"}]})),
+                    ),
+                    ("get", "/api/v1/allocations/{id}/report") => {
+                        (format!("/api/v1/allocations/{reported}/report"), None)
+                    }
+                    ("post", "/api/v1/allocations/{id}/requests") => (
+                        format!("/api/v1/allocations/{reported}/requests"),
+                        Some(json!({"kind": "supplement", "gpu_hours": 1, "reason": "more"})),
+                    ),
                     ("post", "/api/v1/courses/{id}/enrolments") => (
                         "/api/v1/courses/llm-finetuning/enrolments".to_string(),
                         Some(json!({"$text": format!("email,name\nclass{counter}@school.example,Pupil {counter}\n")})),

@@ -71,6 +71,7 @@ impl From<sqlx::Error> for StoreError {
                     Some("calls") => "a call with this name exists already",
                     Some("courses") => "a course with this name exists already",
                     Some("enrolments") => "this person is enrolled already",
+                    Some("final_reports") => "this allocation's final report was sent already",
                     Some("reviews") => "the reviewer is assigned to this application already",
                     _ => "it exists already",
                 }
@@ -101,6 +102,7 @@ fn constraint_table(e: &dyn sqlx::error::DatabaseError) -> Option<&'static str> 
         "reviews",
         "courses",
         "enrolments",
+        "final_reports",
     ];
     let said = e.table().or(e.constraint()).unwrap_or_else(|| e.message());
     let said = said.rsplit(": ").next().unwrap_or(said);
@@ -121,6 +123,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_access_programme.sql")),
     (9, include_str!("../migrations/0009_training.sql")),
     (10, include_str!("../migrations/0010_allocation_price.sql")),
+    (11, include_str!("../migrations/0011_allocation_requests.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -240,6 +243,7 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in [
+            "final_reports",
             "enrolments",
             "courses",
             "outbox",

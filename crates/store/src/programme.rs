@@ -7,7 +7,7 @@
 use super::*;
 use access::call::CallSpec;
 use access::eligibility::{Decision, Declaration};
-use access::workflow::State;
+use access::workflow::{Kind, State};
 use allocations::insert_allocation;
 use outbox::enqueue;
 use projects::{insert_project, insert_project_member};
@@ -66,6 +66,9 @@ pub struct PanelDecision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Application {
     pub id: String,
+    pub kind: Kind,
+    /// The allocation an extension, supplement or renewal is for.
+    pub for_allocation: Option<String>,
     pub call_id: String,
     pub org_id: String,
     pub applicant_user_id: String,
@@ -118,12 +121,28 @@ pub struct Effects {
     pub budget_gpu_seconds: i64,
     pub messages: Vec<NewMessage>,
     pub provision: Option<Provision>,
+    /// An accepted extension: the allocation's new end.
+    pub extend: Option<(String, i64)>,
+    /// An accepted supplement: GPU-seconds added to the allocation.
+    pub top_up: Option<(String, i64)>,
+}
+
+/// What an allocation produced, sent when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalReport {
+    pub allocation_id: String,
+    pub submitted_by: String,
+    pub summary: String,
+    pub outputs: serde_json::Value,
+    pub submitted_at: i64,
 }
 
 /// The project and allocation an accepted award becomes.
 #[derive(Debug, Clone)]
 pub struct Provision {
     pub project: NewProject,
+    /// A renewal's allocation goes to the project that exists already.
+    pub existing_project: Option<String>,
     /// Users added to the project besides its principal investigator.
     pub members: Vec<String>,
     pub allocation: NewAllocation,
@@ -416,7 +435,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO applications (id, call_id, org_id, applicant_user_id, title, state, site, gpu_hours, duration_days, \
-             answers, declaration, team, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             answers, declaration, team, created_at, updated_at, kind, for_allocation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)",
         )
         .bind(&app.id)
         .bind(&app.call_id)
@@ -431,6 +451,8 @@ impl Store {
         .bind(app.declaration.as_ref().map(json))
         .bind(json(&app.team))
         .bind(app.created_at)
+        .bind(app.kind.as_str())
+        .bind(app.for_allocation.as_deref())
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, &app.id, Some(actor), None, app.state, "created").await?;
@@ -510,17 +532,35 @@ impl Store {
             }
         }
         if let Some(p) = &effects.provision {
-            let project = insert_project(&mut tx, &p.project).await?;
-            for m in &p.members {
-                if Some(m) != p.project.pi_user_id.as_ref() {
-                    insert_project_member(&mut tx, &project.id, m).await?;
+            let project_id = match &p.existing_project {
+                Some(existing) => existing.clone(),
+                None => {
+                    let project = insert_project(&mut tx, &p.project).await?;
+                    for m in &p.members {
+                        if Some(m) != p.project.pi_user_id.as_ref() {
+                            insert_project_member(&mut tx, &project.id, m).await?;
+                        }
+                    }
+                    project.id
                 }
-            }
+            };
             let mut alloc = p.allocation.clone();
-            alloc.project_id = project.id.clone();
+            alloc.project_id = project_id.clone();
             let alloc = insert_allocation(&mut tx, &alloc).await?;
-            after.project_id = Some(project.id);
+            after.project_id = Some(project_id);
             after.allocation_id = Some(alloc.id);
+        }
+        if let Some((alloc, until)) = &effects.extend {
+            sqlx::query("UPDATE allocations SET valid_until = $1 WHERE id = $2")
+                .bind(until)
+                .bind(alloc)
+                .execute(&mut *tx)
+                .await?;
+            after.allocation_id = Some(alloc.clone());
+        }
+        if let Some((alloc, gpu_seconds)) = &effects.top_up {
+            ledger::insert_ledger(&mut tx, alloc, None, LedgerKind::TopUp, *gpu_seconds, Usage::default()).await?;
+            after.allocation_id = Some(alloc.clone());
         }
         let changed = sqlx::query(
             "UPDATE applications SET title = $1, state = $2, site = $3, gpu_hours = $4, duration_days = $5, answers = $6, \
@@ -702,6 +742,8 @@ fn call_from(r: &AnyRow) -> Result<Call> {
 fn application_from(r: &AnyRow) -> Result<Application> {
     Ok(Application {
         id: r.try_get("id")?,
+        kind: parse(&r.try_get::<String, _>("kind")?)?,
+        for_allocation: r.try_get("for_allocation")?,
         call_id: r.try_get("call_id")?,
         org_id: r.try_get("org_id")?,
         applicant_user_id: r.try_get("applicant_user_id")?,
@@ -907,4 +949,65 @@ fn review_from(r: &AnyRow) -> Result<Review> {
         due_at: r.try_get("due_at")?,
         submitted_at: opt_i64(r, "submitted_at")?,
     })
+}
+
+/// Final reports.
+impl Store {
+    pub async fn submit_final_report(&self, report: &FinalReport) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO final_reports (allocation_id, submitted_by, summary, outputs, submitted_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&report.allocation_id)
+        .bind(&report.submitted_by)
+        .bind(&report.summary)
+        .bind(report.outputs.to_string())
+        .bind(report.submitted_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn final_report(&self, allocation_id: &str) -> Result<Option<FinalReport>> {
+        let row = sqlx::query("SELECT * FROM final_reports WHERE allocation_id = $1")
+            .bind(allocation_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(FinalReport {
+                allocation_id: r.try_get("allocation_id")?,
+                submitted_by: r.try_get("submitted_by")?,
+                summary: r.try_get("summary")?,
+                outputs: from_json(&r.try_get::<String, _>("outputs")?)?,
+                submitted_at: r.try_get("submitted_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Allocations an organisation was awarded through calls that have ended (or been
+    /// renewed) without a final report.
+    pub async fn unreported_allocations(&self, org_id: &str, now: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT a.id FROM applications ap JOIN allocations a ON a.id = ap.allocation_id \
+             LEFT JOIN final_reports f ON f.allocation_id = a.id \
+             WHERE ap.org_id = $1 AND ap.kind IN ('new', 'renewal') AND ap.state = 'accepted' AND a.valid_until <= $2 \
+             AND f.allocation_id IS NULL ORDER BY a.id",
+        )
+        .bind(org_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// The accepted application an allocation was awarded by (its first, not a request).
+    pub async fn application_of_allocation(&self, allocation_id: &str) -> Result<Option<Application>> {
+        let row = sqlx::query(
+            "SELECT * FROM applications WHERE allocation_id = $1 AND kind IN ('new', 'renewal') AND state = 'accepted' ORDER BY id LIMIT 1",
+        )
+        .bind(allocation_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(application_from).transpose()
+    }
 }

@@ -49,6 +49,28 @@ pub enum AllocCmd {
         #[arg(long)]
         days: i64,
     },
+    /// Ask for more on an awarded allocation: `extension` (--days), `supplement`
+    /// (--gpu-hours) or `renewal` (both); a programme manager decides.
+    Request {
+        id: String,
+        /// extension, supplement or renewal.
+        kind: String,
+        #[arg(long)]
+        gpu_hours: Option<i64>,
+        #[arg(long)]
+        days: Option<i64>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Send the final report: a summary and the outputs (`kind=title[=url]`, kind one of
+    /// paper, model, dataset, software, other).
+    Report {
+        id: String,
+        #[arg(long)]
+        summary: String,
+        #[arg(long = "output", value_name = "KIND=TITLE[=URL]")]
+        outputs: Vec<String>,
+    },
     /// Set the Slurm account and QoS its jobs are charged to (omitted: none).
     Slurm {
         id: String,
@@ -99,6 +121,38 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
         "slurm_account",
     ];
     let v = match cmd {
+        AllocCmd::Request {
+            id,
+            kind,
+            gpu_hours,
+            days,
+            reason,
+        } => {
+            let v = c.call(
+                "POST",
+                &format!("/api/v1/allocations/{id}/requests"),
+                Some(&json!({"kind": kind, "gpu_hours": gpu_hours, "duration_days": days, "reason": reason})),
+            )?;
+            c.print(&v, &["id", "kind", "state", "for_allocation"]);
+            return Ok(());
+        }
+        AllocCmd::Report { id, summary, outputs } => {
+            let mut list = Vec::new();
+            for o in &outputs {
+                let mut parts = o.splitn(3, '=');
+                let (Some(kind), Some(title)) = (parts.next(), parts.next()) else {
+                    anyhow::bail!("--output takes kind=title[=url], got `{o}`");
+                };
+                list.push(json!({"kind": kind, "title": title, "url": parts.next()}));
+            }
+            let v = c.call(
+                "POST",
+                &format!("/api/v1/allocations/{id}/report"),
+                Some(&json!({"summary": summary, "outputs": list})),
+            )?;
+            c.print(&v, &["allocation", "submitted_at", "summary"]);
+            return Ok(());
+        }
         AllocCmd::List { project } => c.call(
             "GET",
             &format!("/api/v1/allocations?project={}", c.project_id(&project)?),

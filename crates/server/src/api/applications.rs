@@ -7,7 +7,7 @@ use super::prelude::*;
 use crate::programme;
 use access::calendar::Clock;
 use access::eligibility::{Decision, Declaration};
-use access::workflow::{Event, State as AppStateKind};
+use access::workflow::{Event, Kind, State as AppStateKind};
 use std::collections::BTreeMap;
 use store::{Application, PanelDecision};
 
@@ -187,6 +187,9 @@ fn clock_view(c: Clock) -> ClockView {
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct ApplicationView {
     id: String,
+    /// A new award, or an extension, supplement or renewal of `for_allocation`.
+    kind: Kind,
+    for_allocation: Option<String>,
     call: String,
     org: String,
     applicant: String,
@@ -224,6 +227,8 @@ pub(crate) fn application_view(call: &store::Call, a: &Application) -> Applicati
     };
     ApplicationView {
         id: a.id.clone(),
+        kind: a.kind,
+        for_allocation: a.for_allocation.clone(),
         call: a.call_id.clone(),
         org: a.org_id.clone(),
         applicant: a.applicant_user_id.clone(),
@@ -426,6 +431,8 @@ pub(crate) async fn create_application(
     let now = unix_now() as i64;
     let app = Application {
         id: store::new_id("app"),
+        kind: Kind::New,
+        for_allocation: None,
         call_id: call.id.clone(),
         org_id: org,
         applicant_user_id: caller.user.id.clone(),
@@ -532,6 +539,13 @@ pub(crate) async fn edit_application(
 ) -> ApiResult {
     let before = visible_application(&state, &caller, &id).await?;
     applicant_side(&caller, &before)?;
+    if before.kind != Kind::New {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-editable",
+            "a request on an award is not edited: withdraw it and ask again",
+        ));
+    }
     if before.state != AppStateKind::Draft {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -589,7 +603,8 @@ async fn as_applicant(state: &AppState, caller: &Caller, id: &str) -> Result<(Ap
 pub(crate) async fn submit(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     verified(&caller)?;
     let (app, call) = as_applicant(&state, &caller, &id).await?;
-    if app.state == AppStateKind::Draft {
+    // Requests on an award were checked when made, and outlive the call's deadline.
+    if app.state == AppStateKind::Draft && app.kind == Kind::New {
         if !call.accepts(unix_now() as i64) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -710,8 +725,12 @@ pub(crate) async fn decide(
     non_empty("reasons", &b.reasons, 10_000)?;
     let app = visible_application(&state, &caller, &id).await?;
     let call = state.store.get_call(&app.call_id).await?;
-    let hours = b.gpu_hours.unwrap_or(app.gpu_hours);
-    if b.award && !(1..=call.spec.max_gpu_hours).contains(&hours) {
+    // An extension gives time, not GPU-hours.
+    let hours = match app.kind {
+        Kind::Extension => 0,
+        _ => b.gpu_hours.unwrap_or(app.gpu_hours),
+    };
+    if b.award && app.kind != Kind::Extension && !(1..=call.spec.max_gpu_hours).contains(&hours) {
         return Err(ApiError::field(
             "gpu_hours",
             format!(

@@ -4,6 +4,7 @@
 //! query strings, the authenticated caller) and the response helpers. Who may do what is
 //! decided in `crate::authz`.
 
+mod allocation_life;
 mod allocations;
 mod applications;
 mod calls;
@@ -73,6 +74,7 @@ fn endpoints() -> Vec<Endpoint> {
         reviews::endpoints(),
         indicators::endpoints(),
         courses::endpoints(),
+        allocation_life::endpoints(),
     ]
     .into_iter()
     .flatten()
