@@ -148,7 +148,11 @@ pub fn run(url: &str, as_json: bool) -> Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move {
-            let _ = axum::serve(listener, server::router(state)).await;
+            let _ = axum::serve(
+                listener,
+                server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
         let token = tokens["research"].as_str().context("token")?.to_string();
         let project = {

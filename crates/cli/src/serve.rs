@@ -237,7 +237,11 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-        let serving = axum::serve(listener, server::router(state)).with_graceful_shutdown(async move {
+        let serving = axum::serve(
+            listener,
+            server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
             stop_requested().await;
             let _ = stopping.send(true);
         });

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
 pub mod programme;
+pub mod ratelimit;
 
 pub use error::{ApiError, Problem};
 
@@ -44,6 +45,8 @@ pub struct Config {
     pub smtp: Option<mail::Smtp>,
     /// How often deadlines and reminders are checked (`programme::tick`).
     pub programme_tick: Duration,
+    /// Sign-ups and confirmation requests an hour per client address.
+    pub signups_per_hour: u32,
 }
 
 /// Where jobs run.
@@ -73,6 +76,7 @@ impl Default for Config {
             launch_hold: None,
             smtp: None,
             programme_tick: Duration::from_secs(60),
+            signups_per_hour: 120,
         }
     }
 }
@@ -91,8 +95,8 @@ pub struct Inner {
     /// What each project may submit to (cleared on any allocation change made here; the
     /// store checks the allocation again at admission).
     pub submission_cache: cache::TtlCache<store::SubmissionContext>,
-    /// Token buckets per API token: (tokens left, last refill).
-    pub limiter: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    /// Request rate limits per token and, for sign-up, per client address.
+    pub limits: ratelimit::Limits,
     /// Submissions are admitted in groups by one task.
     pub admission: admission::Admission,
     /// Wakes the mail worker when a message was queued.
@@ -146,6 +150,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         }
     };
     let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
+    let limits = ratelimit::Limits::new(config.rate_per_s, config.rate_burst, config.signups_per_hour);
     let state: AppState = Arc::new_cyclic(|weak| Inner {
         store,
         cluster,
@@ -153,7 +158,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         exec,
         config,
         metrics: metrics::Metrics::default(),
-        limiter: Default::default(),
+        limits,
         auth_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
         submission_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
         admission: admission::Admission::start(weak.clone()),
@@ -167,6 +172,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         let mut tick = tokio::time::interval(deadlines.config.programme_tick);
         loop {
             tick.tick().await;
+            deadlines.limits.forget_idle();
             if let Err(e) = programme::tick(&deadlines, accounting::unix_now() as i64).await {
                 tracing::warn!(error = %e.detail, "checking the access programme's deadlines");
             }

@@ -1111,3 +1111,33 @@ async fn extensions_supplements_and_a_renewal_after_the_final_report() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
+
+/// Sign-ups and confirmation attempts are limited per client address, with a problem
+/// document that says when to retry; nothing is created by a refused one.
+#[tokio::test]
+async fn sign_ups_are_rate_limited_per_address() {
+    let app = app_with(fresh_dir("sqlite").await, |c| c.signups_per_hour = 8).await;
+    let signup = |n: u32| {
+        json!({"email": format!("burst{n}@new.example"), "name": "B",
+            "organisation": {"name": format!("Burst {n}"), "type": "startup", "country": "IT"}})
+    };
+    for n in 0..2 {
+        let (status, v) = app.call(Method::POST, "/api/v1/signup", None, Some(signup(n))).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let (status, v) = app.call(Method::POST, "/api/v1/signup", None, Some(signup(2))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["code"], "rate-limited");
+    assert!(v["detail"].as_str().unwrap().contains("retry in"), "{v}");
+    let (_, orgs) = app.get("/api/v1/orgs", "admin").await;
+    assert!(!orgs.to_string().contains("Burst 2"));
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/signup/verify",
+            None,
+            Some(json!({"code": "AAAAAAAA"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "guessing codes shares the limit");
+}

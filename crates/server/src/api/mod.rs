@@ -26,7 +26,8 @@ mod users;
 /// What every resource module uses.
 mod prelude {
     pub(crate) use super::{
-        ApiResult, Body, Endpoint, Items, Page, Params, created, e, items, non_empty, ok, rfc3339, schema,
+        ApiResult, Body, ClientAddress, Endpoint, Items, Page, Params, created, e, items, non_empty, ok, rfc3339,
+        schema,
     };
     pub(crate) use crate::accounting::unix_now;
     pub(crate) use crate::authz::*;
@@ -297,26 +298,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// A token bucket per API token: `rate_per_s` on average, `rate_burst` at once.
-fn rate_limit(state: &AppState, token: &str) -> Result<(), ApiError> {
-    let (rate, burst) = (state.config.rate_per_s, state.config.rate_burst);
-    let mut buckets = state.limiter.lock().expect("limiter lock");
-    let now = std::time::Instant::now();
-    let (left, last) = buckets.entry(token.to_string()).or_insert((burst, now));
-    *left = (*left + now.duration_since(*last).as_secs_f64() * rate).min(burst);
-    *last = now;
-    if *left < 1.0 {
-        let wait = ((1.0 - *left) / rate).ceil().max(1.0);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            format!("more than {rate} requests per second with this token; retry in {wait} s"),
-        ));
-    }
-    *left -= 1.0;
-    Ok(())
-}
-
 pub(crate) fn created<T: Serialize>(v: T) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
@@ -375,7 +356,7 @@ impl FromRequestParts<AppState> for Caller {
                 (caller, token)
             }
         };
-        rate_limit(state, &token)?;
+        state.limits.check_token(&token)?;
         Ok(caller)
     }
 }
@@ -387,5 +368,22 @@ mod tests {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::rfc3339(1_585_699_210), "2020-04-01T00:00:10Z");
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
+
+/// The client's address (the connection's peer), where the server knows it; requests
+/// that came another way (tests, a unix socket) share one key.
+#[derive(Debug)]
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+        Ok(ClientAddress(peer))
     }
 }

@@ -94,7 +94,12 @@ fn verification_message(email: &str, name: &str, code: &str) -> store::NewMessag
 
 const CODE_VALID_S: i64 = 24 * 3600;
 
-pub(crate) async fn sign_up(State(state): State<AppState>, Body(b): Body<SignUpRequest>) -> ApiResult {
+pub(crate) async fn sign_up(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Body(b): Body<SignUpRequest>,
+) -> ApiResult {
+    state.limits.check_address(&address)?;
     let email = b.email.trim().to_string();
     if !access::call::looks_like_email(&email) {
         return Err(ApiError::field(
@@ -129,7 +134,13 @@ pub(crate) async fn sign_up(State(state): State<AppState>, Body(b): Body<SignUpR
     }))
 }
 
-pub(crate) async fn verify(State(state): State<AppState>, Body(b): Body<VerifyRequest>) -> ApiResult {
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Body(b): Body<VerifyRequest>,
+) -> ApiResult {
+    // Guessing codes is limited like signing up.
+    state.limits.check_address(&address)?;
     let code = normal_code(&b.code);
     if code.len() != 8 {
         return Err(ApiError::field("code", "the code has 8 letters and digits"));
@@ -143,6 +154,7 @@ pub(crate) async fn verify(State(state): State<AppState>, Body(b): Body<VerifyRe
 }
 
 pub(crate) async fn resend(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    state.limits.check_address(&caller.user.id)?;
     if caller.user.email_verified_at.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
