@@ -22,9 +22,10 @@ pub struct Args {
     /// Print the figures as one JSON document.
     #[arg(long)]
     json: bool,
-    /// Which benchmarks: the scheduler and simulator (`sim`), the HTTP API (`api`), both
-    /// (`all`), or jobs onto a real Slurm (`slurm`, needs --slurm-url).
-    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "slurm"])]
+    /// Which benchmarks: the scheduler and simulator (`sim`), the HTTP API (`api`), the
+    /// access programme's sign-up to first job (`access`), all three (`all`), or jobs onto a real
+    /// Slurm (`slurm`, needs --slurm-url).
+    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "access", "slurm"])]
     suite: String,
     /// slurmrestd for `--suite slurm` [default: AIFACTORY_TEST_SLURM].
     #[arg(long, env = "AIFACTORY_TEST_SLURM")]
@@ -66,6 +67,9 @@ const PYTHON_JOBS_PER_S: f64 = 20_000.0 / 51.0;
 pub fn run(args: Args) -> Result<()> {
     if args.suite == "api" {
         return crate::bench_api::run(args.pg.as_deref(), args.json);
+    }
+    if args.suite == "access" {
+        return crate::bench_access::run(args.pg.as_deref(), args.json, if args.quick { 10 } else { 50 });
     }
     if args.suite == "slurm" {
         let url = args
@@ -145,6 +149,8 @@ pub fn run(args: Args) -> Result<()> {
     println!("* published figure of a Python simulator (20,000 jobs in 51 s), not measured here.\n");
     if args.suite == "all" {
         crate::bench_api::run(args.pg.as_deref(), false)?;
+        println!();
+        crate::bench_access::run(args.pg.as_deref(), false, if args.quick { 10 } else { 50 })?;
         println!();
     }
     println!(

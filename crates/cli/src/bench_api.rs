@@ -7,15 +7,15 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-struct Running {
-    url: String,
-    tokens: Value,
-    project: String,
-    runtime: tokio::runtime::Runtime,
-    state: server::AppState,
+pub(crate) struct Running {
+    pub(crate) url: String,
+    pub(crate) tokens: Value,
+    pub(crate) project: String,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) state: server::AppState,
 }
 
-fn start(database: Option<&str>, dir: &std::path::Path) -> Result<Running> {
+pub(crate) fn start(database: Option<&str>, dir: &std::path::Path) -> Result<Running> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -35,6 +35,7 @@ fn start(database: Option<&str>, dir: &std::path::Path) -> Result<Running> {
             data_dir: dir.clone(),
             rate_per_s: 1e9,
             rate_burst: 1e9,
+            signups_per_hour: u32::MAX,
             ..server::Config::default()
         };
         let state = server::start(store.clone(), server::demo::demo_cluster(), config)
@@ -67,11 +68,11 @@ fn start(database: Option<&str>, dir: &std::path::Path) -> Result<Running> {
     })
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
-fn post(agent: &ureq::Agent, url: &str, token: &str, body: &Value) -> Result<Value> {
+pub(crate) fn post(agent: &ureq::Agent, url: &str, token: &str, body: &Value) -> Result<Value> {
     let mut resp = agent
         .post(url)
         .header("Authorization", &format!("Bearer {token}"))
@@ -94,7 +95,7 @@ fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<Value> {
     Ok(v)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
@@ -171,7 +172,7 @@ fn store_only(r: &Running, n: usize, batch: usize) -> Result<f64> {
     })
 }
 
-fn unix_nanos() -> u128 {
+pub(crate) fn unix_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 

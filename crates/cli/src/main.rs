@@ -1,6 +1,7 @@
 //! The `aifactory` binary: one subcommand per role.
 
 mod bench;
+mod bench_access;
 mod bench_api;
 mod bench_slurm;
 mod client;
