@@ -23,6 +23,9 @@ pub struct Record {
     pub decision_target_working_days: u32,
     /// Seconds from submission to the first job that ran on the award.
     pub seconds_to_first_job: Option<i64>,
+    /// Working days from submission to that first job, and the mode's access target.
+    pub first_job_working_days: Option<u32>,
+    pub access_target_working_days: u32,
     pub sme_or_startup: bool,
 }
 
@@ -44,6 +47,8 @@ pub struct Row {
     pub decisions_within_target: u64,
     pub first_jobs: u64,
     pub median_seconds_to_first_job: Option<i64>,
+    /// First jobs that ran within their mode's access target.
+    pub first_jobs_within_target: u64,
 }
 
 fn median<T: Copy + Ord>(mut v: Vec<T>) -> Option<T> {
@@ -75,6 +80,13 @@ fn row(dimension: &str, key: &str, records: &[&Record]) -> Row {
         median_decision_working_days: median(decisions),
         first_jobs: firsts.len() as u64,
         median_seconds_to_first_job: median(firsts),
+        first_jobs_within_target: records
+            .iter()
+            .filter(|r| {
+                r.first_job_working_days
+                    .is_some_and(|d| d <= r.access_target_working_days)
+            })
+            .count() as u64,
     }
 }
 
@@ -128,6 +140,8 @@ mod tests {
             decision_working_days: days,
             decision_target_working_days: if mode == "playground" { 2 } else { 10 },
             seconds_to_first_job: first,
+            first_job_working_days: first.map(|s| (s / 86_400) as u32),
+            access_target_working_days: 2,
             sme_or_startup: sme,
         }
     }
@@ -155,6 +169,12 @@ mod tests {
             (1, Some(0))
         );
         assert_eq!(pg.median_seconds_to_first_job, Some(8));
+        assert_eq!(pg.first_jobs_within_target, 2);
+        assert_eq!(
+            find("mode", "large-scale").first_jobs_within_target,
+            1,
+            "a day is within two"
+        );
         let ls = find("mode", "large-scale");
         assert_eq!(
             (

@@ -643,6 +643,7 @@ async fn indicators_count_applications_awards_and_time_to_decision_by_mode() {
         json!({"call": "playground", "title": format!("{who} try"), "gpu_hours": 40, "duration_days": 30,
             "answers": {"abstract": "x"}, "declaration": declaration, "submit": true})
     };
+    let mut awarded = Vec::new();
     for _ in 0..2 {
         let (status, v) = app
             .post(
@@ -656,7 +657,25 @@ async fn indicators_count_applications_awards_and_time_to_decision_by_mode() {
             (StatusCode::CREATED, Some("awarded")),
             "{v}"
         );
+        awarded.push(v["id"].as_str().unwrap().to_string());
     }
+    // One award is accepted and its first job runs.
+    let (_, accepted) = app
+        .post(
+            &format!("/api/v1/applications/{}/accept", awarded[0]),
+            "startup",
+            json!({}),
+        )
+        .await;
+    let (status, job) = app
+        .post(
+            "/api/v1/jobs",
+            "startup",
+            json!({"project": accepted["project"], "command": ["true"], "walltime_s": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    app.wait_final(job["id"].as_str().unwrap(), "startup").await;
     // A research organisation applies too: eligible (the playground is open to all), but
     // not free of charge.
     let research = json!({"org_type": "research", "country": "IT", "sector": "research", "declared_true": true});
@@ -711,6 +730,11 @@ async fn indicators_count_applications_awards_and_time_to_decision_by_mode() {
     );
     assert_eq!(pg["median_decision_working_days"], 0, "awarded the day they applied");
     assert_eq!(pg["decisions_within_target"], 3);
+    assert_eq!(
+        (pg["first_jobs"].as_u64(), pg["first_jobs_within_target"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(pg["median_seconds_to_first_job"].as_i64().unwrap() <= 10, "{pg}");
     let fl = row("mode", "fast-lane");
     assert_eq!(
         (fl["decisions"].as_u64(), fl["decisions_within_target"].as_u64()),

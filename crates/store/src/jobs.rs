@@ -5,11 +5,13 @@ use super::*;
 impl Store {
     /// When the first job of a project started, if one has.
     pub async fn first_job_started(&self, project_id: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(started_at) AS first FROM jobs WHERE project_id = $1")
-            .bind(project_id)
-            .fetch_one(&self.pool)
-            .await?;
-        opt_i64(&row, "first")
+        let row = sqlx::query(
+            "SELECT started_at FROM jobs WHERE project_id = $1 AND started_at IS NOT NULL ORDER BY started_at LIMIT 1",
+        )
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(r.try_get::<i64, _>("started_at")?)).transpose()
     }
 
     /// Admits a job: the allocation must be active and in its window, and its available

@@ -87,6 +87,8 @@ async fn records(state: &AppState) -> Result<Vec<Record>, ApiError> {
                 .map(|d| call.spec.calendar().working_days_between(submitted, d)),
             decision_target_working_days: call.spec.decision_working_days,
             seconds_to_first_job: first_job.map(|f| f - submitted),
+            first_job_working_days: first_job.map(|f| call.spec.calendar().working_days_between(submitted, f)),
+            access_target_working_days: call.spec.access_working_days,
             sme_or_startup: a.eligibility.as_ref().is_some_and(|e| e.free_of_charge)
                 || sme_status.is_some_and(|s| s.is_sme()),
         });
@@ -135,6 +137,7 @@ pub(crate) async fn programme_report(
                 "decisions_within_target",
                 "first_jobs",
                 "median_seconds_to_first_job",
+                "first_jobs_within_target",
             ],
             &rows,
         ),
