@@ -4,7 +4,7 @@
 //! at once), accept (project and allocation), submit a job, and see it run. Baseline in
 //! the same run: submit-to-running of the same job in a project that exists already.
 
-use crate::bench_api::{Running, agent, percentile, post, start, unix_nanos};
+use crate::bench_api::{Running, agent, percentile, post, unix_nanos};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -119,44 +119,31 @@ fn baseline(r: &Running) -> Result<f64> {
 }
 
 pub fn run(pg: Option<&str>, as_json: bool, samples: usize) -> Result<()> {
-    let mut results = Vec::new();
-    let backends: Vec<(&str, Option<&str>)> = std::iter::once(("sqlite", None))
-        .chain(pg.map(|u| ("postgres", Some(u))))
-        .collect();
-    for (name, url) in backends {
-        eprintln!("access benchmark on {name} ...");
-        let dir = std::env::temp_dir().join(format!("aifactory-bench-{}", store::new_id("b")));
-        std::fs::create_dir_all(&dir)?;
-        if let Some(u) = url {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async { store::Store::connect(u).await?.delete_everything().await })?;
-        }
-        let r = start(url, &dir)?;
+    let results = crate::bench_api::on_each_store(pg, "access", |name, r| {
         let mut steps: Vec<Vec<f64>> = vec![Vec::new(); STEPS.len()];
         let mut totals = Vec::new();
         let mut base = Vec::new();
         for n in 0..samples {
-            let t = journey(&r, n)?;
+            let t = journey(r, n)?;
             for (i, v) in t.iter().enumerate() {
                 steps[i].push(*v);
             }
             totals.push(t.iter().sum::<f64>());
-            base.push(baseline(&r)?);
+            base.push(baseline(r)?);
         }
         for s in steps.iter_mut().chain([&mut totals, &mut base]) {
             s.sort_by(f64::total_cmp);
         }
         let q = |v: &[f64]| json!({"p50": percentile(v, 0.5), "p99": percentile(v, 0.99)});
-        results.push(json!({
+        Ok(json!({
             "backend": name,
             "steps_ms": STEPS.iter().zip(&steps).map(|(s, v)| (s.to_string(), q(v))).collect::<serde_json::Map<_, _>>(),
             "journey_ms": q(&totals),
             "baseline_submit_to_running_ms": q(&base),
             "journey_vs_baseline_p50": percentile(&totals, 0.5) / percentile(&base, 0.5),
             "target_ms": 10_000,
-        }));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+        }))
+    })?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(());

@@ -251,41 +251,50 @@ fn listing(r: &Running, n: usize, samples: usize) -> Result<Vec<f64>> {
 /// Keep-alive HTTP clients submitting at once.
 const CLIENTS: usize = 32;
 
-pub fn run(pg: Option<&str>, as_json: bool) -> Result<()> {
+/// Runs `measure` on a fresh demo factory on SQLite, then on PostgreSQL where given (its
+/// database emptied first: the demo seeds only an empty one); one result per store.
+pub(crate) fn on_each_store(
+    pg: Option<&str>,
+    what: &str,
+    mut measure: impl FnMut(&str, &Running) -> Result<Value>,
+) -> Result<Vec<Value>> {
     let mut results = Vec::new();
     let backends: Vec<(&str, Option<&str>)> = std::iter::once(("sqlite", None))
         .chain(pg.map(|u| ("postgres", Some(u))))
         .collect();
     for (name, url) in backends {
-        eprintln!("API benchmark on {name} ...");
+        eprintln!("{what} benchmark on {name} ...");
         let dir = std::env::temp_dir().join(format!("aifactory-bench-{}", store::new_id("b")));
         std::fs::create_dir_all(&dir)?;
         if let Some(u) = url {
-            // A clean slate: the demo seeds only an empty database.
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async {
-                let s = store::Store::connect(u).await?;
-                s.delete_everything().await
-            })?;
+            rt.block_on(async { store::Store::connect(u).await?.delete_everything().await })?;
         }
         let r = start(url, &dir)?;
-        let http = submissions(&r, CLIENTS, 600).context("submissions through HTTP")?;
+        results.push(measure(name, &r)?);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(results)
+}
+
+pub fn run(pg: Option<&str>, as_json: bool) -> Result<()> {
+    let results = on_each_store(pg, "API", |name, r| {
+        let http = submissions(r, CLIENTS, 600).context("submissions through HTTP")?;
         eprintln!("  {http:.0} submissions/s through HTTP");
-        let direct = store_only(&r, 3000, 1).context("submissions into the store")?;
+        let direct = store_only(r, 3000, 1).context("submissions into the store")?;
         eprintln!("  {direct:.0} submissions/s into the store, one transaction each");
-        let list = listing(&r, 100_000, 300).context("listing")?;
+        let list = listing(r, 100_000, 300).context("listing")?;
         eprintln!("  listing p99 {:.2} ms", percentile(&list, 0.99));
-        let (latency, spawn) = submit_to_running(&r, 100).context("submit to running")?;
-        results.push(json!({
+        let (latency, spawn) = submit_to_running(r, 100).context("submit to running")?;
+        Ok(json!({
             "backend": name,
             "submissions_per_s_http": http, "submissions_per_s_store_only": direct,
             "http_vs_store_only": http / direct,
             "submit_to_running_ms": {"p50": percentile(&latency, 0.5), "p99": percentile(&latency, 0.99)},
             "spawn_directly_ms": {"p50": percentile(&spawn, 0.5), "p99": percentile(&spawn, 0.99)},
             "list_100k_filtered_ms": {"p50": percentile(&list, 0.5), "p99": percentile(&list, 0.99)},
-        }));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+        }))
+    })?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(());

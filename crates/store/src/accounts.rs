@@ -31,12 +31,13 @@ impl Store {
     }
 
     pub async fn get_org(&self, id: &str) -> Result<Org> {
-        let row = sqlx::query("SELECT * FROM organisations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("organisation", id))?;
-        org_from(&row)
+        self.one(
+            "SELECT * FROM organisations WHERE id = $1",
+            "organisation",
+            id,
+            org_from,
+        )
+        .await
     }
 
     pub async fn list_orgs(&self) -> Result<Vec<Org>> {
@@ -70,12 +71,8 @@ impl Store {
     }
 
     pub async fn get_user(&self, id: &str) -> Result<User> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("user", id))?;
-        user_from(&row)
+        self.one("SELECT * FROM users WHERE id = $1", "user", id, user_from)
+            .await
     }
 
     /// Users holding a platform role, by name.
@@ -306,21 +303,23 @@ impl Store {
     }
 
     pub async fn get_invitation(&self, id: &str) -> Result<Invitation> {
-        let row = sqlx::query("SELECT * FROM invitations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("invitation", id))?;
-        invitation_from(&row)
+        self.one(
+            "SELECT * FROM invitations WHERE id = $1",
+            "invitation",
+            id,
+            invitation_from,
+        )
+        .await
     }
 
     /// An organisation's invitations, newest first.
     pub async fn org_invitations(&self, org_id: &str) -> Result<Vec<Invitation>> {
-        let rows = sqlx::query("SELECT * FROM invitations WHERE org_id = $1 ORDER BY created_at DESC, id DESC")
-            .bind(org_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(invitation_from).collect()
+        self.all(
+            "SELECT * FROM invitations WHERE org_id = $1 ORDER BY created_at DESC, id DESC",
+            org_id,
+            invitation_from,
+        )
+        .await
     }
 
     /// Invitations waiting for the holder of `email`.

@@ -28,12 +28,13 @@ impl Store {
     }
 
     pub async fn get_allocation(&self, id: &str) -> Result<Allocation> {
-        let row = sqlx::query("SELECT * FROM allocations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("allocation", id))?;
-        allocation_from(&row)
+        self.one(
+            "SELECT * FROM allocations WHERE id = $1",
+            "allocation",
+            id,
+            allocation_from,
+        )
+        .await
     }
 
     /// What a submission needs to know, in one query: the project, its organisation's type,
@@ -77,11 +78,12 @@ impl Store {
     }
 
     pub async fn list_allocations(&self, project_id: &str) -> Result<Vec<Allocation>> {
-        let rows = sqlx::query("SELECT * FROM allocations WHERE project_id = $1 ORDER BY id")
-            .bind(project_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(allocation_from).collect()
+        self.all(
+            "SELECT * FROM allocations WHERE project_id = $1 ORDER BY id",
+            project_id,
+            allocation_from,
+        )
+        .await
     }
 
     pub async fn top_up(&self, allocation_id: &str, gpu_seconds: i64) -> Result<()> {

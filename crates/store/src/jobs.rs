@@ -192,12 +192,7 @@ impl Store {
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Job> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("job", id))?;
-        job_from(&row)
+        self.one("SELECT * FROM jobs WHERE id = $1", "job", id, job_from).await
     }
 
     /// Jobs matching `filter`, newest first, after the cursor (the last id of the previous page).

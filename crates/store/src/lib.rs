@@ -274,6 +274,22 @@ impl Store {
         Ok(())
     }
 
+    /// The one row `sql` finds with `$1` = `key`, or "`what` `key` not found".
+    async fn one<T>(&self, sql: &str, what: &'static str, key: &str, from: fn(&AnyRow) -> Result<T>) -> Result<T> {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found(what, key))?;
+        from(&row)
+    }
+
+    /// Every row `sql` finds with `$1` = `key`.
+    async fn all<T>(&self, sql: &str, key: &str, from: fn(&AnyRow) -> Result<T>) -> Result<Vec<T>> {
+        let rows = sqlx::query(sql).bind(key).fetch_all(&self.pool).await?;
+        rows.iter().map(from).collect()
+    }
+
     /// Whether the database answers (for readiness checks).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

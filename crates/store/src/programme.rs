@@ -95,6 +95,40 @@ pub struct Application {
     pub updated_at: i64,
 }
 
+impl Application {
+    /// A new draft with nothing decided yet; the caller fills in what was asked.
+    pub fn draft(kind: Kind, call_id: &str, org_id: &str, applicant_user_id: &str, now: i64) -> Application {
+        Application {
+            id: new_id("app"),
+            kind,
+            for_allocation: None,
+            call_id: call_id.into(),
+            org_id: org_id.into(),
+            applicant_user_id: applicant_user_id.into(),
+            title: String::new(),
+            state: State::Draft,
+            site: String::new(),
+            gpu_hours: 0,
+            duration_days: 0,
+            answers: BTreeMap::new(),
+            declaration: None,
+            eligibility: None,
+            team: vec![],
+            round_cutoff: None,
+            reply: None,
+            decision: None,
+            project_id: None,
+            allocation_id: None,
+            created_at: now,
+            submitted_at: None,
+            decided_at: None,
+            accepted_at: None,
+            closed_at: None,
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ApplicationFilter {
     pub org_ids: Option<Vec<String>>,
@@ -385,12 +419,13 @@ impl Store {
 
     /// A call by id or by name.
     pub async fn get_call(&self, id_or_name: &str) -> Result<Call> {
-        let row = sqlx::query("SELECT * FROM calls WHERE id = $1 OR name = $1")
-            .bind(id_or_name)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("call", id_or_name))?;
-        call_from(&row)
+        self.one(
+            "SELECT * FROM calls WHERE id = $1 OR name = $1",
+            "call",
+            id_or_name,
+            call_from,
+        )
+        .await
     }
 
     pub async fn list_calls(&self) -> Result<Vec<Call>> {
@@ -461,12 +496,13 @@ impl Store {
     }
 
     pub async fn get_application(&self, id: &str) -> Result<Application> {
-        let row = sqlx::query("SELECT * FROM applications WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("application", id))?;
-        application_from(&row)
+        self.one(
+            "SELECT * FROM applications WHERE id = $1",
+            "application",
+            id,
+            application_from,
+        )
+        .await
     }
 
     pub async fn list_applications(&self, f: &ApplicationFilter) -> Result<Vec<Application>> {
@@ -821,28 +857,26 @@ impl Store {
     }
 
     pub async fn get_review(&self, id: &str) -> Result<Review> {
-        let row = sqlx::query("SELECT * FROM reviews WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("review", id))?;
-        review_from(&row)
+        self.one("SELECT * FROM reviews WHERE id = $1", "review", id, review_from)
+            .await
     }
 
     pub async fn reviews_of_application(&self, application_id: &str) -> Result<Vec<Review>> {
-        let rows = sqlx::query("SELECT * FROM reviews WHERE application_id = $1 ORDER BY id")
-            .bind(application_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(review_from).collect()
+        self.all(
+            "SELECT * FROM reviews WHERE application_id = $1 ORDER BY id",
+            application_id,
+            review_from,
+        )
+        .await
     }
 
     pub async fn reviews_by(&self, reviewer: &str) -> Result<Vec<Review>> {
-        let rows = sqlx::query("SELECT * FROM reviews WHERE reviewer_user_id = $1 ORDER BY id")
-            .bind(reviewer)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(review_from).collect()
+        self.all(
+            "SELECT * FROM reviews WHERE reviewer_user_id = $1 ORDER BY id",
+            reviewer,
+            review_from,
+        )
+        .await
     }
 
     /// Records a submitted review (only an assigned one).

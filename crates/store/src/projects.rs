@@ -45,12 +45,8 @@ impl Store {
     }
 
     pub async fn get_project(&self, id: &str) -> Result<Project> {
-        let row = sqlx::query("SELECT * FROM projects WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("project", id))?;
-        project_from(&row)
+        self.one("SELECT * FROM projects WHERE id = $1", "project", id, project_from)
+            .await
     }
 
     pub async fn list_projects(&self, org_id: Option<&str>) -> Result<Vec<Project>> {

@@ -106,12 +106,13 @@ impl Store {
 
     /// A course by id or name.
     pub async fn get_course(&self, id_or_name: &str) -> Result<Course> {
-        let row = sqlx::query("SELECT * FROM courses WHERE id = $1 OR name = $1")
-            .bind(id_or_name)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("course", id_or_name))?;
-        course_from(&row)
+        self.one(
+            "SELECT * FROM courses WHERE id = $1 OR name = $1",
+            "course",
+            id_or_name,
+            course_from,
+        )
+        .await
     }
 
     pub async fn list_courses(&self) -> Result<Vec<Course>> {

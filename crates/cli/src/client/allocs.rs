@@ -62,13 +62,13 @@ pub enum AllocCmd {
         #[arg(long)]
         reason: String,
     },
-    /// Send the final report: a summary and the outputs (`kind=title[=url]`, kind one of
-    /// paper, model, dataset, software, other).
+    /// Send the final report: a summary and each output as `--item kind=title[=url]`
+    /// (kind one of paper, model, dataset, software, other).
     Report {
         id: String,
         #[arg(long)]
         summary: String,
-        #[arg(long = "output", value_name = "KIND=TITLE[=URL]")]
+        #[arg(long = "item", value_name = "KIND=TITLE[=URL]")]
         outputs: Vec<String>,
     },
     /// Set the Slurm account and QoS its jobs are charged to (omitted: none).
@@ -141,7 +141,7 @@ pub fn alloc(conn: &Conn, cmd: AllocCmd) -> Result<()> {
             for o in &outputs {
                 let mut parts = o.splitn(3, '=');
                 let (Some(kind), Some(title)) = (parts.next(), parts.next()) else {
-                    anyhow::bail!("--output takes kind=title[=url], got `{o}`");
+                    anyhow::bail!("--item takes kind=title[=url], got `{o}`");
                 };
                 list.push(json!({"kind": kind, "title": title, "url": parts.next()}));
             }

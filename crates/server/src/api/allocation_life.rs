@@ -4,7 +4,7 @@
 
 use super::applications::{ApplicationView, application_view};
 use super::prelude::*;
-use access::workflow::{Kind, State as Stage};
+use access::workflow::Kind;
 
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     vec![
@@ -113,36 +113,26 @@ pub(crate) async fn request(
             ));
         }
     };
-    let now = unix_now() as i64;
     let mut answers = std::collections::BTreeMap::new();
     answers.insert("reason".to_string(), json!(b.reason.trim()));
     let app = store::Application {
-        id: store::new_id("app"),
-        kind: b.kind,
         for_allocation: Some(alloc.id.clone()),
-        call_id: original.call_id.clone(),
-        org_id: original.org_id.clone(),
-        applicant_user_id: caller.user.id.clone(),
         title,
-        state: Stage::Draft,
         site: alloc.site.clone(),
         gpu_hours,
         duration_days,
         answers,
         declaration: original.declaration.clone(),
-        eligibility: None,
         team: original.team.clone(),
-        round_cutoff: None,
-        reply: None,
-        decision: None,
+        // A renewal continues this project.
         project_id: Some(alloc.project_id.clone()),
-        allocation_id: None,
-        created_at: now,
-        submitted_at: None,
-        decided_at: None,
-        accepted_at: None,
-        closed_at: None,
-        updated_at: now,
+        ..store::Application::draft(
+            b.kind,
+            &original.call_id,
+            &original.org_id,
+            &caller.user.id,
+            unix_now() as i64,
+        )
     };
     state.store.create_application(&app, &caller.user.id).await?;
     let saved = crate::programme::submit(&state, &caller.user, &call, &app).await?;

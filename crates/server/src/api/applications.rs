@@ -428,16 +428,8 @@ pub(crate) async fn create_application(
             "only an organisation's members apply on its behalf",
         ));
     }
-    let now = unix_now() as i64;
     let app = Application {
-        id: store::new_id("app"),
-        kind: Kind::New,
-        for_allocation: None,
-        call_id: call.id.clone(),
-        org_id: org,
-        applicant_user_id: caller.user.id.clone(),
         title: b.title.trim().to_string(),
-        state: AppStateKind::Draft,
         site: b
             .site
             .unwrap_or_else(|| call.spec.budgets.first().map(|s| s.site.clone()).unwrap_or_default()),
@@ -445,19 +437,8 @@ pub(crate) async fn create_application(
         duration_days: b.duration_days,
         answers: b.answers,
         declaration: b.declaration,
-        eligibility: None,
         team: b.team.iter().map(|t| t.trim().to_string()).collect(),
-        round_cutoff: None,
-        reply: None,
-        decision: None,
-        project_id: None,
-        allocation_id: None,
-        created_at: now,
-        submitted_at: None,
-        decided_at: None,
-        accepted_at: None,
-        closed_at: None,
-        updated_at: now,
+        ..Application::draft(Kind::New, &call.id, &org, &caller.user.id, unix_now() as i64)
     };
     check(&call, &app, b.submit)?;
     state.store.create_application(&app, &caller.user.id).await?;

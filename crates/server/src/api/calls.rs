@@ -127,17 +127,7 @@ pub(crate) struct CreateCall {
 pub(crate) async fn create_call(State(state): State<AppState>, caller: Caller, Body(b): Body<CreateCall>) -> ApiResult {
     programme_manager(&caller, "open calls")?;
     non_empty("title", &b.title, 200)?;
-    let name_ok = !b.name.is_empty()
-        && b.name.len() <= 40
-        && b.name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !name_ok {
-        return Err(ApiError::field(
-            "name",
-            "`name` is up to 40 lower-case letters, digits and `-`",
-        ));
-    }
+    short_name("name", &b.name)?;
     let spec = match (b.spec, b.mode) {
         (Some(spec), _) => spec,
         (None, Some(mode)) => {

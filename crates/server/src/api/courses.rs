@@ -175,17 +175,7 @@ pub(crate) async fn create_course(
     Body(b): Body<CreateCourse>,
 ) -> ApiResult {
     programme_manager(&caller, "create courses")?;
-    let name_ok = !b.name.is_empty()
-        && b.name.len() <= 40
-        && b.name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !name_ok {
-        return Err(ApiError::field(
-            "name",
-            "`name` is up to 40 lower-case letters, digits and `-`",
-        ));
-    }
+    short_name("name", &b.name)?;
     non_empty("title", &b.title, 200)?;
     if state.cluster.site_by_name(&b.site).is_none() {
         return Err(ApiError::field("site", format!("no site `{}` in this factory", b.site)));

@@ -27,7 +27,7 @@ mod users;
 mod prelude {
     pub(crate) use super::{
         ApiResult, Body, ClientAddress, Endpoint, Items, Page, Params, created, e, items, non_empty, ok, rfc3339,
-        schema,
+        schema, short_name,
     };
     pub(crate) use crate::accounting::unix_now;
     pub(crate) use crate::authz::*;
@@ -311,6 +311,21 @@ pub(crate) fn ok<T: Serialize>(v: T) -> ApiResult {
 /// RFC 3339 UTC from Unix seconds.
 pub fn rfc3339(t: i64) -> String {
     jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
+}
+
+/// A short name used in commands and URLs: up to 40 lower-case letters, digits and `-`.
+pub(crate) fn short_name(field: &str, v: &str) -> Result<(), ApiError> {
+    let fits = !v.is_empty()
+        && v.len() <= 40
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if fits {
+        return Ok(());
+    }
+    Err(ApiError::field(
+        field,
+        format!("`{field}` is up to 40 lower-case letters, digits and `-`"),
+    ))
 }
 
 pub(crate) fn non_empty(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
