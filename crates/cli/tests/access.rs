@@ -257,65 +257,187 @@ fn programme_managers_reviewers_and_trainees_through_the_cli() {
     let out = as_(
         &server,
         &manager,
-        &["call", "create", "--name", "ai-health", "--title", "AI for health", "--mode", "fast-lane", "--site", "fi-kajaani", "--gpu-hours", "5000"],
+        &[
+            "call",
+            "create",
+            "--name",
+            "ai-health",
+            "--title",
+            "AI for health",
+            "--mode",
+            "fast-lane",
+            "--site",
+            "fi-kajaani",
+            "--gpu-hours",
+            "5000",
+        ],
     );
     assert!(out.contains("ai-health"), "{out}");
     let shown = as_(&server, &startup, &["call", "show", "ai-health"]);
-    assert!(shown.contains("fi-kajaani") && shown.contains("abstract"), "budget and form: {shown}");
+    assert!(
+        shown.contains("fi-kajaani") && shown.contains("abstract"),
+        "budget and form: {shown}"
+    );
 
     let applied: serde_json::Value = serde_json::from_str(&as_(
         &server,
         &startup,
         &[
-            "apply", "ai-health", "--output", "json", "--title", "Radiology triage", "--gpu-hours", "800", "--days", "90",
-            "--answer", "abstract=Train a triage model", "--founded", "2023-01-10", "--staff", "12",
-            "--turnover-eur", "900000", "--balance-sheet-eur", "600000", "--declare",
+            "apply",
+            "ai-health",
+            "--output",
+            "json",
+            "--title",
+            "Radiology triage",
+            "--gpu-hours",
+            "800",
+            "--days",
+            "90",
+            "--answer",
+            "abstract=Train a triage model",
+            "--founded",
+            "2023-01-10",
+            "--staff",
+            "12",
+            "--turnover-eur",
+            "900000",
+            "--balance-sheet-eur",
+            "600000",
+            "--declare",
         ],
     ))
     .unwrap();
     assert_eq!(applied["state"], "technical-assessment", "{applied}");
     let id = applied["id"].as_str().unwrap();
-    let listed = as_(&server, &manager, &["application", "list", "--state", "technical-assessment"]);
+    let listed = as_(
+        &server,
+        &manager,
+        &["application", "list", "--state", "technical-assessment"],
+    );
     assert!(listed.contains(id), "{listed}");
-    as_(&server, &manager, &["application", "assess", id, "--notes", "Fits the partition"]);
-    let decided = as_(&server, &manager, &["application", "decide", id, "--gpu-hours", "600", "--reasons", "Strong case; 600 of 800"]);
-    assert!(decided.contains("awarded") && decided.contains("Strong case"), "{decided}");
-    let accepted: serde_json::Value =
-        serde_json::from_str(&as_(&server, &startup, &["application", "accept", id, "--output", "json"])).unwrap();
+    as_(
+        &server,
+        &manager,
+        &["application", "assess", id, "--notes", "Fits the partition"],
+    );
+    let decided = as_(
+        &server,
+        &manager,
+        &[
+            "application",
+            "decide",
+            id,
+            "--gpu-hours",
+            "600",
+            "--reasons",
+            "Strong case; 600 of 800",
+        ],
+    );
+    assert!(
+        decided.contains("awarded") && decided.contains("Strong case"),
+        "{decided}"
+    );
+    let accepted: serde_json::Value = serde_json::from_str(&as_(
+        &server,
+        &startup,
+        &["application", "accept", id, "--output", "json"],
+    ))
+    .unwrap();
     let alloc = accepted["allocation"].as_str().unwrap();
 
     // More GPU-hours, then the final report.
-    let asked = as_(&server, &startup, &["alloc", "request", alloc, "supplement", "--gpu-hours", "100", "--reason", "a second data set"]);
+    let asked = as_(
+        &server,
+        &startup,
+        &[
+            "alloc",
+            "request",
+            alloc,
+            "supplement",
+            "--gpu-hours",
+            "100",
+            "--reason",
+            "a second data set",
+        ],
+    );
     assert!(asked.contains("supplement") && asked.contains("panel"), "{asked}");
     let reported = as_(
         &server,
         &startup,
-        &["alloc", "report", alloc, "--summary", "Model trained", "--item", "model=triage-v1=https://hub.example/triage-v1", "--item", "paper=Triage at scale"],
+        &[
+            "alloc",
+            "report",
+            alloc,
+            "--summary",
+            "Model trained",
+            "--item",
+            "model=triage-v1=https://hub.example/triage-v1",
+            "--item",
+            "paper=Triage at scale",
+        ],
     );
     assert!(reported.contains("Model trained"), "{reported}");
-    let bad = cli(&server, &startup, &["alloc", "report", alloc, "--summary", "x", "--item", "nonsense"]);
+    let bad = cli(
+        &server,
+        &startup,
+        &["alloc", "report", alloc, "--summary", "x", "--item", "nonsense"],
+    );
     assert!(!bad.status.success());
 
     // A class from a CSV file: two seats, three people.
     let csv = dir.join("class.csv");
-    std::fs::write(&csv, "email,name\nana@uni.example,Ana\nbo@uni.example,Bo\ncy@uni.example,Cy\n").unwrap();
+    std::fs::write(
+        &csv,
+        "email,name\nana@uni.example,Ana\nbo@uni.example,Bo\ncy@uni.example,Cy\n",
+    )
+    .unwrap();
     as_(
         &server,
         &manager,
-        &["course", "create", "--name", "cuda-101", "--title", "CUDA 101", "--site", "it-bologna", "--starts", "2030-03-02T09:00:00Z", "--ends", "2030-03-04T17:00:00Z", "--seats", "2", "--gpu-hours", "4"],
+        &[
+            "course",
+            "create",
+            "--name",
+            "cuda-101",
+            "--title",
+            "CUDA 101",
+            "--site",
+            "it-bologna",
+            "--starts",
+            "2030-03-02T09:00:00Z",
+            "--ends",
+            "2030-03-04T17:00:00Z",
+            "--seats",
+            "2",
+            "--gpu-hours",
+            "4",
+        ],
     );
-    let enrolled = as_(&server, &manager, &["course", "enrol-csv", "cuda-101", csv.to_str().unwrap()]);
+    let enrolled = as_(
+        &server,
+        &manager,
+        &["course", "enrol-csv", "cuda-101", csv.to_str().unwrap()],
+    );
     assert_eq!(enrolled.matches("enrolled").count(), 2, "{enrolled}");
     assert_eq!(enrolled.matches("waitlisted").count(), 1, "{enrolled}");
     let courses = as_(&server, &startup, &["course", "list"]);
-    assert!(courses.contains("cuda-101") && courses.contains("llm-finetuning"), "{courses}");
+    assert!(
+        courses.contains("cuda-101") && courses.contains("llm-finetuning"),
+        "{courses}"
+    );
 
     // Reviewers have an inbox (empty here); staff read the indicators, also as CSV.
     let inbox = as_(&server, &token(&data, "reviewer"), &["review", "list"]);
     assert!(inbox.starts_with("ID"), "{inbox}");
     let report = as_(&server, &manager, &["report", "programme"]);
-    assert!(report.contains("fast-lane") && report.contains("SMEs and start-ups"), "{report}");
+    assert!(
+        report.contains("fast-lane") && report.contains("SMEs and start-ups"),
+        "{report}"
+    );
     let csv = as_(&server, &manager, &["report", "programme", "--csv"]);
     assert!(csv.starts_with("dimension,key,applications"), "{csv}");
-    assert!(csv.contains("mode,fast-lane,2,2,"), "the award and the supplement request: {csv}");
+    assert!(
+        csv.contains("mode,fast-lane,2,2,"),
+        "the award and the supplement request: {csv}"
+    );
 }

@@ -19,9 +19,13 @@ impl Caller {
     pub(crate) fn is_admin(&self) -> bool {
         self.role() == Some(PlatformRole::Admin)
     }
-    /// Platform staff see every organisation.
+    /// Platform staff who run the factory or the programme see every organisation;
+    /// reviewers, outside experts, see only the applications they were asked to review.
     pub(crate) fn sees_all(&self) -> bool {
-        self.role().is_some()
+        matches!(
+            self.role(),
+            Some(PlatformRole::Admin | PlatformRole::Operator | PlatformRole::ProgrammeManager)
+        )
     }
     pub(crate) fn manages_allocations(&self) -> bool {
         matches!(self.role(), Some(PlatformRole::Admin | PlatformRole::Operator))
@@ -111,7 +115,7 @@ pub(crate) fn operator(caller: &Caller, what: &str) -> Result<(), ApiError> {
     )))
 }
 
-/// Platform staff (admins, operators, reviewers): what spans every organisation.
+/// Platform staff (admins, operators, programme managers): what spans every organisation.
 pub(crate) fn staff(caller: &Caller, refusal: &str) -> Result<(), ApiError> {
     if caller.sees_all() {
         return Ok(());
