@@ -307,3 +307,28 @@ pub(crate) fn applicant_side(caller: &Caller, app: &store::Application) -> Resul
         "only the applicant and their organisation's admins act on an application",
     ))
 }
+
+/// Reviewers declare their own conflicts and collaborations.
+pub(crate) fn reviewer(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.role() == Some(PlatformRole::Reviewer) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!("reviewers {what}")))
+}
+
+/// Only the reviewer submits their review.
+pub(crate) fn author_of(caller: &Caller, review: &store::Review) -> Result<(), ApiError> {
+    if review.reviewer_user_id == caller.user.id {
+        return Ok(());
+    }
+    Err(ApiError::forbidden("only the reviewer submits their review"))
+}
+
+/// A trainee's enrolment is theirs and the programme managers'; to anyone else it does
+/// not exist.
+pub(crate) fn enrolment_of(caller: &Caller, user_id: &str) -> Result<(), ApiError> {
+    if caller.user.id == user_id || caller.manages_programme() {
+        return Ok(());
+    }
+    Err(ApiError::not_found("enrolment", user_id))
+}

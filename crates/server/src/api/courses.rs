@@ -363,9 +363,7 @@ pub(crate) async fn cancel(
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult {
     let course = state.store.get_course(&id).await?;
-    if caller.user.id != user && !caller.manages_programme() {
-        return Err(ApiError::not_found("enrolment", &user));
-    }
+    enrolment_of(&caller, &user)?;
     let title = course.title.clone();
     let promoted_users = state.store.enrolments(&course.id).await?;
     state

@@ -266,9 +266,7 @@ pub(crate) async fn declare_conflict(
     Path(id): Path<String>,
     Body(b): Body<DeclareConflict>,
 ) -> ApiResult {
-    if caller.role() != Some(PlatformRole::Reviewer) {
-        return Err(ApiError::forbidden("reviewers declare conflicts of interest"));
-    }
+    reviewer(&caller, "declare conflicts of interest")?;
     non_empty("reason", &b.reason, 2000)?;
     // Only for an application the reviewer was asked to review.
     visible_application(&state, &caller, &id).await?;
@@ -345,9 +343,7 @@ pub(crate) async fn submit_review(
     Body(b): Body<SubmitReview>,
 ) -> ApiResult {
     let r = visible_review(&state, &caller, &id).await?;
-    if r.reviewer_user_id != caller.user.id {
-        return Err(ApiError::forbidden("only the reviewer submits their review"));
-    }
+    author_of(&caller, &r)?;
     non_empty("comments", &b.comments, 20_000)?;
     let app = state.store.get_application(&r.application_id).await?;
     let call = state.store.get_call(&app.call_id).await?;
@@ -402,9 +398,7 @@ pub(crate) async fn declare_collaboration(
     caller: Caller,
     Body(b): Body<DeclareCollaboration>,
 ) -> ApiResult {
-    if caller.role() != Some(PlatformRole::Reviewer) {
-        return Err(ApiError::forbidden("reviewers declare their collaborations"));
-    }
+    reviewer(&caller, "declare their collaborations")?;
     non_empty("note", &b.note, 2000)?;
     state
         .store
