@@ -9,23 +9,29 @@
 
 mod accounts;
 mod allocations;
+mod applications;
+mod calls;
 mod ids;
 mod jobs;
 mod ledger;
 mod model;
 mod nodes;
 mod outbox;
-mod programme;
 mod projects;
+mod reviews;
+mod signup;
 mod training;
 
 use accounts::user_from;
 use allocations::allocation_from;
+pub use applications::*;
+pub use calls::*;
 pub use ids::new_id;
 use ledger::{add_reserved, insert_ledger, reserve};
 pub use model::*;
 pub use outbox::*;
-pub use programme::*;
+pub use reviews::*;
+pub use signup::*;
 pub use training::*;
 
 use sha2::{Digest, Sha256};
@@ -295,6 +301,21 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+
+pub(crate) fn opt_json<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<Option<T>> {
+    r.try_get::<Option<String>, _>(col)?
+        .as_deref()
+        .map(from_json)
+        .transpose()
 }
 
 /// A summed column; queries cast sums to BIGINT (PostgreSQL would return NUMERIC).

@@ -1,5 +1,7 @@
 //! Client commands talking to a factory's API, one module per resource (`org` and
-//! `invitation`, `project`, `alloc`, `job`, `site` and `node`, `usage`); here the
+//! `invitation`, `project`, `alloc`, `job`, `site` and `node`, `usage`; the access
+//! programme's `register`/`verify`, `call`, `apply`/`application`, `review`, `course`,
+//! `report`/`notifications`); here the
 //! connection, `login`, and the table printer. Tables for people, `--output json` for
 //! scripts; errors show the server's message and the field at fault.
 
@@ -11,18 +13,28 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod allocs;
+mod applications;
+mod calls;
+mod courses;
 mod jobs;
 mod orgs;
-mod programme;
 mod projects;
+mod reports;
+mod reviews;
+mod signup;
 mod sites;
 mod usage;
 
 pub use allocs::*;
+pub use applications::*;
+pub use calls::*;
+pub use courses::*;
 pub use jobs::*;
 pub use orgs::*;
-pub use programme::*;
 pub use projects::*;
+pub use reports::*;
+pub use reviews::*;
+pub use signup::*;
 pub use sites::*;
 pub use usage::*;
 

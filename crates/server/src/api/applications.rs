@@ -1,7 +1,7 @@
 //! Applications to calls: drafts, submission (eligibility, and the automatic award of a
 //! playground), assessment and decision by programme managers, the applicant's reply,
 //! acceptance (the project and allocation are created at once), withdrawal, the history
-//! and the evidence documents. Transitions are made by `crate::programme`.
+//! (evidence documents: `documents`). Transitions are made by `crate::programme`.
 
 use super::prelude::*;
 use crate::programme;
@@ -10,10 +10,6 @@ use access::eligibility::{Decision, Declaration};
 use access::workflow::{Event, Kind, State as AppStateKind};
 use std::collections::BTreeMap;
 use store::{Application, PanelDecision};
-
-/// Largest evidence document, bytes.
-const DOCUMENT_LIMIT: usize = 10 * 1024 * 1024;
-const DOCUMENTS_PER_APPLICATION: usize = 20;
 
 pub(crate) fn endpoints() -> Vec<Endpoint> {
     let action = |path: &'static str, summary: &'static str, route| {
@@ -121,35 +117,6 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             get(events),
         )
         .returns::<Items<EventView>>(),
-        e(
-            "post",
-            "/api/v1/applications/{id}/documents",
-            "Attach an evidence document (the request body; `name` in the query, up to 10 MiB)",
-            true,
-            &["name"],
-            None,
-            post(add_document).layer(DefaultBodyLimit::max(DOCUMENT_LIMIT)),
-        )
-        .returns::<DocumentView>(),
-        e(
-            "get",
-            "/api/v1/applications/{id}/documents",
-            "The application's documents",
-            true,
-            &[],
-            None,
-            get(list_documents),
-        )
-        .returns::<Items<DocumentView>>(),
-        e(
-            "get",
-            "/api/v1/applications/{id}/documents/{doc}",
-            "Download a document",
-            true,
-            &[],
-            None,
-            get(get_document),
-        ),
     ]
 }
 
@@ -503,7 +470,7 @@ pub(crate) async fn get_application(
 }
 
 /// The history and the evidence are for the applicant's side and programme managers.
-async fn applicant_or_manager(state: &AppState, caller: &Caller, id: &str) -> Result<Application, ApiError> {
+pub(crate) async fn applicant_or_manager(state: &AppState, caller: &Caller, id: &str) -> Result<Application, ApiError> {
     match application_access(state, caller, id).await? {
         (app, Viewer::Applicant | Viewer::Manager) => Ok(app),
         (_, Viewer::Reviewer) => Err(ApiError::forbidden(
@@ -574,7 +541,11 @@ pub(crate) async fn edit_application(
 }
 
 /// The application and its call, for the applicant's side.
-async fn as_applicant(state: &AppState, caller: &Caller, id: &str) -> Result<(Application, store::Call), ApiError> {
+pub(crate) async fn as_applicant(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Application, store::Call), ApiError> {
     let app = visible_application(state, caller, id).await?;
     applicant_side(caller, &app)?;
     let call = state.store.get_call(&app.call_id).await?;
@@ -786,103 +757,4 @@ pub(crate) async fn events(State(state): State<AppState>, caller: Caller, Path(i
             })
             .collect(),
     ))
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct DocumentView {
-    id: String,
-    name: String,
-    content_type: String,
-    sha256: String,
-    size_bytes: i64,
-    created_at: String,
-}
-
-fn document_view(d: &store::Document) -> DocumentView {
-    DocumentView {
-        id: d.id.clone(),
-        name: d.name.clone(),
-        content_type: d.content_type.clone(),
-        sha256: d.sha256.clone(),
-        size_bytes: d.size_bytes,
-        created_at: rfc3339(d.created_at),
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct DocumentQuery {
-    name: String,
-}
-
-pub(crate) async fn add_document(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Params(q): Params<DocumentQuery>,
-    headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult {
-    let body = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            format!("a document is at most {} MiB: {e}", DOCUMENT_LIMIT / 1024 / 1024),
-        )
-    })?;
-    let (app, _) = as_applicant(&state, &caller, &id).await?;
-    if !matches!(app.state, AppStateKind::Draft | AppStateKind::Ineligible) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not-a-draft",
-            "documents are attached to drafts: reopen the application first",
-        ));
-    }
-    let name = q.name.trim();
-    let name_ok = !name.is_empty() && name.len() <= 200 && !name.contains(['/', '\\', '\0']);
-    if !name_ok {
-        return Err(ApiError::field(
-            "name",
-            "a file name of up to 200 characters, without `/`",
-        ));
-    }
-    if body.is_empty() {
-        return Err(ApiError::field("body", "the document is empty"));
-    }
-    if state.store.documents(&id).await?.len() >= DOCUMENTS_PER_APPLICATION {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too-many-documents",
-            format!("at most {DOCUMENTS_PER_APPLICATION} documents per application"),
-        ));
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream");
-    let doc = state.store.add_document(&id, name, content_type, &body).await?;
-    Ok(created(document_view(&doc)))
-}
-
-pub(crate) async fn list_documents(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
-    applicant_or_manager(&state, &caller, &id).await?;
-    let docs = state.store.documents(&id).await?;
-    ok(items(docs.iter().map(document_view).collect()))
-}
-
-pub(crate) async fn get_document(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((id, doc)): Path<(String, String)>,
-) -> ApiResult {
-    applicant_or_manager(&state, &caller, &id).await?;
-    let (d, content) = state.store.document_content(&id, &doc).await?;
-    let disposition = format!("attachment; filename=\"{}\"", d.name.replace('"', ""));
-    Ok((
-        [
-            (header::CONTENT_TYPE, d.content_type),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        content,
-    )
-        .into_response())
 }

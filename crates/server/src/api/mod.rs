@@ -9,6 +9,7 @@ mod allocations;
 mod applications;
 mod calls;
 mod courses;
+mod documents;
 mod health;
 mod indicators;
 mod invitations;
@@ -71,6 +72,7 @@ fn endpoints() -> Vec<Endpoint> {
         signup::endpoints(),
         calls::endpoints(),
         applications::endpoints(),
+        documents::endpoints(),
         notifications::endpoints(),
         reviews::endpoints(),
         indicators::endpoints(),
