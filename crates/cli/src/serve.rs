@@ -62,6 +62,11 @@ pub struct Args {
     slurm_account: Option<String>,
     #[arg(long, env = "AIFACTORY_SLURM_QOS")]
     slurm_qos: Option<String>,
+    /// The Slurm account of each project awarded through a call, `{project}` standing for
+    /// the project's id (e.g. `aif_{project}`): where the site keeps an account per project
+    /// [default: none; the allocation's or the executor's account applies].
+    #[arg(long, env = "AIFACTORY_SLURM_ACCOUNT_TEMPLATE")]
+    slurm_account_template: Option<String>,
     /// SMTP server notifications are e-mailed through, smtp://host:port [default: none;
     /// they wait in the outbox and show in the API].
     #[arg(long, env = "AIFACTORY_SMTP_URL")]
@@ -93,6 +98,7 @@ struct FileSettings {
     slurm_qos: Option<String>,
     smtp_url: Option<String>,
     mail_from: Option<String>,
+    slurm_account_template: Option<String>,
 }
 
 /// The Slurm executor's settings (flags over file), or the local executor.
@@ -190,10 +196,24 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
+    let slurm_account_template = args.slurm_account_template.or(file.slurm_account_template);
+    if let Some(t) = &slurm_account_template {
+        let example = t.replace("{project}", "prj_01a22c5827dd00000edac9c4");
+        let fits = t.contains("{project}")
+            && example.len() <= 64
+            && example
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        anyhow::ensure!(
+            fits,
+            "--slurm-account-template must contain {{project}} and make a Slurm name (letters, digits, `_`, `-`, `.`; 64 at most): `{t}`"
+        );
+    }
     let mut config = server::Config {
         data_dir: data_dir.clone(),
         executor,
         smtp,
+        slurm_account_template,
         ..server::Config::default()
     };
     if let Some(c) = args.cents_per_gpu_hour.or(file.cents_per_gpu_hour) {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -303,4 +303,81 @@ fn our_engine_schedules_and_slurm_runs() {
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(slurm_jobs_of(&c), 1);
     assert_eq!(slurm_account_of(&c), "euhpc_a01_042");
+}
+
+/// A site that keeps a Slurm account per project: an award accepted through the access
+/// programme gets its project's account at once, and its jobs are charged to it in Slurm.
+#[test]
+fn an_accepted_award_charges_its_jobs_to_the_projects_slurm_account() {
+    let Some(url) = slurm_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    clean_slate();
+    let dir = temp_dir("slurm-award");
+    let server = serve_on_slurm(
+        &dir,
+        free_port(),
+        &url,
+        "slurm",
+        &["--slurm-account-template", "aif_{project}"],
+    );
+    let t = token(&dir, "startup");
+    let applied = json(&cli(
+        &server,
+        &t,
+        &[
+            "apply",
+            "playground",
+            "--output",
+            "json",
+            "--title",
+            "On Slurm",
+            "--gpu-hours",
+            "5",
+            "--days",
+            "10",
+            "--answer",
+            "abstract=Run on the site's Slurm",
+            "--founded",
+            "2024-01-10",
+            "--staff",
+            "5",
+            "--turnover-eur",
+            "100000",
+            "--balance-sheet-eur",
+            "80000",
+            "--declare",
+        ],
+    ));
+    assert_eq!(applied["state"], "awarded", "{applied}");
+    let id = applied["id"].as_str().unwrap();
+    let accepted = json(&cli(&server, &t, &["application", "accept", id, "--output", "json"]));
+    let project = accepted["project"].as_str().unwrap().to_string();
+    let alloc = accepted["allocation"].as_str().unwrap();
+    let shown = json(&cli(&server, &t, &["alloc", "show", alloc, "--output", "json"]));
+    let account = format!("aif_{project}");
+    assert_eq!(shown["slurm_account"], json!(account), "{shown}");
+    let out = cli(
+        &server,
+        &t,
+        &[
+            "job",
+            "submit",
+            "--project",
+            &project,
+            "--gpus",
+            "1",
+            "--time",
+            "1",
+            "--parsable",
+            "--",
+            "sh",
+            "-c",
+            "echo charged",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ended = wait_state(&server, &t, &job, Duration::from_secs(60), final_state);
+    assert_eq!(ended["state"], "completed", "{ended}");
+    assert_eq!(slurm_account_of(&job), account);
 }

@@ -47,6 +47,9 @@ pub struct Config {
     pub programme_tick: Duration,
     /// Sign-ups and confirmation requests an hour per client address.
     pub signups_per_hour: u32,
+    /// Where the site keeps a Slurm account per project: its name, `{project}` standing for
+    /// the project's id; awards accepted get it on their allocation.
+    pub slurm_account_template: Option<String>,
 }
 
 /// Where jobs run.
@@ -77,6 +80,7 @@ impl Default for Config {
             smtp: None,
             programme_tick: Duration::from_secs(60),
             signups_per_hour: 120,
+            slurm_account_template: None,
         }
     }
 }

@@ -169,6 +169,7 @@ async fn provision(state: &AppState, call: &Call, app: &Application) -> Result<P
     Ok(Provision {
         // A renewal goes on in the project it renews.
         existing_project: app.project_id.clone().filter(|_| app.kind == Kind::Renewal),
+        slurm_account_template: state.config.slurm_account_template.clone(),
         project: NewProject {
             org_id: app.org_id.clone(),
             name: format!("{}-{}", call.name, &app.id[app.id.len() - 6..]),

@@ -138,6 +138,9 @@ pub struct Provision {
     pub project: NewProject,
     /// A renewal's allocation goes to the project that exists already.
     pub existing_project: Option<String>,
+    /// The Slurm account its jobs are charged to, `{project}` standing for the project's id
+    /// (a site that keeps an account per project).
+    pub slurm_account_template: Option<String>,
     /// Users added to the project besides its principal investigator.
     pub members: Vec<String>,
     pub allocation: NewAllocation,
@@ -271,6 +274,9 @@ impl Store {
             };
             let mut alloc = p.allocation.clone();
             alloc.project_id = project_id.clone();
+            if let Some(template) = &p.slurm_account_template {
+                alloc.slurm.account = Some(template.replace("{project}", &project_id));
+            }
             let alloc = insert_allocation(&mut tx, &alloc).await?;
             after.project_id = Some(project_id);
             after.allocation_id = Some(alloc.id);
