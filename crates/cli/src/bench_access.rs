@@ -4,27 +4,11 @@
 //! at once), accept (project and allocation), submit a job, and see it run. Baseline in
 //! the same run: submit-to-running of the same job in a project that exists already.
 
-use crate::bench_api::{Running, agent, percentile, post, unix_nanos};
+use crate::bench_api::{Running, agent, percentile, post, started_at, unix_nanos};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 const STEPS: [&str; 5] = ["sign-up", "confirm", "apply+award", "accept", "job running"];
-
-/// Waits for a job that prints its start time (ns) and returns it.
-fn started_at(r: &Running, id: &str) -> Result<u128> {
-    let log = r.state.exec.log_path(id, exec::Stream::Stdout);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = std::fs::read_to_string(&log)
-            && let Ok(ns) = t.trim().parse()
-        {
-            return Ok(ns);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "job {id} did not start");
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
 
 fn public_post(a: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {
     let mut resp = a

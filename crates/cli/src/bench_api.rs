@@ -172,6 +172,21 @@ fn store_only(r: &Running, n: usize, batch: usize) -> Result<f64> {
     })
 }
 
+/// When a job that prints its start time (`date +%s%N`) started, in Unix nanoseconds.
+pub(crate) fn started_at(r: &Running, id: &str) -> Result<u128> {
+    let log = r.state.exec.log_path(id, exec::Stream::Stdout);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(&log)
+            && let Ok(ns) = t.trim().parse()
+        {
+            return Ok(ns);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "job {id} did not start");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 pub(crate) fn unix_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
@@ -205,18 +220,7 @@ fn submit_to_running(r: &Running, samples: usize) -> Result<(Vec<f64>, Vec<f64>)
             token,
             &json!({"project": project, "command": ["date", "+%s%N"], "gpus": 1, "walltime_s": 60}),
         )?;
-        let id = job["id"].as_str().context("id")?;
-        let log = r.state.exec.log_path(id, exec::Stream::Stdout);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let started: u128 = loop {
-            if let Ok(t) = std::fs::read_to_string(&log)
-                && let Ok(ns) = t.trim().parse()
-            {
-                break ns;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "job {id} did not start");
-            std::thread::sleep(Duration::from_micros(200));
-        };
+        let started = started_at(r, job["id"].as_str().context("id")?)?;
         via_api.push(started.saturating_sub(sent) as f64 / 1e6);
         let sent = unix_nanos();
         let out = std::process::Command::new("date").arg("+%s%N").output()?;

@@ -4,29 +4,9 @@ use super::*;
 
 impl Store {
     pub async fn create_org(&self, new: &NewOrg) -> Result<Org> {
-        let org = Org {
-            id: new_id("org"),
-            name: new.name.clone(),
-            org_type: new.org_type,
-            country: new.country.clone(),
-            sectors: new.sectors.clone(),
-            employees: new.employees,
-            turnover_eur: new.turnover_eur,
-            created_at: now(),
-        };
-        sqlx::query(
-            "INSERT INTO organisations (id, name, org_type, country, sectors, employees, turnover_eur, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&org.id)
-        .bind(&org.name)
-        .bind(org.org_type.as_str())
-        .bind(&org.country)
-        .bind(org.sectors.join(","))
-        .bind(org.employees)
-        .bind(org.turnover_eur)
-        .bind(org.created_at)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        let org = insert_org(&mut tx, new).await?;
+        tx.commit().await?;
         Ok(org)
     }
 
@@ -420,4 +400,31 @@ pub(crate) async fn insert_token(
         .execute(&mut **tx)
         .await?;
     Ok((token, secret))
+}
+
+pub(crate) async fn insert_org(tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewOrg) -> Result<Org> {
+    let org = Org {
+        id: new_id("org"),
+        name: new.name.clone(),
+        org_type: new.org_type,
+        country: new.country.clone(),
+        sectors: new.sectors.clone(),
+        employees: new.employees,
+        turnover_eur: new.turnover_eur,
+        created_at: now(),
+    };
+    sqlx::query(
+        "INSERT INTO organisations (id, name, org_type, country, sectors, employees, turnover_eur, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&org.id)
+    .bind(&org.name)
+    .bind(org.org_type.as_str())
+    .bind(&org.country)
+    .bind(org.sectors.join(","))
+    .bind(org.employees)
+    .bind(org.turnover_eur)
+    .bind(org.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(org)
 }

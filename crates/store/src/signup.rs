@@ -37,29 +37,7 @@ impl Store {
             .bind(t)
             .execute(&mut *tx)
             .await?;
-        let org = Org {
-            id: new_id("org"),
-            name: s.org.name.clone(),
-            org_type: s.org.org_type,
-            country: s.org.country.clone(),
-            sectors: s.org.sectors.clone(),
-            employees: s.org.employees,
-            turnover_eur: s.org.turnover_eur,
-            created_at: t,
-        };
-        sqlx::query(
-            "INSERT INTO organisations (id, name, org_type, country, sectors, employees, turnover_eur, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&org.id)
-        .bind(&org.name)
-        .bind(org.org_type.as_str())
-        .bind(&org.country)
-        .bind(org.sectors.join(","))
-        .bind(org.employees)
-        .bind(org.turnover_eur)
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
+        let org = accounts::insert_org(&mut tx, &s.org).await?;
         sqlx::query("INSERT INTO memberships (user_id, org_id, role) VALUES ($1, $2, $3)")
             .bind(&user.id)
             .bind(&org.id)

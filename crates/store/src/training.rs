@@ -56,19 +56,19 @@ impl Store {
     pub async fn create_course(&self, new: &NewCourse) -> Result<Course> {
         let mut tx = self.pool.begin().await?;
         let t = now();
-        let org_id = new_id("org");
-        sqlx::query(
-            "INSERT INTO organisations (id, name, org_type, country, sectors, employees, turnover_eur, created_at) \
-             VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)",
+        let org_id = accounts::insert_org(
+            &mut tx,
+            &NewOrg {
+                name: format!("Course: {} ({})", new.title, new.name),
+                org_type: domain::OrgType::Research,
+                country: "EU".into(),
+                sectors: vec!["training".into()],
+                employees: None,
+                turnover_eur: None,
+            },
         )
-        .bind(&org_id)
-        .bind(format!("Course: {} ({})", new.title, new.name))
-        .bind(domain::OrgType::Research.as_str())
-        .bind("EU")
-        .bind("training")
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
+        .await?
+        .id;
         let course = Course {
             id: new_id("crs"),
             name: new.name.clone(),
