@@ -1147,7 +1147,7 @@ async fn sign_ups_are_rate_limited_per_address() {
     };
     for n in 0..2 {
         let (status, v) = app.call(Method::POST, "/api/v1/signup", None, Some(signup(n))).await;
-        assert_eq!(status, StatusCode::CREATED, "{v}");
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     }
     let (status, v) = app.call(Method::POST, "/api/v1/signup", None, Some(signup(2))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
@@ -1164,4 +1164,98 @@ async fn sign_ups_are_rate_limited_per_address() {
         )
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "guessing codes shares the limit");
+}
+
+/// Signing up creates nothing until the code comes back: nobody can take another person's
+/// address or an organisation's name, and the answer never tells whether an address is
+/// registered.
+#[tokio::test]
+async fn sign_up_creates_nothing_until_the_code_comes_back() {
+    let app = app_with(fresh_dir("sqlite").await, |_| {}).await;
+    let code_for = |email: &'static str| {
+        let store = app.state.store.clone();
+        async move {
+            let messages = store.all_messages(1000).await.unwrap();
+            let m = messages
+                .iter()
+                .find(|m| m.to_email == email && m.kind == "verify-email")
+                .unwrap();
+            m.subject.rsplit(' ').next().unwrap().to_string()
+        }
+    };
+    let body = |email: &str, org: &str| json!({"email": email, "name": "N", "organisation": {"name": org, "type": "startup", "country": "IT"}});
+    // A squatter asks for the real owner's address and a name: nothing exists yet.
+    let (status, squat) = app
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(body("owner@real.example", "Real Srl")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{squat}");
+    assert!(
+        app.state
+            .store
+            .user_by_email("owner@real.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (_, orgs) = app.get("/api/v1/orgs", "admin").await;
+    assert!(!orgs.to_string().contains("Real Srl"));
+    // The owner signs up too (replacing the earlier request) and confirms with their code.
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(body("owner@real.example", "Real Srl")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let code = code_for("owner@real.example").await;
+    let newest = app.state.store.all_messages(1000).await.unwrap();
+    let codes: Vec<&str> = newest
+        .iter()
+        .filter(|m| m.kind == "verify-email" && m.to_email == "owner@real.example")
+        .map(|m| m.subject.as_str())
+        .collect();
+    assert_eq!(codes.len(), 2);
+    let (status, done) = app
+        .call(Method::POST, "/api/v1/signup/verify", None, Some(json!({"code": code})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "the newest code works: {done}");
+    assert_eq!(done["organisation"]["name"], "Real Srl");
+    assert!(done["user"]["email_verified_at"].is_string());
+    // The first code was replaced.
+    let old = codes[1].rsplit(' ').next().unwrap();
+    let (status, v) = app
+        .call(Method::POST, "/api/v1/signup/verify", None, Some(json!({"code": old})))
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid-verification-code"))
+    );
+    // The same request for a registered address: the same answer; the owner is warned.
+    let (status, again) = app
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(body("owner@real.example", "Other")),
+        )
+        .await;
+    assert_eq!((status, again), (StatusCode::ACCEPTED, squat));
+    let messages = app.state.store.all_messages(1000).await.unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.kind == "signup-existing-account" && m.to_email == "owner@real.example")
+    );
+    assert_eq!(
+        messages.iter().filter(|m| m.kind == "verify-email").count(),
+        2,
+        "no code for a registered address"
+    );
 }

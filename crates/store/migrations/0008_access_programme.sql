@@ -1,18 +1,21 @@
 -- The access programme: calls with their budgets per site, applications with their
 -- declaration, eligibility decision, documents and history, reviews and conflicts,
--- e-mail verification, and the durable outbox of notifications.
+-- self-service registration, and the durable outbox of notifications.
 
 ALTER TABLE users ADD COLUMN email_verified_at BIGINT;
 UPDATE users SET email_verified_at = created_at;
 
-CREATE TABLE email_verifications (
+-- A registration waits here until its code proves the address: nothing is created before,
+-- so nobody can take another person's address or an organisation's name by signing up.
+CREATE TABLE pending_signups (
     code_sha256 TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id),
     email TEXT NOT NULL,
+    name TEXT NOT NULL,
+    organisation TEXT NOT NULL,
     created_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    used_at BIGINT
+    expires_at BIGINT NOT NULL
 );
+CREATE INDEX pending_signups_by_email ON pending_signups (email);
 
 CREATE TABLE calls (
     id TEXT PRIMARY KEY,

@@ -261,7 +261,7 @@ impl Store {
             "applications",
             "call_budgets",
             "calls",
-            "email_verifications",
+            "pending_signups",
             "ledger",
             "jobs",
             "allocations",

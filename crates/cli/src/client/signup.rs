@@ -22,7 +22,7 @@ pub struct RegisterArgs {
     pub sectors: Vec<String>,
 }
 
-/// Registers, saves the new token like `login`, and says how to confirm the address.
+/// Asks to register; the account exists once the code sent by e-mail comes back (`verify`).
 pub fn register(conn: &Conn, a: RegisterArgs) -> Result<()> {
     let c = Client::new(conn);
     let body = json!({
@@ -30,6 +30,22 @@ pub fn register(conn: &Conn, a: RegisterArgs) -> Result<()> {
         "organisation": {"name": a.org_name, "type": a.org_type, "country": a.country, "sectors": a.sectors},
     });
     let out = c.call("POST", "/api/v1/signup", Some(&body))?;
+    if c.output == Output::Json {
+        println!("{out}");
+    } else {
+        println!(
+            "a confirmation code was sent to {}: run `aifactory verify CODE` to create your account",
+            a.email
+        );
+    }
+    Ok(())
+}
+
+/// Confirms the address: the account and organisation are created, and the new token is
+/// saved like `login` does.
+pub fn verify(conn: &Conn, code: String) -> Result<()> {
+    let c = Client::new(conn);
+    let out = c.call("POST", "/api/v1/signup/verify", Some(&json!({"code": code})))?;
     let token = out["token"].as_str().unwrap_or_default().to_string();
     let path = save_login(c.base.clone(), token)?;
     if c.output == Output::Json {
@@ -37,29 +53,11 @@ pub fn register(conn: &Conn, a: RegisterArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "registered {} for {} ({}); token saved in {}",
+        "{} is confirmed: {} ({}) is registered; your token is saved in {}. Next: `aifactory call list`",
         out["user"]["email"].as_str().unwrap_or("?"),
         out["organisation"]["name"].as_str().unwrap_or("?"),
         out["organisation"]["id"].as_str().unwrap_or("?"),
         path.display()
     );
-    println!(
-        "a confirmation code was sent to {}: run `aifactory verify CODE`",
-        a.email
-    );
-    Ok(())
-}
-
-pub fn verify(conn: &Conn, code: String) -> Result<()> {
-    let c = Client::new(conn);
-    let out = c.call("POST", "/api/v1/signup/verify", Some(&json!({"code": code})))?;
-    if c.output == Output::Json {
-        println!("{out}");
-    } else {
-        println!(
-            "{} is confirmed: you can apply to calls (`aifactory call list`)",
-            out["email"].as_str().unwrap_or("?")
-        );
-    }
     Ok(())
 }

@@ -10,32 +10,23 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         e(
             "post",
             "/api/v1/signup",
-            "Register yourself and your organisation; a code to confirm the e-mail address is sent to it",
+            "Register yourself and your organisation: a code is sent to the address, and nothing is created until it comes back",
             false,
             &[],
             Some(schema::<SignUpRequest>),
             post(sign_up),
         )
-        .returns::<SignedUp>(),
+        .returns::<SignUpStarted>(),
         e(
             "post",
             "/api/v1/signup/verify",
-            "Confirm an e-mail address with the code sent to it",
+            "Confirm the address with the code sent to it: the account, the organisation and a first API token are created",
             false,
             &[],
             Some(schema::<VerifyRequest>),
             post(verify),
         )
-        .returns::<UserView>(),
-        e(
-            "post",
-            "/api/v1/signup/resend",
-            "Send a new confirmation code to the caller's address",
-            true,
-            &[],
-            None,
-            post(resend),
-        ),
+        .returns::<SignedUp>(),
     ]
 }
 
@@ -53,14 +44,20 @@ pub(crate) struct VerifyRequest {
     code: String,
 }
 
+/// The same answer whether or not the address has an account already: a stranger learns
+/// nothing about who is registered.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct SignUpStarted {
+    email: String,
+    next: String,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct SignedUp {
     user: UserView,
     organisation: OrgView,
     /// An API token for the new account, shown once.
     token: String,
-    /// What to do next.
-    next: String,
 }
 
 /// Codes are short enough to type: 8 characters of an alphabet without look-alikes.
@@ -85,8 +82,21 @@ fn verification_message(email: &str, name: &str, code: &str) -> store::NewMessag
         kind: "verify-email".into(),
         subject: format!("Your aifactory confirmation code: {code}"),
         body: format!(
-            "Hello {name},\n\nconfirm this e-mail address with the code\n\n    {code}\n\n(aifactory verify {code}, or POST /api/v1/signup/verify). It is valid for 24 hours.\n\nIf you did not register, ignore this message."
+            "Hello {name},\n\nconfirm this e-mail address with the code\n\n    {code}\n\n(aifactory verify {code}, or POST /api/v1/signup/verify). It is valid for 24 hours; your account and organisation are created when you confirm.\n\nIf you did not register, ignore this message: nothing was created."
         ),
+        about: None,
+        dedupe_key: None,
+    }
+}
+
+/// To an address that has an account already: no code, and no word to whoever asked.
+fn already_registered(user: &User) -> store::NewMessage {
+    store::NewMessage {
+        to_user_id: Some(user.id.clone()),
+        to_email: user.email.clone(),
+        kind: "signup-existing-account".into(),
+        subject: "You already have an aifactory account".into(),
+        body: "Someone (perhaps you) asked to register this address, which has an account already. Sign in with one of your API tokens (aifactory login), or ask an organisation admin to invite you. If it was not you, ignore this message.".into(),
         about: None,
         dedupe_key: None,
     }
@@ -109,29 +119,35 @@ pub(crate) async fn sign_up(
     }
     non_empty("name", &b.name, 200)?;
     let org = check_org_fields(b.organisation, "organisation.")?;
-    let code = new_code()?;
-    let (user, org, token) = state
-        .store
-        .sign_up(&store::SignUp {
-            user: NewUser {
-                email: email.clone(),
-                name: b.name.trim().to_string(),
-                platform_role: None,
-            },
-            org,
-            token_name: "signup".into(),
-            code_sha256: store::hash_secret(&code),
-            code_expires_at: unix_now() as i64 + CODE_VALID_S,
-            message: verification_message(&email, b.name.trim(), &code),
-        })
-        .await?;
+    match state.store.user_by_email(&email).await? {
+        Some(existing) => state.store.enqueue(&[already_registered(&existing)]).await?,
+        None => {
+            let code = new_code()?;
+            state
+                .store
+                .start_sign_up(&store::SignUp {
+                    user: NewUser {
+                        email: email.clone(),
+                        name: b.name.trim().to_string(),
+                        platform_role: None,
+                    },
+                    org,
+                    code_sha256: store::hash_secret(&code),
+                    code_expires_at: unix_now() as i64 + CODE_VALID_S,
+                    message: verification_message(&email, b.name.trim(), &code),
+                })
+                .await?;
+        }
+    }
     state.outbox_wake.notify_one();
-    Ok(created(SignedUp {
-        user: user_view(&user),
-        organisation: org_view(&org),
-        token,
-        next: format!("a confirmation code was sent to {email}: confirm it with POST /api/v1/signup/verify"),
-    }))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SignUpStarted {
+            next: format!("a confirmation code was sent to {email}: confirm it with POST /api/v1/signup/verify"),
+            email,
+        }),
+    )
+        .into_response())
 }
 
 pub(crate) async fn verify(
@@ -145,35 +161,13 @@ pub(crate) async fn verify(
     if code.len() != 8 {
         return Err(ApiError::field("code", "the code has 8 letters and digits"));
     }
-    let user = state
+    let (user, org, token) = state
         .store
-        .verify_email(&store::hash_secret(&code), unix_now() as i64)
+        .complete_sign_up(&store::hash_secret(&code), unix_now() as i64, "signup")
         .await?;
-    state.auth_cache.clear();
-    ok(user_view(&user))
-}
-
-pub(crate) async fn resend(State(state): State<AppState>, caller: Caller) -> ApiResult {
-    state.limits.check_address(&caller.user.id)?;
-    if caller.user.email_verified_at.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already-verified",
-            "this address is confirmed already",
-        ));
-    }
-    let code = new_code()?;
-    let mut message = verification_message(&caller.user.email, &caller.user.name, &code);
-    message.to_user_id = Some(caller.user.id.clone());
-    state
-        .store
-        .renew_verification(
-            &caller.user,
-            &store::hash_secret(&code),
-            unix_now() as i64 + CODE_VALID_S,
-            &message,
-        )
-        .await?;
-    state.outbox_wake.notify_one();
-    Ok(StatusCode::ACCEPTED.into_response())
+    Ok(created(SignedUp {
+        user: user_view(&user),
+        organisation: org_view(&org),
+        token,
+    }))
 }
