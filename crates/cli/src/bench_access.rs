@@ -4,7 +4,7 @@
 //! at once), accept (project and allocation), submit a job, and see it run. Baseline in
 //! the same run: submit-to-running of the same job in a project that exists already.
 
-use crate::bench_api::{Running, agent, percentile, post, started_at, unix_nanos};
+use crate::bench_api::{Running, agent, get, percentile, post, submit_to_start_ms, unix_nanos};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
@@ -69,15 +69,7 @@ fn journey(r: &Running, n: usize) -> Result<[f64; 5]> {
     )?;
     lap(3, &mut times);
     let project = accepted["project"].as_str().context("project")?;
-    let sent = unix_nanos();
-    let job = post(
-        &a,
-        &format!("{}/api/v1/jobs", r.url),
-        &token,
-        &json!({"project": project, "command": ["date", "+%s%N"], "gpus": 1, "walltime_s": 60}),
-    )?;
-    let ran = started_at(r, job["id"].as_str().context("job id")?)?;
-    times[4] = ran.saturating_sub(sent) as f64 / 1e6;
+    times[4] = submit_to_start_ms(r, &a, &token, project)?;
     Ok(times)
 }
 
@@ -85,21 +77,9 @@ fn journey(r: &Running, n: usize) -> Result<[f64; 5]> {
 fn baseline(r: &Running) -> Result<f64> {
     let a = agent();
     let token = r.tokens["startup"].as_str().context("token")?;
-    let mut resp = a
-        .get(&format!("{}/api/v1/projects", r.url))
-        .header("Authorization", &format!("Bearer {token}"))
-        .call()?;
-    let projects: Value = serde_json::from_slice(&resp.body_mut().read_to_vec()?)?;
+    let projects = get(&a, &format!("{}/api/v1/projects", r.url), token)?;
     let project = projects["items"][0]["id"].as_str().context("project")?;
-    let sent = unix_nanos();
-    let job = post(
-        &a,
-        &format!("{}/api/v1/jobs", r.url),
-        token,
-        &json!({"project": project, "command": ["date", "+%s%N"], "gpus": 1, "walltime_s": 60}),
-    )?;
-    let ran = started_at(r, job["id"].as_str().context("job id")?)?;
-    Ok(ran.saturating_sub(sent) as f64 / 1e6)
+    submit_to_start_ms(r, &a, token, project)
 }
 
 pub fn run(pg: Option<&str>, as_json: bool, samples: usize) -> Result<()> {

@@ -84,7 +84,7 @@ pub(crate) fn post(agent: &ureq::Agent, url: &str, token: &str, body: &Value) ->
     Ok(v)
 }
 
-fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<Value> {
+pub(crate) fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<Value> {
     let mut resp = agent
         .get(url)
         .header("Authorization", &format!("Bearer {token}"))
@@ -172,8 +172,22 @@ fn store_only(r: &Running, n: usize, batch: usize) -> Result<f64> {
     })
 }
 
+/// Milliseconds from sending a 1-GPU job to `project` to its process running (the job
+/// prints its own start time).
+pub(crate) fn submit_to_start_ms(r: &Running, a: &ureq::Agent, token: &str, project: &str) -> Result<f64> {
+    let sent = unix_nanos();
+    let job = post(
+        a,
+        &format!("{}/api/v1/jobs", r.url),
+        token,
+        &json!({"project": project, "command": ["date", "+%s%N"], "gpus": 1, "walltime_s": 60}),
+    )?;
+    let ran = started_at(r, job["id"].as_str().context("job id")?)?;
+    Ok(ran.saturating_sub(sent) as f64 / 1e6)
+}
+
 /// When a job that prints its start time (`date +%s%N`) started, in Unix nanoseconds.
-pub(crate) fn started_at(r: &Running, id: &str) -> Result<u128> {
+fn started_at(r: &Running, id: &str) -> Result<u128> {
     let log = r.state.exec.log_path(id, exec::Stream::Stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -213,15 +227,7 @@ fn submit_to_running(r: &Running, samples: usize) -> Result<(Vec<f64>, Vec<f64>)
     let mut via_api = Vec::new();
     let mut direct = Vec::new();
     for _ in 0..samples {
-        let sent = unix_nanos();
-        let job = post(
-            &a,
-            &format!("{}/api/v1/jobs", r.url),
-            token,
-            &json!({"project": project, "command": ["date", "+%s%N"], "gpus": 1, "walltime_s": 60}),
-        )?;
-        let started = started_at(r, job["id"].as_str().context("id")?)?;
-        via_api.push(started.saturating_sub(sent) as f64 / 1e6);
+        via_api.push(submit_to_start_ms(r, &a, token, &project)?);
         let sent = unix_nanos();
         let out = std::process::Command::new("date").arg("+%s%N").output()?;
         let started: u128 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(sent);
