@@ -18,13 +18,15 @@ WORK="${TMPDIR:-/tmp}/aifactory-slurm-build"
 
 log() { echo "build-slurm: $*" >&2; }
 
-if [[ -x "$PREFIX/sbin/slurmrestd" && -f "$PREFIX/.built" ]]; then
+# Built with slurmdbd's MySQL/MariaDB storage: the tests keep accounts in a real
+# accounting database (a build from before that is built again).
+if [[ -x "$PREFIX/sbin/slurmrestd" && -f "$PREFIX/.built" && -f "$PREFIX/lib/slurm/accounting_storage_mysql.so" ]]; then
     log "already built: $(cat "$PREFIX/.built")"
     echo "$PREFIX"
     exit 0
 fi
 
-deps=(build-essential libmunge-dev libhttp-parser-dev libjson-c-dev libyaml-dev libjwt-dev xz-utils curl gpgv debian-archive-keyring)
+deps=(build-essential libmariadb-dev libmunge-dev libhttp-parser-dev libjson-c-dev libyaml-dev libjwt-dev xz-utils curl gpgv debian-archive-keyring)
 missing=()
 for p in "${deps[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -59,10 +61,12 @@ tar -xzf "$tarball" -C src --strip-components=1
 cd src
 log "configuring and building into $PREFIX (several minutes on two cores)"
 ./configure --prefix="$PREFIX" --sysconfdir="$PREFIX/etc" --with-munge --with-http-parser --with-json \
-    --with-yaml --with-jwt --without-hdf5 --without-rpath --disable-debug >"$WORK/configure.log" 2>&1 ||
+    --with-yaml --with-jwt --with-mysql_config=/usr/bin --without-hdf5 --without-rpath --disable-debug >"$WORK/configure.log" 2>&1 ||
     { tail -n 30 "$WORK/configure.log" >&2; exit 1; }
 make -j"$(nproc)" >"$WORK/make.log" 2>&1 || { tail -n 30 "$WORK/make.log" >&2; exit 1; }
 make install >"$WORK/install.log" 2>&1 || { tail -n 30 "$WORK/install.log" >&2; exit 1; }
+[[ -f "$PREFIX/lib/slurm/accounting_storage_mysql.so" ]] ||
+    { log "built without slurmdbd's MySQL storage; see $WORK/configure.log"; exit 1; }
 echo "$version" >"$PREFIX/.built"
 log "built Slurm $version"
 echo "$PREFIX"

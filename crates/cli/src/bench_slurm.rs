@@ -134,6 +134,7 @@ pub fn run(url: &str, as_json: bool) -> Result<()> {
                     partition: None,
                     account: None,
                     qos: None,
+                    cluster: None,
                     hold: None,
                 }),
                 mode: server::executor::SlurmMode::Slurm,

@@ -64,9 +64,15 @@ pub struct Args {
     slurm_qos: Option<String>,
     /// The Slurm account of each project awarded through a call, `{project}` standing for
     /// the project's id (e.g. `aif_{project}`): where the site keeps an account per project
-    /// [default: none; the allocation's or the executor's account applies].
+    /// [default: none; the allocation's or the executor's account applies]. The account
+    /// is created through slurmdbd's API when the award is accepted, with an association
+    /// for the user Slurm runs jobs as (who must be a Slurm operator to create it).
     #[arg(long, env = "AIFACTORY_SLURM_ACCOUNT_TEMPLATE")]
     slurm_account_template: Option<String>,
+    /// The Slurm cluster (ClusterName) those accounts are created on [default: the only
+    /// cluster slurmdbd keeps].
+    #[arg(long, env = "AIFACTORY_SLURM_CLUSTER")]
+    slurm_cluster: Option<String>,
     /// SMTP server notifications are e-mailed through, smtp://host:port [default: none;
     /// they wait in the outbox and show in the API].
     #[arg(long, env = "AIFACTORY_SMTP_URL")]
@@ -99,6 +105,7 @@ struct FileSettings {
     smtp_url: Option<String>,
     mail_from: Option<String>,
     slurm_account_template: Option<String>,
+    slurm_cluster: Option<String>,
 }
 
 /// The Slurm executor's settings (flags over file), or the local executor.
@@ -147,6 +154,7 @@ fn executor(args: &Args, file: &FileSettings) -> Result<server::ExecutorChoice> 
             partition: pick(&args.slurm_partition, &file.slurm_partition),
             account: pick(&args.slurm_account, &file.slurm_account),
             qos: pick(&args.slurm_qos, &file.slurm_qos),
+            cluster: pick(&args.slurm_cluster, &file.slurm_cluster),
             hold: None,
         }),
         mode,
@@ -209,6 +217,10 @@ pub fn run(args: Args) -> Result<()> {
             "--slurm-account-template must contain {{project}} and make a Slurm name (letters, digits, `_`, `-`, `.`; 64 at most): `{t}`"
         );
     }
+    anyhow::ensure!(
+        slurm_account_template.is_none() || matches!(executor, server::ExecutorChoice::Slurm { .. }),
+        "--slurm-account-template needs --executor slurm: the accounts are Slurm's"
+    );
     let mut config = server::Config {
         data_dir: data_dir.clone(),
         executor,

@@ -121,6 +121,28 @@ fn final_state(s: &str) -> bool {
     !["pending", "running"].contains(&s)
 }
 
+/// A Slurm account the site made by hand (as `sacctmgr` does it), with the user `slurm`
+/// (whom our jobs run as) associated: Slurm with accounting puts a job asking for an account
+/// it does not know under the user's default account instead.
+fn site_account(name: &str) {
+    let _ = Command::new("sacctmgr")
+        .args(["-i", "add", "account", name, "cluster=aifactory-test"])
+        .output()
+        .unwrap();
+    let _ = Command::new("sacctmgr")
+        .args([
+            "-i",
+            "add",
+            "user",
+            "slurm",
+            &format!("account={name}"),
+            "cluster=aifactory-test",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(sacctmgr_account(name).1, ["slurm"], "account {name} made by hand");
+}
+
 /// The Slurm account of the (one) Slurm job carrying our id.
 fn slurm_account_of(id: &str) -> String {
     let out = Command::new("squeue")
@@ -152,6 +174,7 @@ fn jobs_on_slurm_through_the_factory_survive_outages_and_restarts() {
     clean_slate();
     let dir = temp_dir("slurm");
     let port = free_port();
+    site_account("aifactory-default");
     let fallback = ["--slurm-account", "aifactory-default"];
     let mut server = serve_on_slurm(&dir, port, &url, "slurm", &fallback);
     let t = token(&dir, "research");
@@ -267,6 +290,7 @@ fn our_engine_schedules_and_slurm_runs() {
     );
     let t = token(&dir, "research");
     // The site opened a Slurm account for the allocation: its jobs are charged to it.
+    site_account("euhpc_a01_042");
     let project = json(&cli(&server, &t, &["project", "list", "--output", "json"]))["items"][0]["id"]
         .as_str()
         .unwrap()
@@ -305,32 +329,33 @@ fn our_engine_schedules_and_slurm_runs() {
     assert_eq!(slurm_account_of(&c), "euhpc_a01_042");
 }
 
-/// A site that keeps a Slurm account per project: an award accepted through the access
-/// programme gets its project's account at once, and its jobs are charged to it in Slurm.
-#[test]
-fn an_accepted_award_charges_its_jobs_to_the_projects_slurm_account() {
-    let Some(url) = slurm_url() else { return };
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    clean_slate();
-    let dir = temp_dir("slurm-award");
-    let server = serve_on_slurm(
-        &dir,
-        free_port(),
-        &url,
-        "slurm",
-        &["--slurm-account-template", "aif_{project}"],
-    );
-    let t = token(&dir, "startup");
+/// `sacctmgr`'s view of an account: `description|organization`, and the users
+/// associated with it (empty when there is no such account).
+fn sacctmgr_account(name: &str) -> (String, Vec<String>) {
+    let run = |args: &[&str]| {
+        let out = Command::new("sacctmgr").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let account = run(&["-n", "-P", "show", "account", name, "format=descr,org"]);
+    let users = run(&["-n", "-P", "show", "assoc", &format!("account={name}"), "format=user"]);
+    (
+        account,
+        users.lines().filter(|u| !u.is_empty()).map(str::to_string).collect(),
+    )
+}
+
+/// A playground award for the demo start-up, accepted: its project and allocation.
+fn accepted_award(server: &Server, t: &str, title: &str) -> (String, String) {
     let applied = json(&cli(
-        &server,
-        &t,
+        server,
+        t,
         &[
             "apply",
             "playground",
             "--output",
             "json",
             "--title",
-            "On Slurm",
+            title,
             "--gpu-hours",
             "5",
             "--days",
@@ -350,20 +375,22 @@ fn an_accepted_award_charges_its_jobs_to_the_projects_slurm_account() {
     ));
     assert_eq!(applied["state"], "awarded", "{applied}");
     let id = applied["id"].as_str().unwrap();
-    let accepted = json(&cli(&server, &t, &["application", "accept", id, "--output", "json"]));
-    let project = accepted["project"].as_str().unwrap().to_string();
-    let alloc = accepted["allocation"].as_str().unwrap();
-    let shown = json(&cli(&server, &t, &["alloc", "show", alloc, "--output", "json"]));
-    let account = format!("aif_{project}");
-    assert_eq!(shown["slurm_account"], json!(account), "{shown}");
+    let accepted = json(&cli(server, t, &["application", "accept", id, "--output", "json"]));
+    (
+        accepted["project"].as_str().unwrap().to_string(),
+        accepted["allocation"].as_str().unwrap().to_string(),
+    )
+}
+
+fn submit_to(server: &Server, t: &str, project: &str, script: &str) -> String {
     let out = cli(
-        &server,
-        &t,
+        server,
+        t,
         &[
             "job",
             "submit",
             "--project",
-            &project,
+            project,
             "--gpus",
             "1",
             "--time",
@@ -372,12 +399,89 @@ fn an_accepted_award_charges_its_jobs_to_the_projects_slurm_account() {
             "--",
             "sh",
             "-c",
-            "echo charged",
+            script,
         ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A site that keeps a Slurm account per project: an award accepted through the access
+/// programme gets its project's account in slurmdbd at once (with the association that
+/// lets our jobs charge it), and its jobs are charged to it in Slurm. An award accepted
+/// while slurmdbd is away gets its account when slurmdbd is back, also across a restart of
+/// the factory, and its jobs wait for it rather than reach Slurm first.
+#[test]
+fn an_accepted_award_gets_its_projects_slurm_account_and_its_jobs_are_charged_to_it() {
+    let Some(url) = slurm_url() else { return };
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    clean_slate();
+    let dir = temp_dir("slurm-award");
+    let port = free_port();
+    let template = ["--slurm-account-template", "aif_{project}"];
+    let mut server = serve_on_slurm(&dir, port, &url, "slurm", &template);
+    let t = token(&dir, "startup");
+    let (project, alloc) = accepted_award(&server, &t, "On Slurm");
+    let shown = json(&cli(&server, &t, &["alloc", "show", &alloc, "--output", "json"]));
+    let account = format!("aif_{project}");
+    assert_eq!(shown["slurm_account"], json!(account), "{shown}");
+    let project_name = json(&cli(&server, &t, &["project", "show", &project, "--output", "json"]))["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    while sacctmgr_account(&account).1.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no account {account} in slurmdbd"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        sacctmgr_account(&account),
+        (format!("{project_name}|Nebula Robotics"), vec!["slurm".to_string()]),
+        "the project's name and organisation, and the user Slurm runs our jobs as"
+    );
+    let job = submit_to(&server, &t, &project, "echo charged");
     let ended = wait_state(&server, &t, &job, Duration::from_secs(60), final_state);
     assert_eq!(ended["state"], "completed", "{ended}");
     assert_eq!(slurm_account_of(&job), account);
+
+    // slurmdbd goes away; an award is accepted and a job submitted to it meanwhile.
+    cluster_script("dbd-stop");
+    struct Restart;
+    impl Drop for Restart {
+        fn drop(&mut self) {
+            cluster_script("dbd-start");
+        }
+    }
+    let restart = Restart;
+    let (later_project, _) = accepted_award(&server, &t, "While slurmdbd is away");
+    let later_account = format!("aif_{later_project}");
+    let waiting = submit_to(&server, &t, &later_project, "echo waited");
+    std::thread::sleep(Duration::from_secs(3));
+    let view = show(&server, &t, &waiting);
+    assert_eq!(view["state"], "pending", "{view}");
+    assert_eq!(
+        slurm_jobs_of(&waiting),
+        0,
+        "nothing reaches Slurm before its account: {view}"
+    );
+    let note = view["executor_note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains(&format!("Slurm account {later_account}")),
+        "says why: {view}"
+    );
+    // The factory is killed and started again before slurmdbd is back.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let server = serve_on_slurm(&dir, port, &url, "slurm", &template);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(slurm_jobs_of(&waiting), 0);
+    drop(restart);
+    let ended = wait_state(&server, &t, &waiting, Duration::from_secs(90), final_state);
+    assert_eq!(ended["state"], "completed", "{ended}");
+    assert_eq!(slurm_account_of(&waiting), later_account);
+    assert_eq!(sacctmgr_account(&later_account).1, ["slurm"]);
 }

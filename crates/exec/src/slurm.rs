@@ -5,7 +5,7 @@
 //! comment that carries our id, so it is never submitted twice — also after our restart.
 
 use crate::{Exit, Stream};
-use slurm::{Client, JobRequest, JobState, Jwt, NodeInfo, SlurmError};
+use slurm::{AccountRequest, Client, JobRequest, JobState, Jwt, NodeInfo, SlurmError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,8 @@ pub struct SlurmConfig {
     pub partition: Option<String>,
     pub account: Option<String>,
     pub qos: Option<String>,
+    /// The cluster accounts are created on (else the only one slurmdbd keeps).
+    pub cluster: Option<String>,
     /// Holds submissions at a step (tests only).
     pub hold: Option<Arc<crate::LaunchHold>>,
 }
@@ -106,6 +108,8 @@ struct Shared {
     /// Why the last poll failed; `None` while slurmrestd and slurmctld answer.
     trouble: Option<String>,
     client: Option<Client>,
+    /// Accounts to create before any job is charged to them, by name.
+    accounts: HashMap<String, AccountRequest>,
 }
 
 #[derive(Debug, Clone)]
@@ -496,7 +500,21 @@ impl SlurmExecutor {
                 return;
             }
         }
-        let result = client.submit(&request).await;
+        // A job charged to an account still being created waits for it, as for Slurm.
+        // (Slurm refuses to create it while slurmdbd is away: the job waits however long
+        // that lasts, unless the account can never be made.)
+        let pending = request.account.as_ref().and_then(|a| self.pending_account(a));
+        let mut awaiting_account = None;
+        let result = match pending {
+            Some(account) => match self.create_account(client, &account).await {
+                Ok(()) => client.submit(&request).await,
+                Err(e) => {
+                    awaiting_account = Some(account.name).filter(|_| !matches!(e, SlurmError::Invalid(_)));
+                    Err(e)
+                }
+            },
+            None => client.submit(&request).await,
+        };
         if result.is_ok() {
             crate::LaunchHold::at(self.hold.as_deref(), crate::LaunchStep::AfterStart).await;
         }
@@ -513,11 +531,21 @@ impl SlurmExecutor {
             }
             // Slurm refuses some jobs for a while (a node still down after slurmctld came
             // back): a refusal is retried a few times before it is final.
-            Err(e) if e.is_transient() || (matches!(e, SlurmError::Refused(_)) && t.attempts < REFUSALS_RETRIED) => {
+            Err(e)
+                if awaiting_account.is_some()
+                    || e.is_transient()
+                    || (matches!(e, SlurmError::Refused(_)) && t.attempts < REFUSALS_RETRIED) =>
+            {
                 t.attempts += 1;
                 let backoff = Duration::from_secs(1 << t.attempts.min(6));
                 t.next_try = Instant::now() + backoff;
-                t.note = Some(format!("waiting for Slurm ({e}); next try in {} s", backoff.as_secs()));
+                t.note = Some(match &awaiting_account {
+                    Some(account) => format!(
+                        "waiting for its Slurm account {account} to be created ({e}); next try in {} s",
+                        backoff.as_secs()
+                    ),
+                    None => format!("waiting for Slurm ({e}); next try in {} s", backoff.as_secs()),
+                });
                 tracing::warn!(job.id = job_id, error = %e, "submission to Slurm failed; will retry");
             }
             Err(e) => {
@@ -536,6 +564,82 @@ impl SlurmExecutor {
                 });
             }
         }
+    }
+
+    /// Asks for `account` to exist before any job is charged to it: created by
+    /// [`SlurmExecutor::ensure_account`], or before the first job charged to it goes out.
+    /// Its users are the one Slurm runs our jobs as.
+    pub fn expect_account(&self, name: &str, description: &str, organization: &str) {
+        let users = self.job_user().map(|u| u.name).into_iter().collect();
+        let account = AccountRequest {
+            name: name.to_lowercase(),
+            description: description.to_string(),
+            organization: organization.to_string(),
+            users,
+        };
+        self.shared
+            .lock()
+            .expect("slurm state")
+            .accounts
+            .insert(account.name.clone(), account);
+    }
+
+    fn pending_account(&self, name: &str) -> Option<AccountRequest> {
+        let shared = self.shared.lock().expect("slurm state");
+        shared.accounts.get(&name.to_lowercase()).cloned()
+    }
+
+    /// Creates an account asked for with [`SlurmExecutor::expect_account`] (nothing if it
+    /// was created already).
+    pub async fn ensure_account(&self, name: &str) -> Result<(), SlurmError> {
+        let Some(account) = self.pending_account(name) else {
+            return Ok(());
+        };
+        let client = self.connect().await?;
+        self.create_account(&client, &account).await
+    }
+
+    async fn create_account(&self, client: &Client, account: &AccountRequest) -> Result<(), SlurmError> {
+        if account.users.is_empty() {
+            return Err(SlurmError::Invalid(format!(
+                "cannot tell which user Slurm runs our jobs as, to let it charge account {}",
+                account.name
+            )));
+        }
+        let cluster = match &self.config.cluster {
+            Some(c) => c.clone(),
+            None => match client.clusters().await?.as_slice() {
+                [one] => one.clone(),
+                several => {
+                    return Err(SlurmError::Invalid(format!(
+                        "slurmdbd keeps accounts for {} clusters ({}): name ours with --slurm-cluster",
+                        several.len(),
+                        several.join(", ")
+                    )));
+                }
+            },
+        };
+        client.ensure_account(&cluster, account).await?;
+        tracing::info!(
+            slurm.account = account.name,
+            slurm.cluster = cluster,
+            "Slurm account ready"
+        );
+        // Jobs that waited for it go now rather than at their next retry.
+        let mut shared = self.shared.lock().expect("slurm state");
+        shared.accounts.remove(&account.name);
+        for t in shared.jobs.values_mut() {
+            if t.launch
+                .account
+                .as_ref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(&account.name))
+            {
+                t.next_try = Instant::now();
+            }
+        }
+        drop(shared);
+        self.wake.notify_one();
+        Ok(())
     }
 
     fn troubled(&self, e: SlurmError) {

@@ -14,6 +14,7 @@ pub mod mail;
 pub mod metrics;
 pub mod programme;
 pub mod ratelimit;
+mod slurm_accounts;
 
 pub use error::{ApiError, Problem};
 
@@ -105,6 +106,8 @@ pub struct Inner {
     pub admission: admission::Admission,
     /// Wakes the mail worker when a message was queued.
     pub outbox_wake: tokio::sync::Notify,
+    /// Wakes the worker that creates Slurm accounts when an award asked for one.
+    pub slurm_accounts_wake: tokio::sync::Notify,
 }
 
 pub type AppState = Arc<Inner>;
@@ -167,6 +170,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         submission_cache: cache::TtlCache::new(Duration::from_secs(5), 10_000),
         admission: admission::Admission::start(weak.clone()),
         outbox_wake: tokio::sync::Notify::new(),
+        slurm_accounts_wake: tokio::sync::Notify::new(),
     });
     if let Some(smtp) = state.config.smtp.clone() {
         mail::start(state.clone(), smtp);
@@ -182,6 +186,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
             }
         }
     });
+    slurm_accounts::start(state.clone()).await?;
     lifecycle::recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();
     tokio::spawn(async move {

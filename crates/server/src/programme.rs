@@ -77,6 +77,9 @@ pub async fn apply(
     if saved.state == State::Accepted {
         state.submission_cache.clear();
         state.auth_cache.clear();
+        if let Some(allocation) = &saved.allocation_id {
+            crate::slurm_accounts::accepted(state, allocation).await;
+        }
     }
     Ok(saved)
 }

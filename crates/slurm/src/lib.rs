@@ -3,8 +3,10 @@
 //! highest API version both sides support (see [`mapping`]). Nothing here knows our jobs'
 //! rules; the server maps its jobs to [`JobRequest`]s and Slurm's states back.
 
+pub mod accounts;
 pub mod mapping;
 
+pub use accounts::AccountRequest;
 pub use mapping::{ApiVersion, JobRequest, JobState, JobStatus, NodeInfo, NodeState};
 
 use http_body_util::{BodyExt, Full};
@@ -177,6 +179,8 @@ pub struct Client {
     endpoint: Endpoint,
     credentials: Option<Credentials>,
     version: ApiVersion,
+    /// The version of slurmdbd's API (accounts, associations) slurmrestd offers, if any.
+    accounting: Option<accounts::DbApi>,
     timeout: Duration,
 }
 
@@ -199,10 +203,12 @@ impl Client {
             endpoint,
             credentials: jwt.map(Credentials::new).transpose()?,
             version: ApiVersion::V0038,
+            accounting: None,
             timeout: Duration::from_secs(10),
         };
         let openapi = client.request("GET", "/openapi/v3", None).await?;
         client.version = mapping::pick_version(&openapi)?;
+        client.accounting = accounts::pick_version(&openapi);
         Ok(client)
     }
 
@@ -285,6 +291,19 @@ impl Client {
     }
 
     async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, SlurmError> {
+        let (status, value) = self.request_raw(method, path, body).await?;
+        if status >= 400 {
+            let message = mapping::errors(&value).unwrap_or_else(|| value.to_string());
+            if mapping::is_refusal(&value) {
+                return Err(mapping::refusal(&value, message));
+            }
+            return Err(SlurmError::Http { status, message });
+        }
+        Ok(value)
+    }
+
+    /// The status and body of an answer, whatever the status (authentication aside).
+    async fn request_raw(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), SlurmError> {
         tokio::time::timeout(self.timeout, self.exchange(method, path, body))
             .await
             .map_err(|_| self.unreachable(format!("no answer within {:?}", self.timeout)))?
@@ -299,7 +318,7 @@ impl Client {
 
     /// One request on a new connection (slurmrestd closes idle ones; a unix socket
     /// connects in microseconds).
-    async fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, SlurmError> {
+    async fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), SlurmError> {
         let payload = body.map(Value::to_string).unwrap_or_default();
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "localhost".to_string(),
@@ -351,14 +370,7 @@ impl Client {
             let message = mapping::errors(&value).unwrap_or_else(|| value.as_str().unwrap_or_default().to_string());
             return Err(SlurmError::Unauthorized(message));
         }
-        if status >= 400 {
-            let message = mapping::errors(&value).unwrap_or_else(|| value.to_string());
-            if mapping::is_refusal(&value) {
-                return Err(mapping::refusal(&value, message));
-            }
-            return Err(SlurmError::Http { status, message });
-        }
-        Ok(value)
+        Ok((status, value))
     }
 }
 

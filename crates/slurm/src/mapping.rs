@@ -203,7 +203,7 @@ pub fn is_auth_error(body: &Value) -> bool {
 
 /// The numbers of an answer's errors: `error_number`, or the `error_code` of v0.0.38's
 /// parse errors.
-fn error_numbers(body: &Value) -> impl Iterator<Item = i64> + '_ {
+pub(crate) fn error_numbers(body: &Value) -> impl Iterator<Item = i64> + '_ {
     body.get("errors")
         .and_then(Value::as_array)
         .into_iter()

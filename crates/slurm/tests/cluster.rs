@@ -231,3 +231,73 @@ async fn a_job_runs_through_http_with_a_jwt_and_a_renewed_token_is_picked_up() {
     c.ping().await.unwrap();
     assert!(c.jobs().await.unwrap().iter().any(|j| j.slurm_id == id));
 }
+
+/// `sacctmgr`'s view of an account (its description and organization) and its users.
+fn sacctmgr_account(name: &str) -> (String, Vec<String>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("sacctmgr").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let account = run(&["-n", "-P", "show", "account", name, "format=descr,org"]);
+    let users = run(&["-n", "-P", "show", "assoc", &format!("account={name}"), "format=user"]);
+    (
+        account,
+        users.lines().filter(|u| !u.is_empty()).map(str::to_string).collect(),
+    )
+}
+
+#[tokio::test]
+async fn an_account_is_created_with_its_users_associations_through_either_endpoint() {
+    use slurm::{AccountRequest, Jwt, TokenSource};
+    let Some(local) = client().await else { return };
+    let mut clients = vec![("local", local)];
+    if let Some((url, token)) = jwt_endpoint() {
+        let jwt = Jwt {
+            user: None,
+            token: TokenSource::Value(token),
+        };
+        clients.push(("jwt", Client::connect(&url, Some(jwt)).await.unwrap()));
+    }
+    for (how, c) in clients {
+        let clusters = c.clusters().await.unwrap();
+        assert_eq!(clusters, ["aifactory-test"], "{how}");
+        let cluster = &clusters[0];
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let account = AccountRequest {
+            name: format!("aif_test_{how}_{stamp}"),
+            description: "a project awarded in a test".into(),
+            organization: "acme-robotics".into(),
+            users: vec!["slurm".into()],
+        };
+        assert!(
+            c.account_users(cluster, &account.name).await.unwrap().is_empty(),
+            "{how}: none yet"
+        );
+        c.ensure_account(cluster, &account).await.unwrap();
+        assert_eq!(
+            c.account_users(cluster, &account.name).await.unwrap(),
+            ["slurm"],
+            "{how}"
+        );
+        let (described, users) = sacctmgr_account(&account.name);
+        assert_eq!(described, "a project awarded in a test|acme-robotics", "{how}");
+        assert_eq!(users, ["slurm"], "{how}: slurmdbd has the user's association");
+        // Asking again changes nothing and succeeds.
+        c.ensure_account(cluster, &account).await.unwrap();
+        assert_eq!(sacctmgr_account(&account.name).1, ["slurm"], "{how}");
+        // A job charged to it runs, and Slurm keeps the account on it.
+        let mut charged = job(&format!("account-{how}"), 1, 60, "echo charged");
+        charged.account = Some(account.name.clone());
+        let id = c.submit(&charged).await.unwrap();
+        let ended = wait_for(&c, id, Duration::from_secs(60), |j| j.state.is_final()).await;
+        assert_eq!(ended.state, JobState::Completed, "{how}: {ended:?}");
+        let out = std::process::Command::new("squeue")
+            .args(["-h", "-t", "all", "-j", &id.to_string(), "-o", "%a"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), account.name, "{how}");
+    }
+}

@@ -4,6 +4,7 @@
 //! notifications).
 
 use super::*;
+use crate::slurm_accounts::request_slurm_account;
 use access::eligibility::{Decision, Declaration};
 use access::workflow::{Kind, State};
 use allocations::insert_allocation;
@@ -274,10 +275,16 @@ impl Store {
             };
             let mut alloc = p.allocation.clone();
             alloc.project_id = project_id.clone();
-            if let Some(template) = &p.slurm_account_template {
-                alloc.slurm.account = Some(template.replace("{project}", &project_id));
-            }
+            // Slurm keeps account names in lower case.
+            let account = p
+                .slurm_account_template
+                .as_ref()
+                .map(|t| t.replace("{project}", &project_id).to_lowercase());
+            alloc.slurm.account = account.clone();
             let alloc = insert_allocation(&mut tx, &alloc).await?;
+            if let Some(account) = &account {
+                request_slurm_account(&mut tx, account, &alloc.id, &project_id, after.updated_at).await?;
+            }
             after.project_id = Some(project_id);
             after.allocation_id = Some(alloc.id);
         }

@@ -20,6 +20,7 @@ mod outbox;
 mod projects;
 mod reviews;
 mod signup;
+mod slurm_accounts;
 mod training;
 
 use accounts::user_from;
@@ -32,6 +33,7 @@ pub use model::*;
 pub use outbox::*;
 pub use reviews::*;
 pub use signup::*;
+pub use slurm_accounts::*;
 pub use training::*;
 
 use sha2::{Digest, Sha256};
@@ -130,6 +132,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_training.sql")),
     (10, include_str!("../migrations/0010_allocation_price.sql")),
     (11, include_str!("../migrations/0011_allocation_requests.sql")),
+    (12, include_str!("../migrations/0012_slurm_accounts.sql")),
 ];
 
 #[derive(Debug, Clone)]
