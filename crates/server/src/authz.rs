@@ -332,3 +332,65 @@ pub(crate) fn enrolment_of(caller: &Caller, user_id: &str) -> Result<(), ApiErro
     }
     Err(ApiError::not_found("enrolment", user_id))
 }
+
+/// What a caller may do with a hub repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RepoAccess {
+    /// Not even know it exists (non-public, not a member).
+    None,
+    /// See its catalogue entry but not its files (restricted, no access granted).
+    Listed,
+    Read,
+    /// Commit to it: members of the owning organisation, and platform admins.
+    Write,
+}
+
+/// Public repositories are read by anyone, also without a token; restricted ones are
+/// listed for everyone and read by the owner's members and platform staff; non-public ones
+/// exist only for those.
+pub(crate) fn repo_access(caller: Option<&Caller>, repo: &store::Repo) -> RepoAccess {
+    if let Some(c) = caller {
+        if c.is_admin() || c.org_role(&repo.org_id).is_some() {
+            return RepoAccess::Write;
+        }
+        if c.sees_all() {
+            return RepoAccess::Read;
+        }
+    }
+    match repo.access_rights {
+        hub::AccessRights::Public => RepoAccess::Read,
+        hub::AccessRights::Restricted => RepoAccess::Listed,
+        hub::AccessRights::NonPublic => RepoAccess::None,
+    }
+}
+
+/// The organisation a caller creates a repository for, by its namespace (or, without one,
+/// the only organisation the caller belongs to); members create, others learn nothing.
+pub(crate) fn repo_owner(
+    caller: &Caller,
+    orgs: &[store::Org],
+    namespace: Option<&str>,
+) -> Result<store::Org, ApiError> {
+    let mine: Vec<&store::Org> = orgs
+        .iter()
+        .filter(|o| caller.org_role(&o.id).is_some() || caller.is_admin())
+        .collect();
+    match namespace {
+        Some(ns) => mine
+            .into_iter()
+            .find(|o| hub::namespace_of(&o.name) == ns)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::forbidden(format!(
+                    "you may create repositories only under the namespaces of your organisations, not `{ns}`"
+                ))
+            }),
+        None => match mine.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(ApiError::field(
+                "organization",
+                "name the organisation's namespace the repository belongs to (`namespace/name`)",
+            )),
+        },
+    }
+}

@@ -125,6 +125,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
             "fi-kajaani",
         ),
     ];
+    let mut owners = std::collections::HashMap::new();
     for (key, name, org_type, country, sector, employees, class, site) in orgs {
         let org = store
             .create_org(&NewOrg {
@@ -144,6 +145,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
             })
             .await?;
         store.add_membership(&user.id, &org.id, OrgRole::Admin).await?;
+        owners.insert(key, (org.clone(), user.id.clone()));
         let member = store
             .create_user(&NewUser {
                 email: format!("member@{key}.example"),
@@ -233,6 +235,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
             gpu_hours_per_trainee: 20,
         })
         .await?;
+    seed_hub(store, data_dir, &owners, now).await?;
     let tokens = serde_json::Value::Object(tokens);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display())))?;
@@ -240,4 +243,88 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
     std::fs::write(&path, serde_json::to_string_pretty(&tokens).unwrap_or_default())
         .map_err(|e| StoreError::Corrupt(format!("cannot write {}: {e}", path.display())))?;
     Ok(Some(tokens))
+}
+
+/// A few small datasets and one small model, made here, with different access rights.
+async fn seed_hub(
+    store: &Store,
+    data_dir: &Path,
+    owners: &std::collections::HashMap<&str, (store::Org, String)>,
+    now: i64,
+) -> Result<(), StoreError> {
+    use hub::{AccessRights, RepoKind};
+    let blobs = hub::blobs::LocalBlobs::open(data_dir.join("blobs")).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let defects: String = std::iter::once("image,label,width_px,height_px\n".to_string())
+        .chain((0..200).map(|i| {
+            let label = ["ok", "scratch", "dent", "crack"][i % 4];
+            format!("img_{i:04}.png,{label},640,480\n")
+        }))
+        .collect();
+    let rulings: String = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"court\": \"Tribunale di Bologna\", \"year\": {}, \"text\": \"Sentenza n. {i}\"}}\n",
+                2015 + i % 10
+            )
+        })
+        .collect();
+    // A tiny linear policy: 4 inputs, 2 outputs, little-endian f32, made deterministically.
+    let weights: Vec<u8> = (0..8u32).flat_map(|i| (i as f32 * 0.125 - 0.5).to_le_bytes()).collect();
+    type Files = Vec<(&'static str, Vec<u8>)>;
+    let repos: [(&str, RepoKind, &str, AccessRights, Files); 4] = [
+        (
+            "sme",
+            RepoKind::Dataset,
+            "steel-surface-defects",
+            AccessRights::Public,
+            vec![
+                ("README.md", b"---\nlicense: cc-by-4.0\ntask_categories:\n- image-classification\nlanguage:\n- en\n---\n# Steel surface defects\nLabels of 200 surface images from a Finnish line: ok, scratch, dent, crack.\n".to_vec()),
+                ("data/labels.csv", defects.into_bytes()),
+            ],
+        ),
+        (
+            "research",
+            RepoKind::Dataset,
+            "italian-court-rulings",
+            AccessRights::Restricted,
+            vec![
+                ("README.md", b"---\nlicense: other\nlanguage:\n- it\n---\n# Italian court rulings\nFifty anonymised rulings; access on request, for research.\n".to_vec()),
+                ("rulings.jsonl", rulings.into_bytes()),
+            ],
+        ),
+        (
+            "industry",
+            RepoKind::Dataset,
+            "furnace-telemetry",
+            AccessRights::NonPublic,
+            vec![("README.md", b"# Furnace telemetry\nInternal to Acciaierie Unite.\n".to_vec())],
+        ),
+        (
+            "startup",
+            RepoKind::Model,
+            "arm-policy-tiny",
+            AccessRights::Public,
+            vec![
+                ("README.md", b"---\nlicense: apache-2.0\nlibrary_name: aifactory\n---\n# Arm policy (tiny)\nA 4x2 linear policy, trained on the factory's demo data.\n".to_vec()),
+                ("config.json", br#"{"inputs": 4, "outputs": 2, "dtype": "float32"}"#.to_vec()),
+                ("model.bin", weights),
+            ],
+        ),
+    ];
+    for (owner, kind, name, access_rights, files) in repos {
+        let Some((org, user)) = owners.get(owner) else { continue };
+        let new = store::NewRepo {
+            kind,
+            namespace: hub::namespace_of(&org.name),
+            name: name.into(),
+            org_id: org.id.clone(),
+            access_rights,
+            created_by: user.clone(),
+        };
+        let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_slice())).collect();
+        crate::hub::new_repo(store, &blobs, &new, &files, now)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("seeding the demo hub: {e:?}")))?;
+    }
+    Ok(())
 }

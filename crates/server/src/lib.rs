@@ -9,6 +9,7 @@ mod cache;
 pub mod demo;
 mod error;
 pub mod executor;
+pub mod hub;
 pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
@@ -108,6 +109,8 @@ pub struct Inner {
     pub outbox_wake: tokio::sync::Notify,
     /// Wakes the worker that creates Slurm accounts when an award asked for one.
     pub slurm_accounts_wake: tokio::sync::Notify,
+    /// The data and model hub's blob store and upload tickets.
+    pub hub: hub::HubState,
 }
 
 pub type AppState = Arc<Inner>;
@@ -157,6 +160,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         }
     };
     let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
+    let hub_state = hub::HubState::open(&config.data_dir)?;
     let limits = ratelimit::Limits::new(config.rate_per_s, config.rate_burst, config.signups_per_hour);
     let state: AppState = Arc::new_cyclic(|weak| Inner {
         store,
@@ -171,6 +175,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         admission: admission::Admission::start(weak.clone()),
         outbox_wake: tokio::sync::Notify::new(),
         slurm_accounts_wake: tokio::sync::Notify::new(),
+        hub: hub_state,
     });
     if let Some(smtp) = state.config.smtp.clone() {
         mail::start(state.clone(), smtp);

@@ -18,6 +18,7 @@ mod model;
 mod nodes;
 mod outbox;
 mod projects;
+mod repos;
 mod reviews;
 mod signup;
 mod slurm_accounts;
@@ -31,6 +32,7 @@ pub use ids::new_id;
 use ledger::{add_reserved, insert_ledger, reserve};
 pub use model::*;
 pub use outbox::*;
+pub use repos::*;
 pub use reviews::*;
 pub use signup::*;
 pub use slurm_accounts::*;
@@ -133,6 +135,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_allocation_price.sql")),
     (11, include_str!("../migrations/0011_allocation_requests.sql")),
     (12, include_str!("../migrations/0012_slurm_accounts.sql")),
+    (13, include_str!("../migrations/0013_hub.sql")),
 ];
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,83 @@
+//! The data and model hub through the real `huggingface_hub` client from PyPI, against a
+//! live `aifactory serve`: `scripts/test` makes a virtualenv with it and names its Python in
+//! `AIFACTORY_TEST_HF_PYTHON` (in CI its absence is an error).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn hf_python() -> Option<PathBuf> {
+    match std::env::var("AIFACTORY_TEST_HF_PYTHON") {
+        Ok(p) => Some(PathBuf::from(p)),
+        Err(_) if std::env::var("CI").is_ok() => {
+            panic!("CI must run the Hugging Face client suite: AIFACTORY_TEST_HF_PYTHON is not set")
+        }
+        Err(_) => {
+            eprintln!("AIFACTORY_TEST_HF_PYTHON not set: Hugging Face client suite skipped (./scripts/test sets it)");
+            None
+        }
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+}
+
+/// Runs a script of this folder with the client, against `server`, as the demo start-up
+/// (whose namespace is `nebula-robotics`), the demo SME being the other organisation.
+fn run_client(python: &Path, server: &Server, dir: &Path, name: &str, disable_xet: bool) -> std::process::Output {
+    let mut cmd = Command::new(python);
+    cmd.arg(script(name))
+        .env("HF_ENDPOINT", &server.url)
+        .env("HUB_TOKEN", token(dir, "startup"))
+        .env("HUB_OTHER_TOKEN", token(dir, "sme"))
+        .env("HUB_NAMESPACE", "nebula-robotics")
+        .env("HF_HOME", dir.join("hf-home"))
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_DISABLE_XET");
+    if disable_xet {
+        cmd.env("HF_HUB_DISABLE_XET", "1");
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_hugging_face_client_creates_uploads_lists_downloads_and_is_refused_as_it_expects() {
+    let Some(python) = hf_python() else { return };
+    let dir = temp_dir("hub-hf");
+    let server = serve(&dir, free_port());
+    let out = run_client(&python, &server, &dir, "hub_client.py", true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_suffix(" passed, 0 failed"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 40, "every check ran: {stdout}");
+}
+
+#[test]
+fn a_client_that_tries_xet_is_told_what_to_set() {
+    let Some(python) = hf_python() else { return };
+    let dir = temp_dir("hub-xet");
+    let server = serve(&dir, free_port());
+    let out = run_client(&python, &server, &dir, "hub_xet.py", false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("HF_HUB_DISABLE_XET=1"),
+        "the error says what to set: {stdout}"
+    );
+}

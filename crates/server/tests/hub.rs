@@ -1,0 +1,382 @@
+//! The hub's refusals of bad input, through the router on both stores: paths that leave
+//! the repository, malformed payloads, contents that do not match their digest or size,
+//! cut-off uploads, strangers committing. Each leaves the repository as it was and stores
+//! nothing. (The Hugging Face client's round trip is in the CLI's tests.)
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sha2::Digest;
+use tower::ServiceExt;
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    who: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(path).header("host", "hub.test");
+    if let Some(w) = who {
+        req = req.header("authorization", format!("Bearer {}", app.token(w)));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(
+            headers.get("content-type").map(|v| v.to_str().unwrap()),
+            Some("application/problem+json"),
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Answer { status, headers, body }
+}
+
+fn ndjson(lines: &[Value]) -> Body {
+    Body::from(lines.iter().map(|l| format!("{l}\n")).collect::<String>())
+}
+
+fn header() -> Value {
+    json!({"key": "header", "value": {"summary": "a change", "description": ""}})
+}
+
+fn inline(path: &str, content: &[u8]) -> Value {
+    use base64::Engine;
+    json!({"key": "file", "value": {"path": path, "encoding": "base64",
+        "content": base64::engine::general_purpose::STANDARD.encode(content)}})
+}
+
+async fn head_of(app: &TestApp, repo: &str) -> String {
+    let a = send(
+        app,
+        Method::GET,
+        &format!("/api/models/{repo}"),
+        Some("startup"),
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+    a.json()["sha"].as_str().unwrap().to_string()
+}
+
+fn stored_blobs(app: &TestApp) -> usize {
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 })
+                .sum()
+        })
+    }
+    count(&app.dir.join("blobs").join("sha256"))
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_is_stored_half_way() {
+    for backend in backends() {
+        let app = app_in(fresh_dir(backend).await).await;
+        let a = send(
+            &app,
+            Method::POST,
+            "/api/repos/create",
+            Some("startup"),
+            &[("content-type", "application/json")],
+            Body::from(json!({"name": "nebula-robotics/arm", "private": true}).to_string()),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            StatusCode::OK,
+            "{backend}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        let repo = "nebula-robotics/arm";
+        let commit = format!("/api/models/{repo}/commit/main");
+        let first = head_of(&app, repo).await;
+        let blobs = stored_blobs(&app);
+
+        // Paths that leave the repository, bad base64, garbage, unknown operations,
+        // deleting what is not there: 400, and the branch has not moved.
+        for (what, body) in [
+            ("a path with ..", ndjson(&[header(), inline("../escape.txt", b"x")])),
+            ("an absolute path", ndjson(&[header(), inline("/etc/passwd", b"x")])),
+            ("a .git path", ndjson(&[header(), inline(".git/config", b"x")])),
+            (
+                "bad base64",
+                ndjson(&[
+                    header(),
+                    json!({"key": "file", "value": {"path": "a.txt", "content": "!!!", "encoding": "base64"}}),
+                ]),
+            ),
+            ("not JSON", Body::from(format!("{}\n{{not json\n", header()))),
+            (
+                "an unknown operation",
+                ndjson(&[header(), json!({"key": "rename", "value": {}})]),
+            ),
+            (
+                "a missing file deleted",
+                ndjson(&[header(), json!({"key": "deletedFile", "value": {"path": "nope"}})]),
+            ),
+            ("no header", ndjson(&[inline("a.txt", b"x")])),
+            (
+                "an LFS file never uploaded",
+                ndjson(&[
+                    header(),
+                    json!({"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": "ab".repeat(32), "size": 5}}),
+                ]),
+            ),
+        ] {
+            let a = send(&app, Method::POST, &commit, Some("startup"), &[], body).await;
+            assert_eq!(
+                a.status,
+                StatusCode::BAD_REQUEST,
+                "{backend}, {what}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            assert_eq!(
+                head_of(&app, repo).await,
+                first,
+                "{backend}, {what}: the branch did not move"
+            );
+        }
+        // A commit that fails half-way (its second file has a bad path) stores its first
+        // file's content at most, and never shows it.
+        let a = send(
+            &app,
+            Method::POST,
+            &commit,
+            Some("startup"),
+            &[],
+            ndjson(&[header(), inline("ok.txt", b"fine"), inline("a/../b", b"x")]),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(head_of(&app, repo).await, first);
+        let a = send(
+            &app,
+            Method::GET,
+            &format!("/{repo}/resolve/main/ok.txt"),
+            Some("startup"),
+            &[],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.header("x-error-code")),
+            (StatusCode::NOT_FOUND, "EntryNotFound".into())
+        );
+        assert!(stored_blobs(&app) <= blobs + 1);
+
+        // Another organisation may neither see nor change it.
+        let a = send(
+            &app,
+            Method::POST,
+            &commit,
+            Some("sme"),
+            &[],
+            ndjson(&[header(), inline("x.txt", b"x")]),
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.header("x-error-code")),
+            (StatusCode::NOT_FOUND, "RepoNotFound".into()),
+            "{backend}"
+        );
+        let a = send(
+            &app,
+            Method::GET,
+            &format!("/{repo}/resolve/main/.gitattributes"),
+            None,
+            &[],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(a.header("x-error-code"), "RepoNotFound");
+
+        // LFS: an upload URL per object; a content that is not what was announced (digest,
+        // size, cut short) is refused and not kept.
+        let content = b"0123456789 weights".to_vec();
+        let oid = hex(&sha2::Sha256::digest(&content));
+        let batch = |size: usize| {
+            json!({"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
+                   "objects": [{"oid": oid, "size": size}]})
+            .to_string()
+        };
+        let upload_url = |a: &Answer| -> String {
+            let href = a.json()["objects"][0]["actions"]["upload"]["href"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            href.strip_prefix("http://hub.test").unwrap().to_string()
+        };
+        let lfs = format!("/{repo}.git/info/lfs/objects/batch");
+        let a = send(
+            &app,
+            Method::POST,
+            &lfs,
+            Some("startup"),
+            &[],
+            Body::from(batch(content.len())),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+        let url = upload_url(&a);
+        let before = stored_blobs(&app);
+        for (what, body) in [
+            ("other bytes", b"0123456789 WEIGHTS".to_vec()),
+            ("too few bytes", content[..10].to_vec()),
+            ("too many bytes", [content.clone(), b"!".to_vec()].concat()),
+        ] {
+            let a = send(&app, Method::PUT, &url, None, &[], Body::from(body)).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{backend}, {what}");
+            assert_eq!(stored_blobs(&app), before, "{backend}, {what}: nothing kept");
+        }
+        // A client that hangs up mid-upload.
+        let broken = futures_util::stream::iter(vec![
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"0123")),
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "gone")),
+        ]);
+        let a = send(&app, Method::PUT, &url, None, &[], Body::from_stream(broken)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{backend}: a cut-off upload");
+        assert_eq!(stored_blobs(&app), before);
+        let verify = format!("/{repo}.git/info/lfs/objects/verify");
+        let a = send(
+            &app,
+            Method::POST,
+            &verify,
+            Some("startup"),
+            &[],
+            Body::from(json!({"oid": oid, "size": content.len()}).to_string()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "not uploaded yet");
+        // The right bytes: stored, verified, committed, downloaded with ranges.
+        let a = send(&app, Method::PUT, &url, None, &[], Body::from(content.clone())).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+        let a = send(
+            &app,
+            Method::POST,
+            &verify,
+            Some("startup"),
+            &[],
+            Body::from(json!({"oid": oid, "size": content.len()}).to_string()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK);
+        let a = send(
+            &app,
+            Method::POST,
+            &lfs,
+            Some("startup"),
+            &[],
+            Body::from(batch(content.len())),
+        )
+        .await;
+        assert!(
+            a.json()["objects"][0]["actions"].is_null(),
+            "stored already: nothing to send"
+        );
+        let lfs_line = json!({"key": "lfsFile", "value": {"path": "weights.bin", "algo": "sha256", "oid": oid, "size": content.len()}});
+        let a = send(
+            &app,
+            Method::POST,
+            &commit,
+            Some("startup"),
+            &[],
+            ndjson(&[header(), lfs_line]),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+        let sha = a.json()["commitOid"].as_str().unwrap().to_string();
+        assert_eq!(head_of(&app, repo).await, sha);
+        let file = format!("/{repo}/resolve/main/weights.bin");
+        let a = send(&app, Method::HEAD, &file, Some("startup"), &[], Body::empty()).await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.header("x-repo-commit"), sha);
+        assert_eq!(a.header("x-linked-etag"), format!("\"{oid}\""));
+        assert_eq!(a.header("x-linked-size"), content.len().to_string());
+        let a = send(
+            &app,
+            Method::GET,
+            &file,
+            Some("startup"),
+            &[("range", "bytes=2-5")],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(a.body, b"2345");
+        assert_eq!(a.header("content-range"), format!("bytes 2-5/{}", content.len()));
+        let a = send(
+            &app,
+            Method::GET,
+            &file,
+            Some("startup"),
+            &[("range", "bytes=10-")],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(a.body, &content[10..]);
+        let a = send(
+            &app,
+            Method::GET,
+            &file,
+            Some("startup"),
+            &[("range", "bytes=99-")],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        // The old commit still has its old content.
+        let a = send(
+            &app,
+            Method::GET,
+            &format!("/{repo}/resolve/{first}/weights.bin"),
+            Some("startup"),
+            &[],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(a.header("x-error-code"), "EntryNotFound");
+        assert_eq!(a.header("x-repo-commit"), first);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
