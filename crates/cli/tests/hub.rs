@@ -81,3 +81,63 @@ fn a_client_that_tries_xet_is_told_what_to_set() {
         "the error says what to set: {stdout}"
     );
 }
+
+/// The official DCAT-AP 3.0.0 shapes, in `shared/` beside the repository.
+fn dcat_ap_shapes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/dcat-ap")
+}
+
+fn http_get(url: &str) -> String {
+    let out = Command::new("curl").args(["-sf", url]).output().unwrap();
+    assert!(out.status.success(), "GET {url}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The demo's catalogue in Turtle and JSON-LD conforms to DCAT-AP 3.0.0: the normative
+/// shapes and the range shapes, with pyshacl (the mandatory properties, every class of
+/// every resource referred to). The controlled-vocabulary shapes are informative: they are
+/// not part of this check.
+#[test]
+fn the_catalogue_export_conforms_to_dcat_ap() {
+    let Some(python) = hf_python() else { return };
+    let shapes = dcat_ap_shapes();
+    assert!(
+        shapes.join("dcat-ap-3.0.0-SHACL.ttl").exists(),
+        "the shapes at {}",
+        shapes.display()
+    );
+    let dir = temp_dir("hub-dcat");
+    let server = serve(&dir, free_port());
+    let turtle = http_get(&format!("{}/api/v1/catalogue/dcat", server.url));
+    let jsonld = http_get(&format!("{}/api/v1/catalogue/dcat?format=jsonld", server.url));
+    for needle in [
+        "steel-surface-defects",
+        "italian-court-rulings",
+        "arm-policy-tiny",
+        "data-theme/TECH",
+        "access-right/RESTRICTED",
+        "Teräspinnan viat",
+    ] {
+        assert!(turtle.contains(needle), "{needle} in the export");
+    }
+    assert!(!turtle.contains("furnace-telemetry"), "a non-public entry stays out");
+    std::fs::write(dir.join("export.ttl"), &turtle).unwrap();
+    std::fs::write(dir.join("export.jsonld"), &jsonld).unwrap();
+    for shape in ["dcat-ap-3.0.0-SHACL.ttl", "dcat-ap-3.0.0-range.ttl"] {
+        for (file, format) in [("export.ttl", "turtle"), ("export.jsonld", "json-ld")] {
+            let out = Command::new(&python)
+                .args(["-m", "pyshacl", "-s"])
+                .arg(shapes.join(shape))
+                .args(["-i", "rdfs", "-df", format, "-f", "human"])
+                .arg(dir.join(file))
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                report.contains("Conforms: True") && out.status.success(),
+                "{file} against {shape}:\n{report}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -322,9 +322,83 @@ async fn seed_hub(
             created_by: user.clone(),
         };
         let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_slice())).collect();
-        crate::hub::new_repo(store, &blobs, &new, &files, now)
+        let repo = crate::hub::new_repo(store, &blobs, &new, &files, now)
             .await
             .map_err(|e| StoreError::Corrupt(format!("seeding the demo hub: {e:?}")))?;
+        store
+            .set_repo_metadata(&repo.id, &demo_metadata(name, &org.name), now)
+            .await?;
     }
     Ok(())
+}
+
+/// What the demo's entries are described with.
+fn demo_metadata(name: &str, owner: &str) -> hub::catalogue::Metadata {
+    let mut m = match name {
+        "steel-surface-defects" => described(
+            &[("en", "Steel surface defects"), ("fi", "Teräspinnan viat")],
+            "Labels of 200 surface images from a Finnish steel line: ok, scratch, dent, crack.",
+            &["TECH", "ECON"],
+            Some("cc-by-4.0"),
+            &["FIN"],
+            Some(("2024-01-01", "2024-12-31")),
+            &["computer vision", "quality control", "steel"],
+        ),
+        "italian-court-rulings" => described(
+            &[
+                ("en", "Italian court rulings"),
+                ("it", "Sentenze dei tribunali italiani"),
+            ],
+            "Fifty anonymised rulings of the Tribunale di Bologna, for legal language models; access on request.",
+            &["JUST"],
+            None,
+            &["ITA"],
+            Some(("2015-01-01", "2024-12-31")),
+            &["legal", "italian", "nlp"],
+        ),
+        "furnace-telemetry" => described(
+            &[("en", "Furnace telemetry")],
+            "Internal telemetry.",
+            &["ENER"],
+            None,
+            &["ITA"],
+            None,
+            &[],
+        ),
+        _ => described(
+            &[("en", "Arm policy (tiny)")],
+            "A 4x2 linear policy for a robot arm, trained on the factory's demo data.",
+            &["TECH"],
+            Some("apache-2.0"),
+            &[],
+            None,
+            &["robotics", "policy"],
+        ),
+    };
+    m.contact_name = Some(format!("{owner} data desk"));
+    m.contact_email = Some(format!("data@{}.example", hub::namespace_of(owner)));
+    m
+}
+
+fn described(
+    titles: &[(&str, &str)],
+    description: &str,
+    themes: &[&str],
+    licence: Option<&str>,
+    spatial: &[&str],
+    period: Option<(&str, &str)>,
+    keywords: &[&str],
+) -> hub::catalogue::Metadata {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    hub::catalogue::Metadata {
+        titles: titles.iter().map(|(l, t)| (l.to_string(), t.to_string())).collect(),
+        descriptions: [("en".to_string(), description.to_string())].into(),
+        keywords: strings(keywords),
+        themes: strings(themes),
+        licence: licence.map(str::to_string),
+        spatial: strings(spatial),
+        temporal_start: period.map(|p| p.0.to_string()),
+        temporal_end: period.map(|p| p.1.to_string()),
+        ..Default::default()
+    }
 }

@@ -868,6 +868,11 @@ fn expected(method: &str, path: &str) -> &'static str {
         // The applicant's side asks for more and reports; everyone who sees it reads.
         ("post", "/api/v1/allocations/{id}/requests" | "/api/v1/allocations/{id}/report") => "FFHAFHH",
         ("get", "/api/v1/allocations/{id}/report") => "AAHAAHH",
+        // The catalogue is public; an entry is described by its owner's members (and admins).
+        ("get", "/api/v1/catalogue" | "/api/v1/catalogue/dcat" | "/api/v1/catalogue/{kind}/{namespace}/{name}") => {
+            "AAAAAAA"
+        }
+        ("put", "/api/v1/catalogue/{kind}/{namespace}/{name}") => "AFFAAFF",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }
@@ -1125,6 +1130,7 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                     _ => {
                         let job = &ended;
                         let concrete = path
+                            .replace("{kind}/{namespace}/{name}", "model/nebula-robotics/arm-policy-tiny")
                             .replace("/orgs/{id}", &format!("/orgs/{org}"))
                             .replace("/projects/{id}", &format!("/projects/{project}"))
                             .replace("/allocations/{id}", &format!("/allocations/{target_alloc}"))

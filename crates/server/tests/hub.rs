@@ -380,3 +380,90 @@ async fn bad_input_is_refused_and_nothing_is_stored_half_way() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn catalogue_metadata_is_checked_owned_and_listed_by_access() {
+    for backend in backends() {
+        let app = app_in(fresh_dir(backend).await).await;
+        // The demo's entries: the non-public one is listed for nobody.
+        let (s, v) = app.call(Method::GET, "/api/v1/catalogue", None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        let ids: Vec<&str> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["repo_id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&"universita-di-bologna/italian-court-rulings"), "{ids:?}");
+        assert!(!ids.iter().any(|i| i.contains("furnace")), "{backend}: {ids:?}");
+        let (s, _) = app
+            .call(
+                Method::GET,
+                "/api/v1/catalogue/dataset/acciaierie-unite/furnace-telemetry",
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let entry = "/api/v1/catalogue/model/nebula-robotics/arm-policy-tiny";
+        let good = json!({"titles": {"en": "Arm policy", "it": "Politica del braccio"}, "themes": ["TECH"],
+                          "licence": "apache-2.0", "spatial": ["ITA"], "temporal_start": "2025-01-01",
+                          "contact_email": "ml@nebula.example", "keywords": ["robotics"]});
+        // Field by field refusals.
+        for (field, bad) in [
+            ("themes", json!({"themes": ["ROBOTS"]})),
+            ("licence", json!({"licence": "wtfpl"})),
+            ("spatial", json!({"spatial": ["IT"]})),
+            ("titles", json!({"titles": {"english": "x"}})),
+            ("temporal_end", json!({"temporal_end": "soon"})),
+        ] {
+            let (s, v) = app.call(Method::PUT, entry, Some("startup"), Some(bad)).await;
+            assert_eq!(
+                (s, v["field"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(field)),
+                "{backend}: {v}"
+            );
+        }
+        // Only the owner's members describe it.
+        let (s, _) = app.call(Method::PUT, entry, Some("sme"), Some(good.clone())).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = app.call(Method::PUT, entry, None, Some(good.clone())).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, v) = app.call(Method::PUT, entry, Some("startup"), Some(good.clone())).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (_, v) = app.call(Method::GET, entry, None, None).await;
+        assert_eq!(v["metadata"]["titles"]["it"], "Politica del braccio");
+        assert_eq!(v["publisher"], "Nebula Robotics");
+        let a = send(&app, Method::GET, "/api/v1/catalogue/dcat", None, &[], Body::empty()).await;
+        let turtle = String::from_utf8(a.body).unwrap();
+        assert!(turtle.contains("\"Politica del braccio\"@it"), "{turtle}");
+        assert!(turtle.contains("<mailto:ml@nebula.example>"));
+        let a = send(
+            &app,
+            Method::GET,
+            "/api/v1/catalogue/dcat?format=jsonld",
+            None,
+            &[],
+            Body::empty(),
+        )
+        .await;
+        let graph: Value = serde_json::from_slice(&a.body).unwrap();
+        assert!(
+            graph
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["@type"][0] == "http://www.w3.org/ns/dcat#Catalog")
+        );
+        let a = send(
+            &app,
+            Method::GET,
+            "/api/v1/catalogue/dcat?format=rdfxml",
+            None,
+            &[],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    }
+}

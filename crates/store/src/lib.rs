@@ -136,6 +136,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/0011_allocation_requests.sql")),
     (12, include_str!("../migrations/0012_slurm_accounts.sql")),
     (13, include_str!("../migrations/0013_hub.sql")),
+    (14, include_str!("../migrations/0014_catalogue.sql")),
 ];
 
 #[derive(Debug, Clone)]

@@ -328,3 +328,56 @@ impl Store {
         .transpose()
     }
 }
+
+impl Store {
+    /// Sets a repository's catalogue metadata (replacing what it had).
+    pub async fn set_repo_metadata(&self, repo_id: &str, metadata: &hub::catalogue::Metadata, at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM repo_metadata WHERE repo_id = $1")
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO repo_metadata (repo_id, metadata, updated_at) VALUES ($1, $2, $3)")
+            .bind(repo_id)
+            .bind(json(metadata))
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE repos SET updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every repository with its metadata (empty where none was set), oldest first.
+    pub async fn catalogue(&self) -> Result<Vec<(Repo, hub::catalogue::Metadata)>> {
+        let rows = sqlx::query(
+            "SELECT r.*, m.metadata FROM repos r LEFT JOIN repo_metadata m ON m.repo_id = r.id ORDER BY r.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let metadata: Option<String> = r.try_get("metadata")?;
+                Ok((
+                    repo_from(r)?,
+                    metadata.map(|m| from_json(&m)).transpose()?.unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn repo_metadata(&self, repo_id: &str) -> Result<hub::catalogue::Metadata> {
+        let row = sqlx::query("SELECT metadata FROM repo_metadata WHERE repo_id = $1")
+            .bind(repo_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => from_json(&r.try_get::<String, _>("metadata")?),
+            None => Ok(Default::default()),
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod allocation_life;
 mod allocations;
 mod applications;
 mod calls;
+mod catalogue;
 mod courses;
 mod documents;
 mod health;
@@ -78,6 +79,7 @@ fn endpoints() -> Vec<Endpoint> {
         indicators::endpoints(),
         courses::endpoints(),
         allocation_life::endpoints(),
+        catalogue::endpoints(),
     ]
     .into_iter()
     .flatten()

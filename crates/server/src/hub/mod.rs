@@ -166,7 +166,7 @@ pub(crate) type HubResult = Result<Response, HubError>;
 /// The caller, if the request carries a token (reading public repositories needs none);
 /// a token that is not valid is an error, not anonymity.
 #[derive(Debug)]
-pub(crate) struct MaybeCaller(pub Option<Caller>);
+pub struct MaybeCaller(pub Option<Caller>);
 
 impl FromRequestParts<AppState> for MaybeCaller {
     type Rejection = ApiError;
@@ -230,7 +230,7 @@ pub(crate) async fn resolve(state: &AppState, repo: &Repo, revision: &str) -> Re
 }
 
 /// `http://host:port` as the client addressed us, for the URLs we hand out.
-pub(crate) fn base_url(headers: &HeaderMap) -> String {
+pub fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
