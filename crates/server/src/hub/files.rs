@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-/// Bytes read from disk at a time.
-const CHUNK: usize = 256 * 1024;
+/// Bytes read from disk at a time (1 MiB: 1.15x nginx on a 2 GiB file here, against 0.85x
+/// with 256 KiB; `bench --suite hub`).
+const CHUNK: usize = 1024 * 1024;
 
 pub(super) async fn resolve_file(
     state: &AppState,
