@@ -244,8 +244,10 @@ pub fn run(quick: bool, as_json: bool) -> Result<()> {
     });
     drop(server);
     drop(cleanup);
+    eprintln!("bench hub: search over 100,000 entries");
+    let search = search_figures(100_000, if quick { 500 } else { 5_000 });
     if as_json {
-        println!("{figures:#}");
+        println!("{:#}", json!({"transfer": figures, "search": search}));
         return Ok(());
     }
     println!(
@@ -262,6 +264,24 @@ pub fn run(quick: bool, as_json: bool) -> Result<()> {
     println!(
         "  server memory: {idle_rss:.0} MiB idle, peak {upload_peak:.0} MiB after the upload, {download_peak:.0} MiB after the downloads"
     );
+    let f = |k: &str| search[k].as_f64().unwrap_or(0.0);
+    println!(
+        "Catalogue search, {} entries, {} queries (words, two words, a prefix, a word and a theme, a facet alone; 20 a page, facets counted):",
+        search["entries"], search["queries"]
+    );
+    println!(
+        "  index                 p50 {:>7.3} ms   p99 {:>7.3} ms   max {:>7.3} ms   (built in {:.2} s)",
+        f("p50_ms"),
+        f("p99_ms"),
+        f("max_ms"),
+        f("index_build_s")
+    );
+    println!(
+        "  scan of every entry   p50 {:>7.3} ms   p99 {:>7.3} ms   (baseline)",
+        f("scan_p50_ms"),
+        f("scan_p99_ms")
+    );
+    println!("  p99, scan / index     {:>7.1}x", f("p99_vs_scan"));
     Ok(())
 }
 
@@ -274,4 +294,179 @@ fn scopeguard(dir: PathBuf) -> impl Drop {
         }
     }
     Remove(dir)
+}
+
+/// A deterministic stream of numbers (SplitMix64) for the synthetic catalogue.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a>(&mut self, from: &'a [String]) -> &'a String {
+        // Zipf-like: low indices far more often, as words in real text.
+        let r = (self.next() % 1_000_000) as f64 / 1_000_000.0;
+        &from[((r * r * r) * from.len() as f64) as usize]
+    }
+}
+
+/// `n` synthetic entries: titles, descriptions and keywords drawn from a vocabulary of
+/// 5,000 words, and facet values spread as in a real catalogue.
+fn synthetic_catalogue(n: usize) -> (Vec<hub::search::Doc>, Vec<String>) {
+    let mut mix = Mix(42);
+    let syllables = [
+        "ka", "lo", "mi", "ter", "sun", "vel", "dra", "no", "pi", "ste", "ra", "gen", "tor", "bi", "ol",
+    ];
+    let vocabulary: Vec<String> = (0..5_000)
+        .map(|_| {
+            (0..3)
+                .map(|_| syllables[(mix.next() % syllables.len() as u64) as usize])
+                .collect()
+        })
+        .collect();
+    let themes = hub::catalogue::DATA_THEMES;
+    let licences: Vec<&str> = hub::catalogue::LICENCES.iter().map(|(id, _)| *id).collect();
+    let formats = ["csv", "parquet", "jsonl", "bin", "safetensors", "zip"];
+    let org_types = ["startup", "sme", "industry", "research", "public"];
+    let docs = (0..n)
+        .map(|i| {
+            let words = |mix: &mut Mix, k: usize| {
+                (0..k)
+                    .map(|_| mix.pick(&vocabulary).clone())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let mut facets = vec![
+                ("kind", if i % 4 == 0 { "model" } else { "dataset" }.to_string()),
+                ("theme", themes[(mix.next() % themes.len() as u64) as usize].to_string()),
+                (
+                    "licence",
+                    licences[(mix.next() % licences.len() as u64) as usize].to_string(),
+                ),
+                ("org_type", org_types[(mix.next() % 5) as usize].to_string()),
+                (
+                    "access_rights",
+                    if i % 7 == 0 { "restricted" } else { "public" }.to_string(),
+                ),
+                ("format", formats[(mix.next() % 6) as usize].to_string()),
+            ];
+            if i % 3 == 0 {
+                facets.push(("theme", themes[(mix.next() % themes.len() as u64) as usize].to_string()));
+            }
+            hub::search::Doc {
+                key: format!("dataset:org{}/entry-{i}", i % 997),
+                titles: vec![words(&mut mix, 4)],
+                descriptions: vec![words(&mut mix, 25)],
+                keywords: (0..3).map(|_| mix.pick(&vocabulary).clone()).collect(),
+                facets,
+            }
+        })
+        .collect();
+    (docs, vocabulary)
+}
+
+/// The same search done the simple way: every entry's text scanned for every word.
+fn scan(docs: &[hub::search::Doc], q: &hub::search::Query) -> usize {
+    let terms = hub::search::words(&q.text);
+    let mut counts: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+    let mut matched = 0;
+    for d in docs {
+        let text = format!(
+            "{} {} {} {}",
+            d.titles.join(" "),
+            d.descriptions.join(" "),
+            d.keywords.join(" "),
+            d.key
+        )
+        .to_lowercase();
+        if !terms.iter().all(|t| text.contains(t.as_str())) {
+            continue;
+        }
+        if !q
+            .filters
+            .iter()
+            .all(|(f, vs)| d.facets.iter().any(|(g, v)| g == f && vs.contains(v)))
+        {
+            continue;
+        }
+        matched += 1;
+        for (f, v) in &d.facets {
+            *counts.entry((f, v)).or_insert(0) += 1;
+        }
+    }
+    matched + usize::from(counts.is_empty())
+}
+
+/// Search over 100,000 entries: latency of a mix of queries against the index, and against
+/// a scan of the same entries (the baseline, measured in the same run).
+pub fn search_figures(n: usize, queries: usize) -> Value {
+    let (docs, vocabulary) = synthetic_catalogue(n);
+    let started = Instant::now();
+    let mut index = hub::search::Index::default();
+    for d in docs.iter().cloned() {
+        index.upsert(d);
+    }
+    let build_s = started.elapsed().as_secs_f64();
+    let mut mix = Mix(7);
+    let themes = hub::catalogue::DATA_THEMES;
+    let mut make = |k: usize| {
+        let word = |mix: &mut Mix| mix.pick(&vocabulary).clone();
+        let (text, filters) = match k % 5 {
+            0 => (word(&mut mix), vec![]),
+            1 => (format!("{} {}", word(&mut mix), word(&mut mix)), vec![]),
+            // Search as you type: a prefix of a word.
+            2 => (word(&mut mix)[..4].to_string(), vec![]),
+            3 => (
+                word(&mut mix),
+                vec![("theme".to_string(), vec![themes[k % themes.len()].to_string()])],
+            ),
+            // Facets alone: everything counted.
+            _ => (
+                String::new(),
+                vec![("licence".to_string(), vec!["cc-by-4.0".to_string()])],
+            ),
+        };
+        hub::search::Query {
+            text,
+            filters,
+            offset: 0,
+            limit: 20,
+        }
+    };
+    let mut times = Vec::with_capacity(queries);
+    let mut scan_times = Vec::new();
+    let mut matched = 0usize;
+    for k in 0..queries {
+        let q = make(k);
+        let t = Instant::now();
+        let hits = index.search(&q);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        matched += hits.total;
+        // The scan is slow: a sample of the same queries.
+        if k % 20 == 0 {
+            let t = Instant::now();
+            std::hint::black_box(scan(&docs, &q));
+            scan_times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    scan_times.sort_by(f64::total_cmp);
+    let p = |v: &[f64], q: f64| crate::bench_api::percentile(v, q);
+    json!({
+        "entries": n,
+        "queries": queries,
+        "index_build_s": build_s,
+        "mean_matches": matched as f64 / queries as f64,
+        "p50_ms": p(&times, 0.5),
+        "p99_ms": p(&times, 0.99),
+        "max_ms": times.last().copied().unwrap_or(0.0),
+        "scan_p50_ms": p(&scan_times, 0.5),
+        "scan_p99_ms": p(&scan_times, 0.99),
+        "p99_vs_scan": p(&scan_times, 0.99) / p(&times, 0.99),
+    })
 }

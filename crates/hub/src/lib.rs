@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod commit;
 pub mod oid;
 pub mod paths;
+pub mod search;
 
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +143,10 @@ pub fn namespace_of(organisation: &str) -> String {
 
 /// The plain Latin letters of the accented ones European names use ("Università" →
 /// "Universita"); anything else as it is.
+pub(crate) fn fold(c: char) -> String {
+    latin(c)
+}
+
 fn latin(c: char) -> String {
     let plain = match c {
         'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ą' => "a",

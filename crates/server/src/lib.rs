@@ -111,6 +111,8 @@ pub struct Inner {
     pub slurm_accounts_wake: tokio::sync::Notify,
     /// The data and model hub's blob store and upload tickets.
     pub hub: hub::HubState,
+    /// The catalogue's search index (public and restricted entries).
+    pub catalogue: std::sync::RwLock<hub::index::Catalogue>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -161,6 +163,9 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
     };
     let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
     let hub_state = hub::HubState::open(&config.data_dir)?;
+    let catalogue = hub::index::load(&store)
+        .await
+        .map_err(|e| format!("building the catalogue's search index: {e}"))?;
     let limits = ratelimit::Limits::new(config.rate_per_s, config.rate_burst, config.signups_per_hour);
     let state: AppState = Arc::new_cyclic(|weak| Inner {
         store,
@@ -176,6 +181,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         outbox_wake: tokio::sync::Notify::new(),
         slurm_accounts_wake: tokio::sync::Notify::new(),
         hub: hub_state,
+        catalogue: std::sync::RwLock::new(catalogue),
     });
     if let Some(smtp) = state.config.smtp.clone() {
         mail::start(state.clone(), smtp);

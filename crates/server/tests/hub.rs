@@ -434,6 +434,63 @@ async fn catalogue_metadata_is_checked_owned_and_listed_by_access() {
         let (_, v) = app.call(Method::GET, entry, None, None).await;
         assert_eq!(v["metadata"]["titles"]["it"], "Politica del braccio");
         assert_eq!(v["publisher"], "Nebula Robotics");
+        // Search: the new words are found at once, facets narrow and are counted.
+        let (s, v) = app
+            .call(Method::GET, "/api/v1/catalogue?q=politica%20bracc", None, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["total"], 1, "{backend}: {v}");
+        assert_eq!(v["items"][0]["repo_id"], "nebula-robotics/arm-policy-tiny");
+        assert_eq!(v["items"][0]["formats"], json!(["bin", "json"]));
+        let (_, v) = app.call(Method::GET, "/api/v1/catalogue", None, None).await;
+        assert_eq!(v["total"], 3, "{v}");
+        assert_eq!(v["facets"]["kind"], json!({"dataset": 2, "model": 1}));
+        assert_eq!(v["facets"]["access_rights"], json!({"public": 2, "restricted": 1}));
+        let (_, v) = app
+            .call(
+                Method::GET,
+                "/api/v1/catalogue?theme=JUST,ENER&kind=dataset",
+                None,
+                None,
+            )
+            .await;
+        let ids: Vec<&str> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["repo_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["universita-di-bologna/italian-court-rulings"],
+            "the non-public ENER entry is not listed"
+        );
+        let (_, v) = app
+            .call(Method::GET, "/api/v1/catalogue?format=csv&org_type=sme", None, None)
+            .await;
+        assert_eq!(
+            v["items"][0]["repo_id"], "baltic-vision-oy/steel-surface-defects",
+            "{v}"
+        );
+        let (_, page) = app.call(Method::GET, "/api/v1/catalogue?limit=2", None, None).await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 2);
+        let next = page["next_cursor"].as_str().unwrap().to_string();
+        let (_, rest) = app
+            .call(
+                Method::GET,
+                &format!("/api/v1/catalogue?limit=2&cursor={next}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+        assert!(rest["next_cursor"].is_null());
+        for (query, field) in [("limit=0", "limit"), ("cursor=x", "cursor")] {
+            let (s, v) = app
+                .call(Method::GET, &format!("/api/v1/catalogue?{query}"), None, None)
+                .await;
+            assert_eq!((s, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)));
+        }
         let a = send(&app, Method::GET, "/api/v1/catalogue/dcat", None, &[], Body::empty()).await;
         let turtle = String::from_utf8(a.body).unwrap();
         assert!(turtle.contains("\"Politica del braccio\"@it"), "{turtle}");

@@ -1,7 +1,7 @@
-//! The public catalogue of datasets and models: entries (public and restricted ones; a
-//! restricted entry is listed, its files need access), each repository's catalogue
-//! metadata (set by the owning organisation's members), and the whole catalogue as
-//! DCAT-AP 3.0.0 in Turtle or JSON-LD.
+//! The public catalogue of datasets and models: search (full text and facets) over its
+//! entries (public and restricted ones; a restricted entry is listed, its files need
+//! access), each repository's catalogue metadata (set by the owning organisation's
+//! members), and the whole catalogue as DCAT-AP 3.0.0 in Turtle or JSON-LD.
 
 use super::prelude::*;
 use hub::catalogue::{Catalogue, Entry, Metadata};
@@ -12,13 +12,26 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         e(
             "get",
             "/api/v1/catalogue",
-            "The catalogue's entries (public and restricted datasets and models) with their metadata",
+            "Search the catalogue (public and restricted datasets and models): words in `q`, facets \
+             (kind, theme, sector, licence, org_type, access_rights, format; a comma means any of), \
+             with the counts of every facet's values over the matches",
             false,
-            &[],
+            &[
+                "q",
+                "kind",
+                "theme",
+                "sector",
+                "licence",
+                "org_type",
+                "access_rights",
+                "format",
+                "limit",
+                "cursor",
+            ],
             None,
-            get(list_entries),
+            get(search),
         )
-        .returns::<Items<EntryView>>(),
+        .returns::<SearchView>(),
         e(
             "get",
             "/api/v1/catalogue/dcat",
@@ -52,16 +65,17 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
+pub(crate) use crate::hub::index::EntryView;
+
 #[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct EntryView {
-    kind: String,
-    /// `namespace/name`, as the Hugging Face client names it.
-    repo_id: String,
-    access_rights: String,
-    publisher: String,
-    metadata: Metadata,
-    created_at: String,
-    updated_at: String,
+pub(crate) struct SearchView {
+    items: Vec<EntryView>,
+    /// Entries that match, over every page.
+    total: usize,
+    /// The next page (null on the last).
+    next_cursor: Option<String>,
+    /// Facet → value → matching entries with it.
+    facets: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
 }
 
 /// Entries everybody may see.
@@ -71,25 +85,95 @@ fn listed(r: &store::Repo) -> bool {
 
 async fn view(state: &AppState, r: store::Repo, metadata: Metadata) -> Result<EntryView, ApiError> {
     let org = state.store.get_org(&r.org_id).await?;
+    let formats = state
+        .catalogue
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .views
+        .get(&crate::hub::index::key(&r))
+        .map(|v| v.formats.clone())
+        .unwrap_or_default();
     Ok(EntryView {
         kind: r.kind.as_str().into(),
         repo_id: r.repo_id(),
         access_rights: r.access_rights.as_str().into(),
         publisher: org.name,
         metadata,
+        formats,
         created_at: rfc3339(r.created_at),
         updated_at: rfc3339(r.updated_at),
     })
 }
 
-pub(crate) async fn list_entries(State(state): State<AppState>) -> ApiResult {
-    let mut out = Vec::new();
-    for (r, m) in state.store.catalogue().await? {
-        if listed(&r) {
-            out.push(view(&state, r, m).await?);
-        }
+#[derive(Debug, Deserialize)]
+pub(crate) struct SearchQuery {
+    q: Option<String>,
+    kind: Option<String>,
+    theme: Option<String>,
+    sector: Option<String>,
+    licence: Option<String>,
+    org_type: Option<String>,
+    access_rights: Option<String>,
+    format: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub(crate) async fn search(State(state): State<AppState>, Params(q): Params<SearchQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::field("limit", "from 1 to 100 entries a page"));
     }
-    ok(items(out))
+    let offset = match &q.cursor {
+        Some(c) => c
+            .parse::<usize>()
+            .map_err(|_| ApiError::field("cursor", "pass the `next_cursor` of the previous page"))?,
+        None => 0,
+    };
+    let text = q.q.clone().unwrap_or_default();
+    if text.len() > 500 {
+        return Err(ApiError::field("q", "at most 500 characters"));
+    }
+    let filters: Vec<(String, Vec<String>)> = [
+        ("kind", &q.kind),
+        ("theme", &q.theme),
+        ("sector", &q.sector),
+        ("licence", &q.licence),
+        ("org_type", &q.org_type),
+        ("access_rights", &q.access_rights),
+        ("format", &q.format),
+    ]
+    .into_iter()
+    .filter_map(|(f, v)| {
+        v.as_ref()
+            .map(|v| (f.to_string(), v.split(',').map(|s| s.trim().to_string()).collect()))
+    })
+    .collect();
+    let query = hub::search::Query {
+        text,
+        filters,
+        offset,
+        limit,
+    };
+    let catalogue = state.catalogue.read().unwrap_or_else(|e| e.into_inner());
+    let hits = catalogue.index.search(&query);
+    let items: Vec<EntryView> = hits
+        .keys
+        .iter()
+        .filter_map(|k| catalogue.views.get(k).cloned())
+        .collect();
+    let next_cursor = (offset + items.len() < hits.total).then(|| (offset + items.len()).to_string());
+    let facets = hits
+        .facets
+        .into_iter()
+        .map(|(f, values)| (f.to_string(), values))
+        .collect();
+    ok(SearchView {
+        items,
+        total: hits.total,
+        next_cursor,
+        facets,
+    })
 }
 
 fn kind(k: &str) -> Result<RepoKind, ApiError> {
@@ -149,6 +233,7 @@ pub(crate) async fn set_metadata(
         .set_repo_metadata(&repo.id, &metadata, unix_now() as i64)
         .await?;
     let repo = visible_entry(&state, Some(&caller), (&k, &namespace, &name)).await?;
+    crate::hub::index::refresh(&state, &repo).await;
     ok(view(&state, repo, metadata).await?)
 }
 

@@ -199,6 +199,9 @@ pub(super) async fn commit(
         created_at: t,
     };
     state.store.add_repo_commit(&repo.id, &revision, &commit, &tree).await?;
+    if revision == "main" {
+        super::index::refresh(&state, &repo).await;
+    }
     let url = format!(
         "{}/{}{}/commit/{}",
         base_url(&headers),

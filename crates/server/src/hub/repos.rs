@@ -112,6 +112,7 @@ pub(super) async fn create(
         }
         Err(e) => return Err(e),
     };
+    super::index::refresh(&state, &repo).await;
     Ok((
         StatusCode::OK,
         Json(json!({"url": url, "name": repo.repo_id(), "id": repo.id})),
