@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod commit;
 pub mod oid;
 pub mod paths;
+pub mod policy;
 pub mod search;
 
 use serde::{Deserialize, Serialize};

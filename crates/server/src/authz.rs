@@ -346,8 +346,16 @@ pub(crate) enum RepoAccess {
 }
 
 /// Public repositories are read by anyone, also without a token; restricted ones are
-/// listed for everyone and read by the owner's members and platform staff; non-public ones
-/// exist only for those.
+/// listed for everyone and read by the owner's members, platform staff and the members of
+/// organisations granted access (`granted`); non-public ones exist only for the first two.
+pub(crate) fn repo_access_granted(caller: Option<&Caller>, repo: &store::Repo, granted: bool) -> RepoAccess {
+    match repo_access(caller, repo) {
+        RepoAccess::Listed if granted => RepoAccess::Read,
+        other => other,
+    }
+}
+
+/// As [`repo_access_granted`] for a caller without a grant.
 pub(crate) fn repo_access(caller: Option<&Caller>, repo: &store::Repo) -> RepoAccess {
     if let Some(c) = caller {
         if c.is_admin() || c.org_role(&repo.org_id).is_some() {
@@ -362,6 +370,30 @@ pub(crate) fn repo_access(caller: Option<&Caller>, repo: &store::Repo) -> RepoAc
         hub::AccessRights::Restricted => RepoAccess::Listed,
         hub::AccessRights::NonPublic => RepoAccess::None,
     }
+}
+
+/// Whether the caller's organisations hold a grant on a restricted repository now (asked
+/// only where it changes the answer).
+pub(crate) async fn holds_grant(
+    state: &AppState,
+    caller: Option<&Caller>,
+    repo: &store::Repo,
+) -> Result<bool, ApiError> {
+    let Some(c) = caller else { return Ok(false) };
+    if repo_access(caller, repo) != RepoAccess::Listed {
+        return Ok(false);
+    }
+    let orgs: Vec<String> = c.memberships.iter().map(|m| m.org_id.clone()).collect();
+    Ok(state
+        .store
+        .has_access_grant(&repo.id, &orgs, crate::accounting::unix_now() as i64)
+        .await?)
+}
+
+/// Who decides access requests and reads the audit log of a repository: its owner's
+/// members and platform admins (staff read the log too).
+pub(crate) fn decides_access(caller: &Caller, repo: &store::Repo) -> bool {
+    repo_access(Some(caller), repo) == RepoAccess::Write
 }
 
 /// The organisation a caller creates a repository for, by its namespace (or, without one,

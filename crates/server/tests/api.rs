@@ -795,6 +795,9 @@ async fn fresh_code(app: &TestApp, n: usize) -> String {
     m.subject.rsplit(' ').next().unwrap().to_string()
 }
 
+/// A restricted dataset of the demo, owned by an organisation none of the roles belongs to.
+const RESTRICTED: &str = "dataset/universita-di-bologna/italian-court-rulings";
+
 /// Who calls, in the order of the expectation strings below: platform admin, site
 /// operator, reviewer, the start-up's admin and member, the SME's admin and member.
 const ROLES: [&str; 7] = [
@@ -873,6 +876,16 @@ fn expected(method: &str, path: &str) -> &'static str {
             "AAAAAAA"
         }
         ("put", "/api/v1/catalogue/{kind}/{namespace}/{name}") => "AFFAAFF",
+        // On a restricted dataset of an organisation none of the roles belongs to: anyone
+        // reads its policy and asks (as an organisation); its owner (here: the platform admin)
+        // sets the policy and decides; the requester may not decide their own request;
+        // staff read the audit log.
+        ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/policy") => "AAAAAAA",
+        ("put", "/api/v1/catalogue/{kind}/{namespace}/{name}/policy") => "AFFFFFF",
+        ("post", "/api/v1/catalogue/{kind}/{namespace}/{name}/access-requests") => "FFFAAAA",
+        ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/access-requests") => "AAAAAAA",
+        ("post", "/api/v1/access-requests/{id}/decision") => "AHHFHHH",
+        ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/audit") => "AAFFFFF",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }
@@ -1123,6 +1136,29 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                         };
                         (path.replace("{id}", "llm-finetuning").replace("{user}", &user), None)
                     }
+                    ("post", "/api/v1/catalogue/{kind}/{namespace}/{name}/access-requests") => (
+                        path.replace("{kind}/{namespace}/{name}", RESTRICTED),
+                        Some(json!({"purpose": "research", "days": 30})),
+                    ),
+                    ("post", "/api/v1/access-requests/{id}/decision") => {
+                        let (status, r) = app
+                            .post(
+                                &format!("/api/v1/catalogue/{RESTRICTED}/access-requests"),
+                                "startup",
+                                json!({"purpose": "research", "days": 30}),
+                            )
+                            .await;
+                        assert_eq!(status, StatusCode::CREATED, "{r}");
+                        (
+                            path.replace("{id}", r["id"].as_str().unwrap()),
+                            Some(json!({"grant": true, "reason": "fits", "days": 10})),
+                        )
+                    }
+                    (m, p) if p.starts_with("/api/v1/catalogue/{kind}/{namespace}/{name}/") => (
+                        path.replace("{kind}/{namespace}/{name}", RESTRICTED),
+                        // The default policy: owner decides, anyone may ask.
+                        (m == "put").then(|| json!({})),
+                    ),
                     ("post", "/api/v1/applications/{id}/documents") => (
                         format!("/api/v1/applications/{draft}/documents?name=d{counter}.txt"),
                         Some(json!({"n": counter})),

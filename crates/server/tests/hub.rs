@@ -524,3 +524,161 @@ async fn catalogue_metadata_is_checked_owned_and_listed_by_access() {
         assert_eq!(a.status, StatusCode::BAD_REQUEST);
     }
 }
+
+#[tokio::test]
+async fn restricted_entries_are_read_through_time_boxed_grants_and_everything_is_audited() {
+    for backend in backends() {
+        let app = app_in(fresh_dir(backend).await).await;
+        let entry = "/api/v1/catalogue/dataset/universita-di-bologna/italian-court-rulings";
+        let file = "/datasets/universita-di-bologna/italian-court-rulings/resolve/main/rulings.jsonl";
+        let download = |who: &'static str| {
+            let app = &app;
+            async move { send(app, Method::GET, file, Some(who), &[], Body::empty()).await }
+        };
+        assert_eq!(download("sme").await.header("x-error-code"), "GatedRepo");
+        // The default policy: the owner decides.
+        let (s, r) = app
+            .post(
+                &format!("{entry}/access-requests"),
+                "sme",
+                json!({"purpose": "research", "days": 30}),
+            )
+            .await;
+        assert_eq!(
+            (s, r["state"].as_str()),
+            (StatusCode::CREATED, Some("pending")),
+            "{backend}: {r}"
+        );
+        assert!(
+            r["rules"].as_array().unwrap().iter().all(|rule| rule["passed"] == true),
+            "{r}"
+        );
+        let id = r["id"].as_str().unwrap().to_string();
+        assert_eq!(
+            download("sme").await.status,
+            StatusCode::FORBIDDEN,
+            "not before the decision"
+        );
+        // Who sees the requests: the owner all, the requester theirs, others none of theirs.
+        let (_, mine) = app.get(&format!("{entry}/access-requests"), "sme").await;
+        assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+        let (_, theirs) = app.get(&format!("{entry}/access-requests"), "startup").await;
+        assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
+        let (_, all) = app.get(&format!("{entry}/access-requests"), "research").await;
+        assert_eq!(all["items"][0]["id"], json!(id));
+        // Only the owner decides; the requester is told so, others learn nothing.
+        let decision = |grant: bool| json!({"grant": grant, "reason": "for the legal NLP project", "days": 20});
+        let (s, _) = app
+            .post(&format!("/api/v1/access-requests/{id}/decision"), "sme", decision(true))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = app
+            .post(
+                &format!("/api/v1/access-requests/{id}/decision"),
+                "startup",
+                decision(true),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, too_long) = app
+            .post(
+                &format!("/api/v1/access-requests/{id}/decision"),
+                "research",
+                json!({"grant": true, "reason": "x", "days": 400}),
+            )
+            .await;
+        assert_eq!((s, too_long["field"].as_str()), (StatusCode::BAD_REQUEST, Some("days")));
+        let (s, granted) = app
+            .post(
+                &format!("/api/v1/access-requests/{id}/decision"),
+                "research",
+                decision(true),
+            )
+            .await;
+        assert_eq!(
+            (s, granted["state"].as_str()),
+            (StatusCode::OK, Some("granted")),
+            "{granted}"
+        );
+        assert!(granted["valid_until"].is_string());
+        let (s, _) = app
+            .post(
+                &format!("/api/v1/access-requests/{id}/decision"),
+                "research",
+                decision(false),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "decided once");
+        // Granted: the SME's members read the files; another organisation still may not.
+        let a = download("sme").await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&a.body).contains("Tribunale di Bologna"));
+        assert_eq!(download("startup").await.header("x-error-code"), "GatedRepo");
+        // A policy without the owner's decision: met rules grant at once, a failed one refuses.
+        let (s, _) = app
+            .call(Method::PUT, &format!("{entry}/policy"), Some("research"),
+                  Some(json!({"org_types": ["startup"], "purposes": ["research"], "max_days": 90, "owner_approves": false})))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _) = app
+            .call(
+                Method::PUT,
+                &format!("{entry}/policy"),
+                Some("startup"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "only the owner sets the policy");
+        let (_, refused) = app
+            .post(
+                &format!("{entry}/access-requests"),
+                "startup",
+                json!({"purpose": "commercial", "days": 30}),
+            )
+            .await;
+        assert_eq!(refused["state"], "refused");
+        let failed: Vec<&str> = refused["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["passed"] == false)
+            .map(|r| r["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(failed, ["purpose"]);
+        let (_, auto) = app
+            .post(
+                &format!("{entry}/access-requests"),
+                "startup",
+                json!({"purpose": "research", "days": 30}),
+            )
+            .await;
+        assert_eq!(auto["state"], "granted", "{auto}");
+        assert_eq!(download("startup").await.status, StatusCode::OK, "at once");
+        // Public entries are open: nothing to ask.
+        let (s, _) = app
+            .post(
+                "/api/v1/catalogue/model/nebula-robotics/arm-policy-tiny/access-requests",
+                "sme",
+                json!({"purpose": "research", "days": 1}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        // The audit log: the owner and staff read every decision and download.
+        let (s, _) = app.get(&format!("{entry}/audit"), "sme").await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, log) = app.get(&format!("{entry}/audit"), "research").await;
+        assert_eq!(s, StatusCode::OK);
+        let actions: Vec<&str> = log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["action"].as_str().unwrap())
+            .collect();
+        for action in ["request", "grant", "download", "policy"] {
+            assert!(actions.contains(&action), "{backend}: {action} in {actions:?}");
+        }
+        assert_eq!(actions.iter().filter(|a| **a == "download").count(), 2, "{actions:?}");
+        let (s, _) = app.get(&format!("{entry}/audit"), "operator").await;
+        assert_eq!(s, StatusCode::OK);
+    }
+}

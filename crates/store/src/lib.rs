@@ -18,6 +18,7 @@ mod model;
 mod nodes;
 mod outbox;
 mod projects;
+mod repo_access;
 mod repos;
 mod reviews;
 mod signup;
@@ -32,6 +33,7 @@ pub use ids::new_id;
 use ledger::{add_reserved, insert_ledger, reserve};
 pub use model::*;
 pub use outbox::*;
+pub use repo_access::*;
 pub use repos::*;
 pub use reviews::*;
 pub use signup::*;
@@ -137,6 +139,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/0012_slurm_accounts.sql")),
     (13, include_str!("../migrations/0013_hub.sql")),
     (14, include_str!("../migrations/0014_catalogue.sql")),
+    (15, include_str!("../migrations/0015_access.sql")),
 ];
 
 #[derive(Debug, Clone)]

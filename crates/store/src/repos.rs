@@ -176,6 +176,14 @@ impl Store {
         row.as_ref().map(repo_from).transpose()
     }
 
+    pub async fn find_repo_by_id(&self, id: &str) -> Result<Option<Repo>> {
+        let row = sqlx::query("SELECT * FROM repos WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(repo_from).transpose()
+    }
+
     /// Repositories of a kind whose `namespace/name` contains `search`, newest first.
     pub async fn list_repos(&self, kind: RepoKind, search: &str, limit: i64) -> Result<Vec<Repo>> {
         let pattern = format!("%{}%", search.to_lowercase().replace(['%', '_'], ""));

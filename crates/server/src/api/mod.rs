@@ -4,6 +4,7 @@
 //! query strings, the authenticated caller) and the response helpers. Who may do what is
 //! decided in `crate::authz`.
 
+mod access;
 mod allocation_life;
 mod allocations;
 mod applications;
@@ -80,6 +81,7 @@ fn endpoints() -> Vec<Endpoint> {
         courses::endpoints(),
         allocation_life::endpoints(),
         catalogue::endpoints(),
+        access::endpoints(),
     ]
     .into_iter()
     .flatten()

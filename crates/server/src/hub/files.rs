@@ -67,6 +67,22 @@ pub(super) async fn resolve_file(
     if method == Method::HEAD {
         return builder.body(Body::empty()).map_err(|e| ApiError::internal(e).into());
     }
+    // Every download is in the entry's audit log (a resumed one with its range).
+    let detail = match range {
+        Some((a, b)) => format!("{path}@{sha} bytes {a}-{b}"),
+        None => format!("{path}@{sha}"),
+    };
+    let actor = caller.map(|c| c.user.id.as_str());
+    state
+        .store
+        .record_hub_audit(
+            &repo.id,
+            crate::accounting::unix_now() as i64,
+            actor,
+            "download",
+            &detail,
+        )
+        .await?;
     let mut f = tokio::fs::File::open(state.hub.blobs.path(&file.sha256))
         .await
         .map_err(ApiError::internal)?;

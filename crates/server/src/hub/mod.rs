@@ -195,7 +195,8 @@ pub(crate) async fn readable_repo(
         .find_repo(kind, namespace, name)
         .await?
         .ok_or_else(|| HubError::repo_not_found(&repo_id))?;
-    match authz::repo_access(caller, &repo) {
+    let granted = authz::holds_grant(state, caller, &repo).await?;
+    match authz::repo_access_granted(caller, &repo, granted) {
         authz::RepoAccess::Read | authz::RepoAccess::Write => Ok(repo),
         authz::RepoAccess::Listed => Err(HubError::gated(&repo_id)),
         authz::RepoAccess::None => Err(HubError::repo_not_found(&repo_id)),
