@@ -137,6 +137,20 @@ enum Command {
         #[command(subcommand)]
         cmd: client::CourseCmd,
     },
+    /// Datasets: search the catalogue, pull and push, ask for and grant access, the audit log.
+    Data {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::HubCmd,
+    },
+    /// Models: search the catalogue, pull and push, ask for and grant access, the audit log.
+    Model {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        cmd: client::HubCmd,
+    },
     /// Reports for staff: the access programme's indicators, usage (tables or CSV).
     Report {
         #[command(flatten)]
@@ -185,6 +199,8 @@ fn main() -> ExitCode {
         Command::Review { conn, cmd } => client::review(&conn, cmd).map(|()| 0),
         Command::Course { conn, cmd } => client::course(&conn, cmd).map(|()| 0),
         Command::Report { conn, cmd } => client::report(&conn, cmd).map(|()| 0),
+        Command::Data { conn, cmd } => client::hub(&conn, client::Kind::Dataset, cmd).map(|()| 0),
+        Command::Model { conn, cmd } => client::hub(&conn, client::Kind::Model, cmd).map(|()| 0),
         Command::Notifications { conn } => client::notifications(&conn).map(|()| 0),
         Command::Simulate(args) => simulate::run(*args).map(|()| 0),
         Command::Bench(args) => bench::run(args).map(|()| 0),

@@ -141,3 +141,128 @@ fn the_catalogue_export_conforms_to_dcat_ap() {
         }
     }
 }
+
+/// The CLI's own hub commands: push (inline and LFS files), pull, search, and the access
+/// request of a restricted dataset from request to grant to download to audit.
+#[test]
+fn data_and_model_commands_push_pull_search_and_ask_for_access() {
+    let dir = temp_dir("hub-cli");
+    let server = serve(&dir, free_port());
+    let startup = token(&dir, "startup");
+    let folder = dir.join("to-push");
+    std::fs::create_dir_all(folder.join("a")).unwrap();
+    std::fs::write(folder.join("config.json"), br#"{"layers": 2}"#).unwrap();
+    std::fs::write(folder.join("a/b.txt"), b"nested\n").unwrap();
+    let big: Vec<u8> = (0..11 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(folder.join("weights.bin"), &big).unwrap();
+    let out = cli(
+        &server,
+        &startup,
+        &["model", "push", "nebula-robotics/cli-model", folder.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 files pushed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let pulled = dir.join("pulled");
+    let out = cli(
+        &server,
+        &startup,
+        &[
+            "model",
+            "pull",
+            "nebula-robotics/cli-model",
+            "--dir",
+            pulled.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(pulled.join("weights.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(pulled.join("a/b.txt")).unwrap(), b"nested\n");
+    let found = json(&cli(&server, &startup, &["model", "search", "cli", "--output", "json"]));
+    assert!(
+        found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["repo_id"] == "nebula-robotics/cli-model"),
+        "{found}"
+    );
+    let found = json(&cli(
+        &server,
+        &startup,
+        &["data", "search", "steel", "--format", "csv", "--output", "json"],
+    ));
+    assert_eq!(found["total"], 1, "{found}");
+    // A restricted dataset: asked for, granted by its owner, pulled, audited.
+    let rulings = "universita-di-bologna/italian-court-rulings";
+    let sme = token(&dir, "sme");
+    let out = cli(
+        &server,
+        &sme,
+        &["data", "pull", rulings, "--dir", dir.join("early").to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "not before a grant");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("restricted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked = json(&cli(
+        &server,
+        &sme,
+        &[
+            "data",
+            "request-access",
+            rulings,
+            "--purpose",
+            "research",
+            "--days",
+            "10",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(asked["state"], "pending", "{asked}");
+    let owner = token(&dir, "research");
+    let granted = json(&cli(
+        &server,
+        &owner,
+        &[
+            "data",
+            "grant",
+            asked["id"].as_str().unwrap(),
+            "--reason",
+            "a research project",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(granted["state"], "granted", "{granted}");
+    let out = cli(
+        &server,
+        &sme,
+        &["data", "pull", rulings, "--dir", dir.join("rulings").to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        std::fs::read_to_string(dir.join("rulings/rulings.jsonl"))
+            .unwrap()
+            .contains("Tribunale")
+    );
+    let log = json(&cli(&server, &owner, &["data", "audit", rulings, "--output", "json"]));
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"grant") && actions.contains(&"download"),
+        "{actions:?}"
+    );
+}

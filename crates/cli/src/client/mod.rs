@@ -1,7 +1,7 @@
 //! Client commands talking to a factory's API, one module per resource (`org` and
 //! `invitation`, `project`, `alloc`, `job`, `site` and `node`, `usage`; the access
 //! programme's `register`/`verify`, `call`, `apply`/`application`, `review`, `course`,
-//! `report`/`notifications`); here the
+//! `report`/`notifications`; the hub's `data` and `model`); here the
 //! connection, `login`, and the table printer. Tables for people, `--output json` for
 //! scripts; errors show the server's message and the field at fault.
 
@@ -16,6 +16,7 @@ mod allocs;
 mod applications;
 mod calls;
 mod courses;
+mod hub;
 mod jobs;
 mod orgs;
 mod projects;
@@ -29,6 +30,7 @@ pub use allocs::*;
 pub use applications::*;
 pub use calls::*;
 pub use courses::*;
+pub use hub::*;
 pub use jobs::*;
 pub use orgs::*;
 pub use projects::*;
