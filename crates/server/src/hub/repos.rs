@@ -219,6 +219,22 @@ async fn info_of(
     Ok(Json(v).into_response())
 }
 
+/// A file as tree listings show it.
+fn file_entry(path: &str, f: &FileEntry) -> Value {
+    let mut e = json!({"type": "file", "oid": f.git_oid, "size": f.size, "path": path});
+    if f.lfs {
+        e["lfs"] = lfs_info(f);
+    }
+    e
+}
+
+/// A folder as tree listings show it (its `oid` stands for its path; folders are not
+/// stored on their own).
+fn folder_entry(path: &str) -> Value {
+    let oid = hub::oid::git_blob_id(format!("tree {path}").as_bytes());
+    json!({"type": "directory", "oid": oid, "size": 0, "path": path})
+}
+
 /// The `lfs` object of a tree entry: the content's SHA-256 and the pointer's size.
 pub(super) fn lfs_info(f: &FileEntry) -> Value {
     json!({
@@ -328,19 +344,11 @@ async fn tree_of(
             folders.insert(format!("{prefix}{}", parts[..i].join("/")));
         }
         if recursive || parts.len() == 1 {
-            let mut e = json!({"type": "file", "oid": f.git_oid, "size": f.size, "path": path});
-            if f.lfs {
-                e["lfs"] = lfs_info(f);
-            }
-            entries.insert(path.clone(), e);
+            entries.insert(path.clone(), file_entry(path, f));
         }
     }
     for f in folders {
-        let oid = hub::oid::git_blob_id(format!("tree {f}").as_bytes());
-        entries.insert(
-            f.clone(),
-            json!({"type": "directory", "oid": oid, "size": 0, "path": f}),
-        );
+        entries.insert(f.clone(), folder_entry(&f));
     }
     let all: Vec<Value> = entries.into_values().collect();
     let from = q.cursor.unwrap_or(0).min(all.len());
@@ -380,13 +388,9 @@ pub(super) async fn paths_info(
     let mut out = Vec::new();
     for p in paths {
         if let Some(f) = tree.get(&p) {
-            let mut e = json!({"type": "file", "oid": f.git_oid, "size": f.size, "path": p});
-            if f.lfs {
-                e["lfs"] = lfs_info(f);
-            }
-            out.push(e);
+            out.push(file_entry(&p, f));
         } else if tree.keys().any(|k| k.starts_with(&format!("{p}/"))) {
-            out.push(json!({"type": "directory", "oid": hub::oid::git_blob_id(format!("tree {p}").as_bytes()), "size": 0, "path": p}));
+            out.push(folder_entry(&p));
         }
     }
     Ok(Json(out).into_response())
