@@ -6,6 +6,7 @@
 pub mod blobs;
 pub mod catalogue;
 pub mod commit;
+pub mod harvest;
 pub mod oid;
 pub mod paths;
 pub mod policy;

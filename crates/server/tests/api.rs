@@ -886,6 +886,8 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/access-requests") => "AAAAAAA",
         ("post", "/api/v1/access-requests/{id}/decision") => "AHHFHHH",
         ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/audit") => "AAFFFFF",
+        ("post", "/api/v1/catalogue/harvest") => "AAFFFFF",
+        ("get", "/api/v1/catalogue/external") => "AAAAAAA",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }
@@ -1154,6 +1156,13 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             Some(json!({"grant": true, "reason": "fits", "days": 10})),
                         )
                     }
+                    ("post", "/api/v1/catalogue/harvest") => (
+                        "/api/v1/catalogue/harvest?source=matrix&format=turtle".to_string(),
+                        Some(json!({"$text": format!(
+                            "<https://x.eu/ds/{counter}> a <http://www.w3.org/ns/dcat#Dataset> ; \
+                             <http://purl.org/dc/terms/title> \"T\"@en ."
+                        )})),
+                    ),
                     (m, p) if p.starts_with("/api/v1/catalogue/{kind}/{namespace}/{name}/") => (
                         path.replace("{kind}/{namespace}/{name}", RESTRICTED),
                         // The default policy: owner decides, anyone may ask.

@@ -682,3 +682,166 @@ async fn restricted_entries_are_read_through_time_boxed_grants_and_everything_is
         assert_eq!(s, StatusCode::OK);
     }
 }
+
+fn example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/dcat-ap/examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+async fn harvest(app: &TestApp, who: &str, source: &str, doc: &str) -> (StatusCode, Value) {
+    let a = send(
+        app,
+        Method::POST,
+        &format!("/api/v1/catalogue/harvest?source={source}"),
+        Some(who),
+        &[("content-type", "text/turtle")],
+        Body::from(doc.to_string()),
+    )
+    .await;
+    (a.status, a.json())
+}
+
+#[tokio::test]
+async fn the_shared_dcat_ap_examples_harvest_whole_and_reharvests_tell_what_changed() {
+    for backend in backends() {
+        let app = app_in(fresh_dir(backend).await).await;
+        let (s, r) = harvest(&app, "operator", "gr", &example("example-bee-population-2022-2023.ttl")).await;
+        assert_eq!(s, StatusCode::OK, "{backend}: {r}");
+        assert_eq!(r["new"].as_array().unwrap().len(), 2, "{r}");
+        let (s, r) = harvest(
+            &app,
+            "operator",
+            "gr-series",
+            &example("example-bee-population-dataset-series-combined.ttl"),
+        )
+        .await;
+        assert_eq!(
+            (s, r["new"].as_array().unwrap().len()),
+            (StatusCode::OK, 6),
+            "4 datasets, a series, a service: {r}"
+        );
+        let (_, list) = app.call(Method::GET, "/api/v1/catalogue/external", None, None).await;
+        let entries = list["items"].as_array().unwrap();
+        let find = |source: &str, id: &str| {
+            entries
+                .iter()
+                .find(|e| e["source"] == source && e["identifier"] == id)
+                .unwrap_or_else(|| panic!("{id} of {source} in {list}"))
+                .clone()
+        };
+        let dct = |p: &str| format!("http://purl.org/dc/terms/{p}");
+        let dcat = |p: &str| format!("http://www.w3.org/ns/dcat#{p}");
+        // The mandatory (title, description) and recommended (publisher...) fields, whole.
+        let e = find("gr", "https://data.gov.gr/id/dataset/BeePopulation2022");
+        assert_eq!(e["titles"]["en"], "Bee population 2022");
+        assert_eq!(
+            e["descriptions"]["en"],
+            "A dataset about bee population in Greece in 2022"
+        );
+        assert_eq!(
+            e["properties"][dct("publisher")],
+            json!(["<https://agencies.gov.gr/id/GreekEnvironmentAgency>"])
+        );
+        let e = find("gr-series", "https://data.gov.gr/id/dataset/BeePopulation2023");
+        assert_eq!(e["properties"][dct("spatial")].as_array().unwrap().len(), 2);
+        assert_eq!(
+            e["properties"][dct("issued")],
+            json!(["\"2023-03-21\"^^<http://www.w3.org/2001/XMLSchema#date>"])
+        );
+        assert_eq!(e["properties"][dct("modified")].as_array().unwrap().len(), 1);
+        assert_eq!(
+            e["properties"][dcat("inSeries")],
+            json!(["<https://data.gov.gr/id/datasetseries/BeePopulation>"])
+        );
+        assert_eq!(
+            e["properties"][dcat("prev")],
+            json!(["<https://data.gov.gr/id/dataset/BeePopulation2022>"])
+        );
+        assert_eq!(e["distributions"].as_array().unwrap().len(), 2);
+        let series = find("gr-series", "https://data.gov.gr/id/datasetseries/BeePopulation");
+        assert_eq!(series["kind"], "dataset-series");
+        assert_eq!(
+            series["properties"][dcat("last")],
+            json!(["<https://data.gov.gr/id/dataset/BeePopulation2023>"])
+        );
+        let service = entries
+            .iter()
+            .find(|e| e["kind"] == "data-service")
+            .expect("the data service");
+        assert_eq!(
+            service["properties"][dcat("endpointURL")],
+            json!(["<https://ea.gov.gr/api/v2/biodiversity>"])
+        );
+        // The source now publishes one dataset, unchanged: the rest is withdrawn, and comes
+        // back when published again.
+        let (_, r) = harvest(
+            &app,
+            "operator",
+            "gr-series",
+            &example("example-bee-population-dataset-series-api.ttl"),
+        )
+        .await;
+        assert_eq!(
+            (r["unchanged"].as_u64(), r["withdrawn"].as_array().unwrap().len()),
+            (Some(1), 5),
+            "{r}"
+        );
+        let (_, list) = app.call(Method::GET, "/api/v1/catalogue/external", None, None).await;
+        let withdrawn = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| !e["withdrawn_at"].is_null())
+            .count();
+        assert_eq!(withdrawn, 5);
+        let (_, r) = harvest(
+            &app,
+            "operator",
+            "gr-series",
+            &example("example-bee-population-dataset-series-combined.ttl"),
+        )
+        .await;
+        assert_eq!(
+            (r["changed"].as_array().unwrap().len(), r["unchanged"].as_u64()),
+            (5, Some(1)),
+            "{r}"
+        );
+        let edited =
+            example("example-bee-population-2022-2023.ttl").replace("Bee population 2022\"", "Bee population, 2022\"");
+        let (_, r) = harvest(&app, "operator", "gr", &edited).await;
+        assert_eq!(
+            r["changed"],
+            json!(["https://data.gov.gr/id/dataset/BeePopulation2022"]),
+            "{r}"
+        );
+        // Bad documents change nothing and say why; only staff harvest.
+        for (doc, media, status) in [
+            ("<a> <b> .", "text/turtle", StatusCode::BAD_REQUEST),
+            ("<rdf:RDF xmlns:rdf=", "application/rdf+xml", StatusCode::BAD_REQUEST),
+            ("{\"@id\": ", "application/ld+json", StatusCode::BAD_REQUEST),
+            ("a,b", "text/csv", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            (
+                "<urn:a> <urn:b> <urn:c> .",
+                "text/turtle",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let a = send(
+                &app,
+                Method::POST,
+                "/api/v1/catalogue/harvest?source=gr",
+                Some("operator"),
+                &[("content-type", media)],
+                Body::from(doc),
+            )
+            .await;
+            assert_eq!(a.status, status, "{doc}: {}", String::from_utf8_lossy(&a.body));
+        }
+        let (_, after) = app.call(Method::GET, "/api/v1/catalogue/external", None, None).await;
+        assert_eq!(after["items"].as_array().unwrap().len(), 8, "nothing changed");
+        let (s, _) = harvest(&app, "startup", "gr", &edited).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+}

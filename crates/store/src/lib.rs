@@ -11,6 +11,7 @@ mod accounts;
 mod allocations;
 mod applications;
 mod calls;
+mod harvest;
 mod ids;
 mod jobs;
 mod ledger;
@@ -29,6 +30,7 @@ use accounts::user_from;
 use allocations::allocation_from;
 pub use applications::*;
 pub use calls::*;
+pub use harvest::*;
 pub use ids::new_id;
 use ledger::{add_reserved, insert_ledger, reserve};
 pub use model::*;
@@ -140,6 +142,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../migrations/0013_hub.sql")),
     (14, include_str!("../migrations/0014_catalogue.sql")),
     (15, include_str!("../migrations/0015_access.sql")),
+    (16, include_str!("../migrations/0016_harvest.sql")),
 ];
 
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ mod calls;
 mod catalogue;
 mod courses;
 mod documents;
+mod harvest;
 mod health;
 mod indicators;
 mod invitations;
@@ -82,6 +83,7 @@ fn endpoints() -> Vec<Endpoint> {
         allocation_life::endpoints(),
         catalogue::endpoints(),
         access::endpoints(),
+        harvest::endpoints(),
     ]
     .into_iter()
     .flatten()
