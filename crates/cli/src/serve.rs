@@ -73,6 +73,13 @@ pub struct Args {
     /// cluster slurmdbd keeps].
     #[arg(long, env = "AIFACTORY_SLURM_CLUSTER")]
     slurm_cluster: Option<String>,
+    /// A catalogue to harvest on a schedule, as NAME=URL of its DCAT-AP document (Turtle,
+    /// RDF/XML or JSON-LD); repeat for several.
+    #[arg(long = "harvest", value_name = "NAME=URL")]
+    harvest: Vec<String>,
+    /// How often those catalogues are harvested, seconds [default: 3600].
+    #[arg(long, env = "AIFACTORY_HARVEST_EVERY_S")]
+    harvest_every_s: Option<u64>,
     /// SMTP server notifications are e-mailed through, smtp://host:port [default: none;
     /// they wait in the outbox and show in the API].
     #[arg(long, env = "AIFACTORY_SMTP_URL")]
@@ -106,6 +113,8 @@ struct FileSettings {
     mail_from: Option<String>,
     slurm_account_template: Option<String>,
     slurm_cluster: Option<String>,
+    harvest: Option<Vec<String>>,
+    harvest_every_s: Option<u64>,
 }
 
 /// The Slurm executor's settings (flags over file), or the local executor.
@@ -221,8 +230,30 @@ pub fn run(args: Args) -> Result<()> {
         slurm_account_template.is_none() || matches!(executor, server::ExecutorChoice::Slurm { .. }),
         "--slurm-account-template needs --executor slurm: the accounts are Slurm's"
     );
+    let harvest = if args.harvest.is_empty() {
+        file.harvest.unwrap_or_default()
+    } else {
+        args.harvest
+    };
+    let mut harvest_sources = Vec::new();
+    for h in harvest {
+        let Some((name, url)) = h.split_once('=') else {
+            anyhow::bail!("--harvest takes NAME=URL, not `{h}`");
+        };
+        // No TLS stack is built in (as for the client commands): an https catalogue is
+        // reached through a local forward proxy or mirror.
+        anyhow::ensure!(
+            url.starts_with("http://"),
+            "--harvest {name}: `{url}` is not an http:// URL (https goes through a local proxy or mirror)"
+        );
+        harvest_sources.push((name.to_string(), url.to_string()));
+    }
+    let harvest_every =
+        std::time::Duration::from_secs(args.harvest_every_s.or(file.harvest_every_s).unwrap_or(3600).max(1));
     let mut config = server::Config {
         data_dir: data_dir.clone(),
+        harvest_sources,
+        harvest_every,
         executor,
         smtp,
         slurm_account_template,

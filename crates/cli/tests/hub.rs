@@ -266,3 +266,90 @@ fn data_and_model_commands_push_pull_search_and_ask_for_access() {
         "{actions:?}"
     );
 }
+
+/// A catalogue named with --harvest is harvested at start and again on schedule: a change
+/// in its document shows in the external entries, and staff see each source's last harvest.
+#[test]
+fn a_catalogue_named_at_start_is_harvested_again_on_schedule() {
+    let dir = temp_dir("hub-harvest");
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let example = dcat_ap_shapes().join("examples/example-bee-population-2022-2023.ttl");
+    let original = std::fs::read_to_string(&example).unwrap();
+    std::fs::write(site.join("catalogue.ttl"), &original).unwrap();
+    let web_port = free_port();
+    let mut web = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            &web_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&site)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _web = Stop(&mut web);
+    let source = format!("gr=http://127.0.0.1:{web_port}/catalogue.ttl");
+    let server = serve_with(&dir, free_port(), &["--harvest", &source, "--harvest-every-s", "1"]);
+    let titles = || -> Vec<String> {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}/api/v1/catalogue/external", server.url)])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut t: Vec<String> = v["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["titles"]["en"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        t.sort();
+        t
+    };
+    let wait_for = |want: &[&str]| {
+        let started = std::time::Instant::now();
+        loop {
+            let t = titles();
+            if t == want {
+                return;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "still {t:?}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    wait_for(&["Bee population 2022", "Bee population 2023"]);
+    std::fs::write(
+        site.join("catalogue.ttl"),
+        original.replace("Bee population 2023\"", "Bee population, 2023 (revised)\""),
+    )
+    .unwrap();
+    wait_for(&["Bee population 2022", "Bee population, 2023 (revised)"]);
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {}", token(&dir, "operator")),
+            &format!("{}/api/v1/catalogue/sources", server.url),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["items"][0]["name"], "gr", "{v}");
+    assert!(
+        v["items"][0]["last_harvest_at"].is_string() && v["items"][0]["last_error"].is_null(),
+        "{v}"
+    );
+}

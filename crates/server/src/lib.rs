@@ -52,6 +52,10 @@ pub struct Config {
     /// Where the site keeps a Slurm account per project: its name, `{project}` standing for
     /// the project's id; awards accepted get it on their allocation.
     pub slurm_account_template: Option<String>,
+    /// Catalogues harvested on a schedule: source name and the URL of its DCAT-AP document.
+    pub harvest_sources: Vec<(String, String)>,
+    /// How often they are harvested.
+    pub harvest_every: Duration,
 }
 
 /// Where jobs run.
@@ -83,6 +87,8 @@ impl Default for Config {
             programme_tick: Duration::from_secs(60),
             signups_per_hour: 120,
             slurm_account_template: None,
+            harvest_sources: Vec::new(),
+            harvest_every: Duration::from_secs(3600),
         }
     }
 }
@@ -113,6 +119,8 @@ pub struct Inner {
     pub hub: hub::HubState,
     /// The catalogue's search index (public and restricted entries).
     pub catalogue: std::sync::RwLock<hub::index::Catalogue>,
+    /// The last harvest of each source harvested on a schedule.
+    pub harvests: std::sync::Mutex<std::collections::BTreeMap<String, hub::harvester::SourceState>>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -182,6 +190,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         slurm_accounts_wake: tokio::sync::Notify::new(),
         hub: hub_state,
         catalogue: std::sync::RwLock::new(catalogue),
+        harvests: Default::default(),
     });
     if let Some(smtp) = state.config.smtp.clone() {
         mail::start(state.clone(), smtp);
@@ -198,6 +207,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         }
     });
     slurm_accounts::start(state.clone()).await?;
+    hub::harvester::start(state.clone());
     lifecycle::recover(&state).await.map_err(|e| e.to_string())?;
     let settle = state.clone();
     tokio::spawn(async move {

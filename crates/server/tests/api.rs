@@ -888,6 +888,7 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/audit") => "AAFFFFF",
         ("post", "/api/v1/catalogue/harvest") => "AAFFFFF",
         ("get", "/api/v1/catalogue/external") => "AAAAAAA",
+        ("get", "/api/v1/catalogue/sources") => "AAFFFFF",
         other => panic!("{other:?} is missing from the authorisation matrix"),
     }
 }

@@ -22,6 +22,16 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         .returns::<HarvestReport>(),
         e(
             "get",
+            "/api/v1/catalogue/sources",
+            "The catalogues harvested on a schedule, with their last harvest (staff)",
+            true,
+            &[],
+            None,
+            get(list_sources),
+        )
+        .returns::<Items<crate::hub::harvester::SourceState>>(),
+        e(
+            "get",
             "/api/v1/catalogue/external",
             "Entries harvested from other catalogues (withdrawn ones marked)",
             false,
@@ -93,6 +103,30 @@ pub(crate) async fn harvest(
         }
     })?;
     ok(state.store.harvest(&source, &entries, unix_now() as i64).await?)
+}
+
+pub(crate) async fn list_sources(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    if !caller.manages_allocations() {
+        return Err(ApiError::forbidden("platform staff see the harvested sources"));
+    }
+    let known = state.harvests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    ok(items(
+        state
+            .config
+            .harvest_sources
+            .iter()
+            .map(|(name, url)| {
+                known
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| crate::hub::harvester::SourceState {
+                        name: name.clone(),
+                        url: url.clone(),
+                        ..Default::default()
+                    })
+            })
+            .collect(),
+    ))
 }
 
 pub(crate) async fn list_external(State(state): State<AppState>) -> ApiResult {

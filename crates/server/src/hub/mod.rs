@@ -7,6 +7,7 @@
 
 mod commits;
 mod files;
+pub mod harvester;
 pub mod index;
 mod lfs;
 mod repos;
