@@ -262,6 +262,18 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in [
+            "hub_audit",
+            "access_grants",
+            "access_requests",
+            "repo_policies",
+            "repo_metadata",
+            "repo_refs",
+            "repo_files",
+            "repo_commits",
+            "repos",
+            "blobs",
+            "external_entries",
+            "slurm_accounts",
             "final_reports",
             "enrolments",
             "courses",
