@@ -244,12 +244,21 @@ pub(crate) struct DcatQuery {
 
 pub(crate) async fn dcat(State(state): State<AppState>, headers: HeaderMap, Params(q): Params<DcatQuery>) -> ApiResult {
     let base = crate::hub::base_url(&headers);
+    let orgs: std::collections::HashMap<String, store::Org> = state
+        .store
+        .list_orgs()
+        .await?
+        .into_iter()
+        .map(|o| (o.id.clone(), o))
+        .collect();
     let mut entries = Vec::new();
     for (r, metadata) in state.store.catalogue().await? {
         if !listed(&r) {
             continue;
         }
-        let org = state.store.get_org(&r.org_id).await?;
+        let Some(org) = orgs.get(&r.org_id).cloned() else {
+            continue;
+        };
         let files = match state.store.resolve_revision(&r.id, "main").await? {
             Some(head) => state
                 .store
