@@ -159,6 +159,7 @@ fn store_only(r: &Running, n: usize, batch: usize) -> Result<f64> {
             reserved_gpu_seconds: 60,
             submitted_at: server::accounting::unix_now() as i64,
             idempotency_key: None,
+            datasets: Vec::new(),
         };
         let mut left = n;
         while left > 0 {

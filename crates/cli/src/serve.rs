@@ -80,6 +80,10 @@ pub struct Args {
     /// How often those catalogues are harvested, seconds [default: 3600].
     #[arg(long, env = "AIFACTORY_HARVEST_EVERY_S")]
     harvest_every_s: Option<u64>,
+    /// The address jobs reach this factory at (their `HF_ENDPOINT` and `AIFACTORY_URL`, to
+    /// push what they made) [default: http:// and the listening address].
+    #[arg(long, env = "AIFACTORY_PUBLIC_URL")]
+    public_url: Option<String>,
     /// SMTP server notifications are e-mailed through, smtp://host:port [default: none;
     /// they wait in the outbox and show in the API].
     #[arg(long, env = "AIFACTORY_SMTP_URL")]
@@ -115,6 +119,7 @@ struct FileSettings {
     slurm_cluster: Option<String>,
     harvest: Option<Vec<String>>,
     harvest_every_s: Option<u64>,
+    public_url: Option<String>,
 }
 
 /// The Slurm executor's settings (flags over file), or the local executor.
@@ -250,7 +255,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let harvest_every =
         std::time::Duration::from_secs(args.harvest_every_s.or(file.harvest_every_s).unwrap_or(3600).max(1));
+    let public_url = match args.public_url.or(file.public_url) {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        // A job on this machine reaches a wildcard address on loopback.
+        None if listen.ip().is_unspecified() => format!("http://127.0.0.1:{}", listen.port()),
+        None => format!("http://{listen}"),
+    };
     let mut config = server::Config {
+        public_url: Some(public_url),
         data_dir: data_dir.clone(),
         harvest_sources,
         harvest_every,

@@ -353,3 +353,192 @@ fn a_catalogue_named_at_start_is_harvested_again_on_schedule() {
         "{v}"
     );
 }
+
+/// Polls a job until it ends; its final view.
+fn wait_for_end(server: &Server, t: &str, id: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let job = json(&cli(server, t, &["job", "show", id, "--output", "json"]));
+        if ["completed", "failed", "cancelled", "timeout", "rejected", "lost"].contains(&job["state"].as_str().unwrap())
+        {
+            return job;
+        }
+        assert!(started.elapsed().as_secs() < 60, "job {id} did not end: {job}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Data for jobs: a restricted dataset is refused at submission until granted; granted,
+/// it is staged into the job's directory by hard link; the job pushes the model it made
+/// with its own token (which reaches nothing else and dies with the job); the model's
+/// card then carries the job's compute, energy and carbon from the ledger, and the commit
+/// names the job. A grant revoked while a job waits stops it at start.
+#[test]
+fn a_job_reads_granted_data_and_pushes_its_model_with_its_own_token() {
+    let dir = temp_dir("hub-job");
+    let server = serve(&dir, free_port());
+    let startup = token(&dir, "startup");
+    let owner = token(&dir, "research");
+    let rulings = "universita-di-bologna/italian-court-rulings";
+    let submit = |dataset: &str, gpus: &str, script: &str| {
+        cli(
+            &server,
+            &startup,
+            &[
+                "job",
+                "submit",
+                "--gpus",
+                gpus,
+                "--time",
+                "2",
+                "--parsable",
+                "--dataset",
+                dataset,
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+        )
+    };
+    let refused = submit(rulings, "1", "true");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("request-access"), "{stderr}");
+    let unknown = submit("nobody/nothing", "1", "true");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no dataset"));
+    let asked = json(&cli(
+        &server,
+        &startup,
+        &[
+            "data",
+            "request-access",
+            rulings,
+            "--purpose",
+            "research",
+            "--days",
+            "10",
+            "--output",
+            "json",
+        ],
+    ));
+    let request = asked["id"].as_str().unwrap().to_string();
+    let granted = json(&cli(
+        &server,
+        &owner,
+        &[
+            "data",
+            "grant",
+            &request,
+            "--reason",
+            "training a court model",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(granted["state"], "granted", "{granted}");
+
+    let script = format!(
+        r#"set -e
+d="$AIFACTORY_DATASETS/{rulings}"
+wc -l < "$d/rulings.jsonl" > lines
+stat -c %h "$d/rulings.jsonl" > links
+echo "$AIFACTORY_TOKEN" > token
+mkdir -p out
+printf 'trained' > out/model.bin
+printf -- '---\nlicense: apache-2.0\ndatasets:\n- {rulings}\n---\n# Court model\n' > out/README.md
+{bin} model push nebula-robotics/court-model out
+if {bin} job list > /dev/null 2> refused; then echo "the job token reached the jobs API"; exit 3; fi
+"#,
+        bin = BIN
+    );
+    let out = submit(rulings, "1", &script);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let job = wait_for_end(&server, &startup, &id);
+    let job_dir = dir.join("jobs").join(&id);
+    let log = |name: &str| std::fs::read_to_string(job_dir.join(name)).unwrap_or_default();
+    assert_eq!(job["state"], "completed", "{job}\n{}{}", log("stdout"), log("stderr"));
+    assert_eq!(job["datasets"][0]["repo"], rulings, "{job}");
+    assert_eq!(job["datasets"][0]["commit"].as_str().unwrap().len(), 40, "{job}");
+    assert_eq!(log("lines").trim(), "50");
+    // A hard link: the store's blob and the staged file are one inode.
+    assert!(log("links").trim().parse::<u32>().unwrap() >= 2, "{}", log("links"));
+    assert!(log("refused").contains("hub only"), "{}", log("refused"));
+
+    // The card gets the job's figures once the job has ended (written just after).
+    let usage = json(&cli(&server, &startup, &["usage", "--job", &id, "--output", "json"]));
+    let started = std::time::Instant::now();
+    let card = loop {
+        let info: serde_json::Value = serde_json::from_str(&http_get(&format!(
+            "{}/api/models/nebula-robotics/court-model",
+            server.url
+        )))
+        .unwrap();
+        if !info["cardData"]["aifactory"].is_null() {
+            break info["cardData"].clone();
+        }
+        assert!(started.elapsed().as_secs() < 20, "no figures in the card: {info}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(card["license"], "apache-2.0", "the card the job wrote is kept: {card}");
+    assert_eq!(card["aifactory"]["job"], id.as_str(), "{card}");
+    assert_eq!(
+        card["co2_eq_emissions"]["emissions"], usage["carbon_g"],
+        "{card} {usage}"
+    );
+    let gpu_hours = card["aifactory"]["gpu_hours"].as_f64().unwrap();
+    let expected = usage["gpu_seconds"].as_f64().unwrap() / 3600.0;
+    assert!((gpu_hours - expected).abs() < 0.001, "{card} {usage}");
+    assert!(
+        card["co2_eq_emissions"]["hardware_used"]
+            .as_str()
+            .unwrap()
+            .contains("H100"),
+        "{card}"
+    );
+    // The catalogue names the job as what produced the model.
+    let entry = json(&cli(
+        &server,
+        &startup,
+        &["model", "show", "nebula-robotics/court-model", "--output", "json"],
+    ));
+    assert_eq!(entry["produced_by_job"], id.as_str(), "{entry}");
+    // The job's token ended with the job.
+    let dead = cli(&server, log("token").trim(), &["data", "requests", rulings]);
+    assert!(!dead.status.success());
+    let stderr = String::from_utf8_lossy(&dead.stderr);
+    assert!(stderr.contains("ends with its job"), "{stderr}");
+
+    // Checked again at start: a job waits behind one that holds every GPU of the site,
+    // the grant is revoked meanwhile, and the job fails to start, saying why.
+    let blocker = submit_sh(&server, &startup, "8", "2", "sleep 30");
+    let waiting = submit(rulings, "1", "true");
+    let waiting = String::from_utf8_lossy(&waiting.stdout).trim().to_string();
+    let revoked = json(&cli(
+        &server,
+        &owner,
+        &[
+            "data",
+            "revoke",
+            &request,
+            "--reason",
+            "the project ended",
+            "--output",
+            "json",
+        ],
+    ));
+    // The grant ends now, not in ten days.
+    assert!(
+        revoked["valid_until"].as_str().unwrap() < granted["valid_until"].as_str().unwrap(),
+        "{revoked}"
+    );
+    assert!(cli(&server, &startup, &["job", "cancel", &blocker]).status.success());
+    let job = wait_for_end(&server, &startup, &waiting);
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["reason"].as_str().unwrap().contains("access to the dataset"),
+        "{job}"
+    );
+    assert!(!dir.join("jobs").join(&waiting).join("datasets").exists());
+}

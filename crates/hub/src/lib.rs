@@ -4,6 +4,7 @@
 //! content-addressed, deduplicated store of file contents.
 
 pub mod blobs;
+pub mod card;
 pub mod catalogue;
 pub mod commit;
 pub mod harvest;

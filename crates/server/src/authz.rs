@@ -10,6 +10,10 @@ use store::{Allocation, Job, Membership, OrgRole, PlatformRole, Project, User};
 pub struct Caller {
     pub user: User,
     pub memberships: Vec<Membership>,
+    /// The job whose token this is: such a caller acts as the job's user, within the job's
+    /// organisation only and without any platform role, and reaches only the hub
+    /// ([`job_token_reaches`]).
+    pub job: Option<String>,
 }
 
 impl Caller {
@@ -39,6 +43,26 @@ impl Caller {
     pub(crate) fn admins_org(&self, org_id: &str) -> bool {
         self.is_admin() || self.org_role(org_id) == Some(OrgRole::Admin)
     }
+}
+
+/// A job's token pushes what the job made and reads what it may read: the hub's
+/// endpoints (the Hugging Face protocol) and the catalogue, nothing of the factory's API.
+pub(crate) fn job_token_reaches(path: &str) -> Result<(), ApiError> {
+    let api = path.starts_with("/api/v1/") || path == "/api/v1";
+    if !api || path.starts_with("/api/v1/catalogue") {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        "a job's token reaches the data and model hub only: use your own token for the rest of the API",
+    ))
+}
+
+/// What a job's token may act as: the job's user in the job's organisation, no more.
+pub(crate) fn job_caller(mut caller: Caller, job_id: String, job_org: &str) -> Caller {
+    caller.user.platform_role = None;
+    caller.memberships.retain(|m| m.org_id == job_org);
+    caller.job = Some(job_id);
+    caller
 }
 
 /// Organisation admins (and platform admins) manage who belongs; the organisation is

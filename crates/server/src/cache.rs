@@ -41,6 +41,11 @@ impl<V: Clone> TtlCache<V> {
     pub fn clear(&self) {
         self.entries.lock().expect("cache lock").clear();
     }
+
+    /// Forgets the entries whose value `gone` picks (e.g. the tokens of a job that ended).
+    pub fn forget(&self, gone: impl Fn(&V) -> bool) {
+        self.entries.lock().expect("cache lock").retain(|_, (_, v)| !gone(v));
+    }
 }
 
 #[cfg(test)]

@@ -320,6 +320,7 @@ async fn seed_hub(
             org_id: org.id.clone(),
             access_rights,
             created_by: user.clone(),
+            job_id: None,
         };
         let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_slice())).collect();
         let repo = crate::hub::new_repo(store, &blobs, &new, &files, now)

@@ -42,6 +42,14 @@ impl Executor {
         }
     }
 
+    /// Where a job's files are (its logs, what it was given, what it writes).
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        match self {
+            Executor::Local(e) => e.job_dir(job_id),
+            Executor::Slurm { exec, .. } => exec.job_dir(job_id),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         match self {
             Executor::Local(e) => e.root(),
@@ -98,13 +106,16 @@ impl Executor {
         charge: &store::SlurmCharge,
         placement: &[NodeAlloc],
         cluster: &Cluster,
+        extra_env: Vec<(String, String)>,
     ) -> Result<(), String> {
+        let mut env = job_env(job);
+        env.extend(extra_env);
         match self {
             Executor::Local(e) => e
                 .launch(Launch {
                     job_id: job.id.clone(),
                     command: job.command.clone(),
-                    env: job_env(job),
+                    env,
                     gpus: placement.iter().flat_map(|a| a.gpus.iter().copied()).collect(),
                     walltime: Duration::from_secs(job.spec.walltime_s),
                 })
@@ -112,7 +123,7 @@ impl Executor {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Executor::Slurm { exec, .. } => exec
-                .launch(slurm_launch(job, charge, placement, cluster))
+                .launch(slurm_launch(job, env, charge, placement, cluster))
                 .map_err(|e| format!("cannot prepare the job's directory: {e}")),
         }
     }
@@ -130,7 +141,7 @@ impl Executor {
             return false;
         };
         exec.resume(
-            slurm_launch(job, charge, placement, cluster),
+            slurm_launch(job, job_env(job), charge, placement, cluster),
             job.started_at.unwrap_or(job.submitted_at).max(0) as u64,
         );
         true
@@ -143,6 +154,7 @@ fn job_env(job: &store::Job) -> Vec<(String, String)> {
 
 fn slurm_launch(
     job: &store::Job,
+    env: Vec<(String, String)>,
     charge: &store::SlurmCharge,
     placement: &[NodeAlloc],
     cluster: &Cluster,
@@ -151,7 +163,7 @@ fn slurm_launch(
     SlurmLaunch {
         job_id: job.id.clone(),
         command: job.command.clone(),
-        env: job_env(job),
+        env,
         nodes,
         gpus_per_node,
         walltime: Duration::from_secs(job.spec.walltime_s),

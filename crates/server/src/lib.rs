@@ -10,6 +10,7 @@ pub mod demo;
 mod error;
 pub mod executor;
 pub mod hub;
+pub mod job_data;
 pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
@@ -56,6 +57,8 @@ pub struct Config {
     pub harvest_sources: Vec<(String, String)>,
     /// How often they are harvested.
     pub harvest_every: Duration,
+    /// Where jobs reach this factory (to push to the hub with their own token).
+    pub public_url: Option<String>,
 }
 
 /// Where jobs run.
@@ -89,6 +92,7 @@ impl Default for Config {
             slurm_account_template: None,
             harvest_sources: Vec::new(),
             harvest_every: Duration::from_secs(3600),
+            public_url: None,
         }
     }
 }

@@ -121,7 +121,9 @@ impl Control {
 /// allocation's account and QoS.
 async fn launch(state: &AppState, job: &Job, placement: &[NodeAlloc]) -> Result<(), String> {
     let charge = slurm_charge(state, job).await?;
-    state.exec.launch(job, &charge, placement, &state.cluster).await
+    // Its datasets (access checked again now) and its own token for the hub.
+    let env = crate::job_data::prepare(state, job).await?;
+    state.exec.launch(job, &charge, placement, &state.cluster, env).await
 }
 
 /// The Slurm account and QoS of a job's allocation (nothing to look up for local jobs).
@@ -438,8 +440,10 @@ async fn settle(state: &AppState, control: &mut Control, exit: Exit) {
         reason,
         usage,
     };
-    if let Err(e) = state.store.finish_job(&exit.job_id, &end).await {
-        tracing::error!(job.id = exit.job_id.as_str(), error = %e, "could not settle a job");
+    match state.store.finish_job(&exit.job_id, &end).await {
+        Ok(true) => crate::job_data::ended(state, &exit.job_id),
+        Ok(false) => {}
+        Err(e) => tracing::error!(job.id = exit.job_id.as_str(), error = %e, "could not settle a job"),
     }
     if let Some(id) = control.known(&exit.job_id) {
         let now = unix_now();

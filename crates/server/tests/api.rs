@@ -884,7 +884,7 @@ fn expected(method: &str, path: &str) -> &'static str {
         ("put", "/api/v1/catalogue/{kind}/{namespace}/{name}/policy") => "AFFFFFF",
         ("post", "/api/v1/catalogue/{kind}/{namespace}/{name}/access-requests") => "FFFAAAA",
         ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/access-requests") => "AAAAAAA",
-        ("post", "/api/v1/access-requests/{id}/decision") => "AHHFHHH",
+        ("post", "/api/v1/access-requests/{id}/decision" | "/api/v1/access-requests/{id}/revoke") => "AHHFHHH",
         ("get", "/api/v1/catalogue/{kind}/{namespace}/{name}/audit") => "AAFFFFF",
         ("post", "/api/v1/catalogue/harvest") => "AAFFFFF",
         ("get", "/api/v1/catalogue/external") => "AAAAAAA",
@@ -1156,6 +1156,26 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             path.replace("{id}", r["id"].as_str().unwrap()),
                             Some(json!({"grant": true, "reason": "fits", "days": 10})),
                         )
+                    }
+                    ("post", "/api/v1/access-requests/{id}/revoke") => {
+                        let (status, r) = app
+                            .post(
+                                &format!("/api/v1/catalogue/{RESTRICTED}/access-requests"),
+                                "startup",
+                                json!({"purpose": "research", "days": 30}),
+                            )
+                            .await;
+                        assert_eq!(status, StatusCode::CREATED, "{r}");
+                        let id = r["id"].as_str().unwrap();
+                        let (status, d) = app
+                            .post(
+                                &format!("/api/v1/access-requests/{id}/decision"),
+                                "admin",
+                                json!({"grant": true, "reason": "fits", "days": 10}),
+                            )
+                            .await;
+                        assert_eq!(status, StatusCode::OK, "{d}");
+                        (path.replace("{id}", id), Some(json!({"reason": "project ended"})))
                     }
                     ("post", "/api/v1/catalogue/harvest") => (
                         "/api/v1/catalogue/harvest?source=matrix&format=turtle".to_string(),

@@ -142,20 +142,38 @@ impl Store {
         Ok(created)
     }
 
-    /// The user a live (not revoked) token secret belongs to, and the token's id.
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<(User, String)>> {
+    /// The user a live (not revoked) token secret belongs to, the token's id, and the job
+    /// it was made for (a job's token lives only while its job runs).
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<(User, String, Option<String>)>> {
         let row = sqlx::query(
-            "SELECT u.*, t.id AS token_id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.secret_sha256 = $1 AND t.revoked_at IS NULL",
+            "SELECT u.*, t.id AS token_id, t.job_id AS token_job_id FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.secret_sha256 = $1 AND t.revoked_at IS NULL \
+             AND (t.job_id IS NULL OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = t.job_id AND j.state = 'running'))",
         )
         .bind(hash_secret(secret))
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((user_from(&r)?, r.try_get("token_id")?))).transpose()
+        row.map(|r| Ok((user_from(&r)?, r.try_get("token_id")?, r.try_get("token_job_id")?)))
+            .transpose()
+    }
+
+    /// A token for one run of a job: its user's, reaching only what a job may reach (the
+    /// authorisation decides), valid while the job runs. The secret is returned once.
+    pub async fn create_job_token(&self, user_id: &str, job_id: &str) -> Result<String> {
+        let mut tx = self.pool.begin().await?;
+        let (token, secret) = insert_token(&mut tx, user_id, &format!("job {job_id}")).await?;
+        sqlx::query("UPDATE api_tokens SET job_id = $1 WHERE id = $2")
+            .bind(job_id)
+            .bind(&token.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(secret)
     }
 
     pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>> {
         let rows = sqlx::query(
-            "SELECT id, user_id, name, created_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
+            "SELECT id, user_id, name, created_at, revoked_at FROM api_tokens WHERE user_id = $1 AND job_id IS NULL ORDER BY id",
         )
         .bind(user_id)
         .fetch_all(&self.pool)

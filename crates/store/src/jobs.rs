@@ -185,10 +185,48 @@ impl Store {
             q.execute(&mut *tx).await?;
             reserve(&mut tx, self.backend, chunk).await?;
         }
+        for &i in &admitted {
+            let Ok(job) = &results[i] else { continue };
+            for (position, d) in batch[i].datasets.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO job_datasets (job_id, position, repo_id, revision, commit_id) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&job.id)
+                .bind(position as i64)
+                .bind(&d.repo_id)
+                .bind(&d.revision)
+                .bind(&d.commit_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let taken = allocations.iter().map(|(id, (.., taken))| (id.as_str(), *taken));
         add_reserved(&mut tx, taken).await?;
         tx.commit().await?;
         Ok(results)
+    }
+
+    /// The datasets a job reads, in the order they were asked for.
+    pub async fn job_datasets(&self, job_id: &str) -> Result<Vec<JobDataset>> {
+        let rows = sqlx::query(
+            "SELECT d.repo_id, r.namespace, r.name, d.revision, d.commit_id FROM job_datasets d \
+             JOIN repos r ON r.id = d.repo_id WHERE d.job_id = $1 ORDER BY d.position",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let namespace: String = r.try_get("namespace")?;
+                let name: String = r.try_get("name")?;
+                Ok(JobDataset {
+                    repo_id: r.try_get("repo_id")?,
+                    repo: format!("{namespace}/{name}"),
+                    revision: r.try_get("revision")?,
+                    commit_id: r.try_get("commit_id")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Job> {

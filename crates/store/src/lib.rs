@@ -143,6 +143,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("../migrations/0014_catalogue.sql")),
     (15, include_str!("../migrations/0015_access.sql")),
     (16, include_str!("../migrations/0016_harvest.sql")),
+    (17, include_str!("../migrations/0017_job_data.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -262,6 +263,7 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in [
+            "job_datasets",
             "hub_audit",
             "access_grants",
             "access_requests",
@@ -288,12 +290,12 @@ impl Store {
             "calls",
             "pending_signups",
             "ledger",
+            "api_tokens",
             "jobs",
             "allocations",
             "project_members",
             "projects",
             "invitations",
-            "api_tokens",
             "memberships",
             "users",
             "organisations",

@@ -191,6 +191,20 @@ pub struct NewJob {
     pub reserved_gpu_seconds: i64,
     pub submitted_at: i64,
     pub idempotency_key: Option<String>,
+    /// Hub datasets staged into the job's directory when it starts.
+    pub datasets: Vec<JobDataset>,
+}
+
+/// A dataset a job reads, pinned at submission to the commit its revision named then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDataset {
+    /// The repository's id in the store.
+    pub repo_id: String,
+    /// `namespace/name`, as the user named it.
+    pub repo: String,
+    /// The revision asked for (`main`, a branch or a commit id).
+    pub revision: String,
+    pub commit_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

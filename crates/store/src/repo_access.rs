@@ -304,6 +304,35 @@ impl Store {
         self.access_request(id).await
     }
 
+    /// Ends a request's grant now (a conflict if it holds none that is still running), with
+    /// the audit entry in the same transaction.
+    pub async fn revoke_access_grant(&self, id: &str, by: &str, reason: &str, at: i64) -> Result<AccessRequest> {
+        let request = self.access_request(id).await?;
+        let mut tx = self.pool.begin().await?;
+        let ended = sqlx::query("UPDATE access_grants SET valid_until = $1 WHERE request_id = $2 AND valid_until > $1")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if ended == 0 {
+            return Err(StoreError::Conflict(format!(
+                "access request {id} holds no grant that is still running"
+            )));
+        }
+        audit(
+            &mut tx,
+            &request.repo_id,
+            at,
+            Some(by),
+            "revoke",
+            &format!("{id} of {}: {reason}", request.org_id),
+        )
+        .await?;
+        tx.commit().await?;
+        self.access_request(id).await
+    }
+
     /// Whether one of `org_ids` holds a grant on the repository at `at`.
     pub async fn has_access_grant(&self, repo_id: &str, org_ids: &[String], at: i64) -> Result<bool> {
         for org in org_ids {

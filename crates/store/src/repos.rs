@@ -36,6 +36,8 @@ pub struct NewRepo {
     pub org_id: String,
     pub access_rights: AccessRights,
     pub created_by: String,
+    /// The job whose token created it, if a job did.
+    pub job_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +48,8 @@ pub struct RepoCommit {
     pub summary: String,
     pub description: String,
     pub created_at: i64,
+    /// The factory job whose token made it (provenance of what a job produced).
+    pub job_id: Option<String>,
 }
 
 fn repo_from(r: &AnyRow) -> Result<Repo> {
@@ -73,6 +77,7 @@ fn commit_from(r: &AnyRow) -> Result<RepoCommit> {
         summary: r.try_get("summary")?,
         description: r.try_get("description")?,
         created_at: r.try_get("created_at")?,
+        job_id: r.try_get("job_id")?,
     })
 }
 
@@ -83,8 +88,8 @@ async fn insert_commit(
     tree: &BTreeMap<String, FileEntry>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO repo_commits (repo_id, id, parent, author_user_id, summary, description, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO repo_commits (repo_id, id, parent, author_user_id, summary, description, created_at, job_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(repo_id)
     .bind(&commit.id)
@@ -93,6 +98,7 @@ async fn insert_commit(
     .bind(&commit.summary)
     .bind(&commit.description)
     .bind(commit.created_at)
+    .bind(commit.job_id.as_deref())
     .execute(&mut **tx)
     .await?;
     for (path, f) in tree {
@@ -307,6 +313,27 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The job that last committed to a repository (what produced it), if a job did.
+    pub async fn repo_provenance(&self, repo_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT job_id FROM repo_commits WHERE repo_id = $1 AND job_id IS NOT NULL ORDER BY created_at DESC, id LIMIT 1",
+        )
+        .bind(repo_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The repositories a job committed to.
+    pub async fn repos_committed_by_job(&self, job_id: &str) -> Result<Vec<Repo>> {
+        let rows = sqlx::query(
+            "SELECT * FROM repos WHERE id IN (SELECT DISTINCT repo_id FROM repo_commits WHERE job_id = $1) ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(repo_from).collect()
     }
 
     /// Records a content the blob store holds (once).

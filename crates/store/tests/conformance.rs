@@ -92,6 +92,7 @@ fn job(w: &World, reserve: i64, key: Option<&str>) -> NewJob {
         reserved_gpu_seconds: reserve,
         submitted_at: now(),
         idempotency_key: key.map(str::to_string),
+        datasets: Vec::new(),
     }
 }
 
@@ -124,7 +125,7 @@ async fn accounts_and_tokens() {
         );
         let (token, secret) = s.create_token(&w.user.id, "laptop").await.unwrap();
         assert_ne!(hash_secret(&secret), secret);
-        let (user, token_id) = s.authenticate(&secret).await.unwrap().expect("valid token");
+        let (user, token_id, _) = s.authenticate(&secret).await.unwrap().expect("valid token");
         assert_eq!(
             (user.id.as_str(), token_id.as_str()),
             (w.user.id.as_str(), token.id.as_str()),

@@ -83,6 +83,13 @@ pub enum HubCmd {
         #[arg(long)]
         reason: String,
     },
+    /// End a grant before its time (the entry's owner): jobs that have not started yet
+    /// lose the data.
+    Revoke {
+        request: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// An entry's audit log: decisions and downloads (its owner and staff).
     Audit { id: String },
 }
@@ -212,6 +219,17 @@ pub fn hub(conn: &Conn, kind: Kind, cmd: HubCmd) -> Result<()> {
                     "POST",
                     &format!("/api/v1/access-requests/{request}/decision"),
                     Some(&json!({"grant": false, "reason": reason})),
+                )?,
+                &rcols,
+            );
+            Ok(())
+        }
+        HubCmd::Revoke { request, reason } => {
+            c.print(
+                &c.call(
+                    "POST",
+                    &format!("/api/v1/access-requests/{request}/revoke"),
+                    Some(&json!({"reason": reason})),
                 )?,
                 &rcols,
             );

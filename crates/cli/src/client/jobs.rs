@@ -26,6 +26,10 @@ pub enum JobCmd {
         class: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// A hub dataset to stage into the job's directory, NAMESPACE/NAME[@REVISION]
+        /// (repeat for several); the job finds it under $AIFACTORY_DATASETS/NAMESPACE/NAME.
+        #[arg(long = "dataset", value_name = "ID[@REV]")]
+        datasets: Vec<String>,
         /// Wait for the end and exit with the job's exit code.
         #[arg(long)]
         wait: bool,
@@ -118,6 +122,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             time,
             class: _,
             name,
+            datasets,
             wait,
             parsable,
             script,
@@ -154,7 +159,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             };
             let name = name.or(default_name);
             let body = json!({"project": project, "allocation": allocation, "gpus": gpus, "nodes": nodes, "gpu_milli": gpu_milli,
-                              "walltime_s": walltime, "name": name, "command": command});
+                              "walltime_s": walltime, "name": name, "command": command, "datasets": datasets});
             let job = c.call("POST", "/api/v1/jobs", Some(&body))?;
             let id = job["id"].as_str().unwrap_or_default().to_string();
             if !wait {

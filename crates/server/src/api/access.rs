@@ -61,6 +61,16 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         )
         .returns::<AccessRequestView>(),
         e(
+            "post",
+            "/api/v1/access-requests/{id}/revoke",
+            "End a grant before its time, with the reason (the owner's members); jobs not yet started lose the data",
+            true,
+            &[],
+            Some(schema::<Revocation>),
+            post(revoke),
+        )
+        .returns::<AccessRequestView>(),
+        e(
             "get",
             "/api/v1/catalogue/{kind}/{namespace}/{name}/audit",
             "An entry's audit log: policy changes, requests, decisions, grants and downloads (the owner's members and staff)",
@@ -295,6 +305,39 @@ pub(crate) async fn decide(
         .decide_access_request(&id, &caller.user.id, d.grant, days, d.reason.trim(), unix_now() as i64)
         .await?;
     ok(AccessRequestView::from(decided))
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Revocation {
+    reason: String,
+}
+
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(r): Body<Revocation>,
+) -> ApiResult {
+    let request = state.store.access_request(&id).await?;
+    let repo = state
+        .store
+        .find_repo_by_id(&request.repo_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("access request", &id))?;
+    if !decides_access(&caller, &repo) {
+        return Err(if request.user_id == caller.user.id {
+            ApiError::forbidden("the entry's owner revokes grants")
+        } else {
+            ApiError::not_found("access request", &id)
+        });
+    }
+    non_empty("reason", &r.reason, 2000)?;
+    let revoked = state
+        .store
+        .revoke_access_grant(&id, &caller.user.id, r.reason.trim(), unix_now() as i64)
+        .await?;
+    ok(AccessRequestView::from(revoked))
 }
 
 pub(crate) async fn audit_log(

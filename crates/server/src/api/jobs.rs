@@ -90,6 +90,17 @@ pub(crate) struct JobView {
     /// there and why); only on a single job's view.
     #[serde(skip_serializing_if = "Option::is_none")]
     executor_note: Option<Option<String>>,
+    /// The hub datasets it reads, each pinned to a commit; only on a single job's view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datasets: Option<Vec<JobDatasetView>>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct JobDatasetView {
+    /// `namespace/name`.
+    repo: String,
+    revision: String,
+    commit: String,
 }
 
 pub(crate) fn job_view(j: &Job) -> JobView {
@@ -122,6 +133,7 @@ pub(crate) fn job_view(j: &Job) -> JobView {
         reserved_gpu_seconds: j.reserved_gpu_seconds,
         runs: j.runs,
         executor_note: None,
+        datasets: None,
     }
 }
 
@@ -141,6 +153,11 @@ pub(crate) struct SubmitJob {
     preemptible: bool,
     #[serde(default)]
     checkpointable: bool,
+    /// Hub datasets to stage into the job's directory (`$AIFACTORY_DATASETS`), as
+    /// `namespace/name` or `namespace/name@revision`; each is pinned now to the commit its
+    /// revision names, and access is checked now and again when the job starts.
+    #[serde(default)]
+    datasets: Vec<String>,
 }
 
 pub(crate) const MAX_WALLTIME_S: u64 = 30 * 86_400;
@@ -212,6 +229,11 @@ pub(crate) async fn submit_job(
     let name = b.name.clone().unwrap_or_else(|| "job".into());
     non_empty("name", &name, 200)?;
     let request = gpu_request(&b)?;
+    let datasets = if b.datasets.is_empty() {
+        Vec::new()
+    } else {
+        crate::job_data::resolve(&state, &caller, &b.datasets).await?
+    };
     let allocation = match &b.allocation {
         Some(id) => allocations
             .into_iter()
@@ -301,6 +323,7 @@ pub(crate) async fn submit_job(
             reserved_gpu_seconds: reserved,
             submitted_at: unix_now() as i64,
             idempotency_key: key,
+            datasets,
         })
         .await?;
     // The created job as admitted; `GET /jobs/{id}` shows it once it runs.
@@ -366,6 +389,19 @@ pub(crate) async fn get_job(State(state): State<AppState>, caller: Caller, Path(
     if !job.state.is_final() {
         // Where the executor is with it (e.g. waiting for Slurm, pending there and why).
         view.executor_note = Some(state.exec.note(&id).or_else(|| state.exec.trouble()));
+    }
+    let datasets = state.store.job_datasets(&id).await?;
+    if !datasets.is_empty() {
+        view.datasets = Some(
+            datasets
+                .into_iter()
+                .map(|d| JobDatasetView {
+                    repo: d.repo,
+                    revision: d.revision,
+                    commit: d.commit_id,
+                })
+                .collect(),
+        );
     }
     ok(view)
 }
@@ -496,6 +532,14 @@ pub(crate) async fn requeue_job(State(state): State<AppState>, caller: Caller, P
             ),
         ));
     }
+    // The same data at the same commits, if the caller may still read it.
+    let mut datasets = Vec::new();
+    for d in state.store.job_datasets(&job.id).await? {
+        let named = format!("{}@{}", d.repo, d.commit_id);
+        let mut resolved = crate::job_data::resolve(&state, &caller, &[named]).await?;
+        resolved[0].revision = d.revision;
+        datasets.append(&mut resolved);
+    }
     let copy = state
         .admission
         .submit(NewJob {
@@ -507,6 +551,7 @@ pub(crate) async fn requeue_job(State(state): State<AppState>, caller: Caller, P
             reserved_gpu_seconds: job.reserved_gpu_seconds,
             submitted_at: unix_now() as i64,
             idempotency_key: None,
+            datasets,
         })
         .await?;
     Ok(created(job_view(&copy)))

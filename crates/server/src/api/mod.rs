@@ -369,17 +369,26 @@ impl FromRequestParts<AppState> for Caller {
         let (caller, token) = match state.auth_cache.get(&key) {
             Some(hit) => hit,
             None => {
-                let (user, token) = state
-                    .store
-                    .authenticate(secret)
-                    .await?
-                    .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+                let (user, token, job) = state.store.authenticate(secret).await?.ok_or_else(|| {
+                    ApiError::unauthorized("unknown or revoked token (a job's token ends with its job)")
+                })?;
                 let memberships = state.store.memberships(&user.id).await?;
-                let caller = Caller { user, memberships };
+                let mut caller = Caller {
+                    user,
+                    memberships,
+                    job: None,
+                };
+                if let Some(job_id) = job {
+                    let org = state.store.get_job(&job_id).await?.org_id;
+                    caller = crate::authz::job_caller(caller, job_id, &org);
+                }
                 state.auth_cache.insert(key, (caller.clone(), token.clone()));
                 (caller, token)
             }
         };
+        if caller.job.is_some() {
+            crate::authz::job_token_reaches(parts.uri.path())?;
+        }
         state.limits.check_token(&token)?;
         Ok(caller)
     }

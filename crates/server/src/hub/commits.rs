@@ -197,6 +197,7 @@ pub(super) async fn commit(
         summary,
         description: header.description,
         created_at: t,
+        job_id: caller.job.clone(),
     };
     state.store.add_repo_commit(&repo.id, &revision, &commit, &tree).await?;
     if revision == "main" {

@@ -24,6 +24,10 @@ pub struct EntryView {
     pub formats: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The factory job whose token last committed to it (provenance); on an entry's own
+    /// view only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub produced_by_job: Option<String>,
 }
 
 /// The index and the entries it finds.
@@ -78,6 +82,7 @@ fn entry(repo: &Repo, metadata: Metadata, org: &Org, paths: &[String]) -> (Doc, 
         formats,
         created_at: crate::api::rfc3339(repo.created_at),
         updated_at: crate::api::rfc3339(repo.updated_at),
+        produced_by_job: None,
     };
     (doc, view)
 }

@@ -61,7 +61,7 @@ impl HubState {
 /// `X-Repo-Commit` where the revision was found, so that a missing file is cached as such).
 #[derive(Debug)]
 pub(crate) struct HubError {
-    api: ApiError,
+    pub(crate) api: ApiError,
     hf_code: Option<&'static str>,
     commit: Option<String>,
 }
@@ -359,9 +359,106 @@ pub(crate) async fn new_repo(
         summary: summary.into(),
         description: String::new(),
         created_at: t,
+        job_id: new.job_id.clone(),
     };
     store.create_repo(new, &first, &tree).await.map_err(|e| match e {
         store::StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "repo-exists", m).into(),
         other => other.into(),
     })
+}
+
+/// The card (README front matter) of a tree, as JSON; none without a README or front
+/// matter, or when it is not valid YAML (the Hub shows such a card without data too).
+pub(crate) async fn card_of(
+    state: &AppState,
+    tree: &std::collections::BTreeMap<String, hub::commit::FileEntry>,
+) -> Option<serde_json::Value> {
+    let text = readme_text(state, tree).await?;
+    hub::card::card_data(&text).ok().flatten()
+}
+
+/// A README small enough to read whole (cards are text of a few KiB).
+async fn readme_text(
+    state: &AppState,
+    tree: &std::collections::BTreeMap<String, hub::commit::FileEntry>,
+) -> Option<String> {
+    let f = tree.get(hub::card::README).filter(|f| f.size <= 1024 * 1024)?;
+    let bytes = tokio::fs::read(state.hub.blobs.path(&f.sha256)).await.ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Writes a job's compute, energy and carbon into a repository's card on `main`: a commit
+/// by the job's user that records the job, made only when the card does not say so
+/// already (so writing it twice changes nothing).
+pub(crate) async fn write_card_compute(
+    state: &AppState,
+    repo: &Repo,
+    job: &store::Job,
+    compute: &hub::card::Compute,
+) -> Result<(), HubError> {
+    for _ in 0..5 {
+        let Some(head) = state.store.resolve_revision(&repo.id, "main").await? else {
+            return Ok(());
+        };
+        let tree = state.store.repo_tree(&repo.id, &head).await?;
+        let before = match tree.get(hub::card::README) {
+            Some(_) => readme_text(state, &tree).await.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "card-unreadable",
+                    "the README is not UTF-8 text of at most 1 MiB",
+                )
+            })?,
+            None => format!("# {}\n\nMade by the factory job {}.\n", repo.repo_id(), job.id),
+        };
+        let after = hub::card::with_compute(&before, compute)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-card", e.to_string()))?;
+        if tree.contains_key(hub::card::README) && after == before {
+            return Ok(());
+        }
+        let stored = state
+            .hub
+            .blobs
+            .put_bytes(after.as_bytes(), hub::oid::REGULAR_MAX)
+            .await
+            .map_err(ApiError::internal)?;
+        let t = crate::accounting::unix_now() as i64;
+        state.store.record_blob(&stored, t).await?;
+        let mut changes = hub::commit::Changes::default();
+        changes.put.insert(
+            hub::card::README.to_string(),
+            hub::commit::FileEntry {
+                sha256: stored.sha256,
+                size: stored.size,
+                git_oid: stored.git_blob_id,
+                lfs: false,
+            },
+        );
+        let new_tree = hub::commit::apply(&tree, &changes).map_err(|e| ApiError::internal(e.to_string()))?;
+        let summary = format!("Training compute, energy and carbon of job {} (factory ledger)", job.id);
+        let commit = store::RepoCommit {
+            id: hub::commit::commit_id(Some(&head), &job.user_id, t, &summary, &new_tree),
+            parent: Some(head),
+            author_user_id: job.user_id.clone(),
+            summary,
+            description: String::new(),
+            created_at: t,
+            job_id: Some(job.id.clone()),
+        };
+        match state.store.add_repo_commit(&repo.id, "main", &commit, &new_tree).await {
+            Ok(()) => {
+                index::refresh(state, repo).await;
+                return Ok(());
+            }
+            // Someone committed meanwhile: read the card again on top of theirs.
+            Err(store::StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "busy-branch",
+        "main kept moving while the card was written",
+    )
+    .into())
 }

@@ -92,6 +92,7 @@ pub(super) async fn create(
         org_id: org.id.clone(),
         access_rights,
         created_by: caller.user.id.clone(),
+        job_id: caller.job.clone(),
     };
     let url = format!("{}/{}{namespace}/{name}", base_url(&headers), kind.url_prefix());
     let t = crate::accounting::unix_now() as i64;
@@ -212,7 +213,11 @@ async fn info_of(
     v["lastModified"] = json!(rfc3339(commit.created_at));
     v["siblings"] = json!(siblings);
     v["usedStorage"] = json!(tree.values().map(|f| f.size).sum::<u64>());
-    v["cardData"] = Value::Null;
+    let card = super::card_of(state, &tree).await;
+    if let Some(tags) = card.as_ref().map(|c| hub::card::facts(c).tags) {
+        v["tags"] = json!(tags);
+    }
+    v["cardData"] = card.unwrap_or(Value::Null);
     if kind == RepoKind::Model {
         v["modelId"] = json!(repo.repo_id());
     }
