@@ -80,6 +80,20 @@ pub struct Args {
     /// How often those catalogues are harvested, seconds [default: 3600].
     #[arg(long, env = "AIFACTORY_HARVEST_EVERY_S")]
     harvest_every_s: Option<u64>,
+    /// Keep the hub's contents on S3-compatible storage at this endpoint (http://host:port;
+    /// credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) instead of
+    /// <data-dir>/blobs [default: local disk].
+    #[arg(long, env = "AIFACTORY_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The bucket, with --s3-endpoint.
+    #[arg(long, env = "AIFACTORY_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// A key prefix inside the bucket [default: aifactory].
+    #[arg(long, env = "AIFACTORY_S3_PREFIX")]
+    s3_prefix: Option<String>,
+    /// The bucket's region [default: us-east-1].
+    #[arg(long, env = "AWS_REGION")]
+    s3_region: Option<String>,
     /// The address jobs reach this factory at (their `HF_ENDPOINT` and `AIFACTORY_URL`, to
     /// push what they made) [default: http:// and the listening address].
     #[arg(long, env = "AIFACTORY_PUBLIC_URL")]
@@ -120,6 +134,10 @@ struct FileSettings {
     harvest: Option<Vec<String>>,
     harvest_every_s: Option<u64>,
     public_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_prefix: Option<String>,
+    s3_region: Option<String>,
 }
 
 /// The Slurm executor's settings (flags over file), or the local executor.
@@ -261,7 +279,24 @@ pub fn run(args: Args) -> Result<()> {
         None if listen.ip().is_unspecified() => format!("http://127.0.0.1:{}", listen.port()),
         None => format!("http://{listen}"),
     };
+    let s3 = match (args.s3_endpoint.or(file.s3_endpoint), args.s3_bucket.or(file.s3_bucket)) {
+        (None, None) => None,
+        (Some(endpoint), Some(bucket)) => {
+            anyhow::ensure!(
+                endpoint.starts_with("http://"),
+                "--s3-endpoint: `{endpoint}` is not an http:// URL (https goes through a local proxy)"
+            );
+            Some(hub::s3::S3Config {
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+                bucket,
+                prefix: args.s3_prefix.or(file.s3_prefix).unwrap_or_else(|| "aifactory".into()),
+                region: args.s3_region.or(file.s3_region).unwrap_or_else(|| "us-east-1".into()),
+            })
+        }
+        _ => anyhow::bail!("--s3-endpoint and --s3-bucket go together"),
+    };
     let mut config = server::Config {
+        s3,
         public_url: Some(public_url),
         data_dir: data_dir.clone(),
         harvest_sources,
@@ -280,7 +315,8 @@ pub fn run(args: Args) -> Result<()> {
             .await
             .with_context(|| format!("opening the database {}", redact(&database)))?;
         if demo {
-            match server::demo::seed(&store, &data_dir).await? {
+            let blobs = server::hub::open_blobs(&data_dir, config.s3.as_ref()).map_err(anyhow::Error::msg)?;
+            match server::demo::seed_with(&store, &data_dir, &blobs).await? {
                 Some(_) => eprintln!(
                     "demo factory seeded; tokens of its users are in {}",
                     data_dir.join("demo-tokens.json").display()

@@ -18,6 +18,8 @@ pub enum BlobError {
     WrongDigest { expected: String, got: String },
     #[error("the upload was cut off after {got} bytes: {reason}")]
     Interrupted { got: u64, reason: String },
+    #[error("the object store: {0}")]
+    Remote(String),
     #[error("the blob store at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -32,6 +34,103 @@ pub struct Stored {
     pub sha256: String,
     pub size: u64,
     pub git_blob_id: String,
+}
+
+/// Where contents are kept: on local disk (the default) or on S3-compatible storage.
+#[derive(Debug, Clone)]
+pub enum Blobs {
+    Local(LocalBlobs),
+    S3(std::sync::Arc<crate::s3::S3Blobs>),
+}
+
+impl Blobs {
+    pub async fn contains(&self, sha256: &str) -> bool {
+        match self {
+            Blobs::Local(b) => b.contains(sha256).await,
+            Blobs::S3(b) => b.contains(sha256).await,
+        }
+    }
+
+    /// Stores `size` bytes read from `reader`, checking the size and, when given, the
+    /// digest; nothing is kept unless both hold.
+    pub async fn put<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+        size: u64,
+        sha256: Option<&str>,
+        limit: u64,
+    ) -> Result<Stored, BlobError> {
+        if size > limit {
+            return Err(BlobError::TooLarge { limit });
+        }
+        match self {
+            Blobs::Local(b) => b.put(reader, size, sha256, limit).await,
+            Blobs::S3(b) => b.put(reader, size, sha256).await,
+        }
+    }
+
+    pub async fn put_bytes(&self, bytes: &[u8], limit: u64) -> Result<Stored, BlobError> {
+        let mut reader = bytes;
+        self.put(&mut reader, bytes.len() as u64, None, limit).await
+    }
+
+    /// `length` bytes of a content from `start`, streamed in chunks of `chunk` bytes.
+    pub async fn read_range(
+        &self,
+        sha256: &str,
+        start: u64,
+        length: u64,
+        chunk: usize,
+    ) -> Result<futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>, BlobError> {
+        use futures_util::StreamExt as _;
+        use tokio::io::AsyncSeekExt as _;
+        match self {
+            Blobs::Local(b) => {
+                let path = b.path(sha256);
+                let io = |source| BlobError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let mut f = tokio::fs::File::open(&path).await.map_err(io)?;
+                if start > 0 {
+                    f.seek(std::io::SeekFrom::Start(start)).await.map_err(io)?;
+                }
+                Ok(tokio_util::io::ReaderStream::with_capacity(f.take(length), chunk).boxed())
+            }
+            Blobs::S3(b) => b.read_range(sha256, start, length).await,
+        }
+    }
+
+    /// A small content whole (cards, configuration).
+    pub async fn read_small(&self, sha256: &str, size: u64) -> Result<Vec<u8>, BlobError> {
+        use futures_util::StreamExt as _;
+        let mut out = Vec::with_capacity(size as usize);
+        let mut stream = self.read_range(sha256, 0, size, 64 * 1024).await?;
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| BlobError::Remote(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Puts a content at `dest` for a job: a hard link to the stored file where it can
+    /// (the same file system), else a copy; downloaded whole from object storage.
+    pub async fn stage(&self, sha256: &str, size: u64, dest: &Path) -> Result<(), BlobError> {
+        match self {
+            Blobs::Local(b) => {
+                let blob = b.path(sha256);
+                let dest = dest.to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    if std::fs::hard_link(&blob, &dest).is_err() {
+                        std::fs::copy(&blob, &dest).map_err(|source| BlobError::Io { path: dest, source })?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| BlobError::Remote(e.to_string()))?
+            }
+            Blobs::S3(b) => b.download(sha256, size, dest).await,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +180,7 @@ impl LocalBlobs {
             return Err(BlobError::TooLarge { limit });
         }
         let tmp = self.root.join("tmp").join(random_name());
-        let result = self.write_checked(reader, &tmp, size, sha256).await;
+        let result = write_checked(reader, &tmp, size, sha256).await;
         match result {
             Ok(stored) => {
                 let target = self.path(&stored.sha256);
@@ -94,6 +193,11 @@ impl LocalBlobs {
                     let _ = tokio::fs::remove_file(&tmp).await;
                 } else {
                     tokio::fs::create_dir_all(target.parent().expect("a blob path has a parent"))
+                        .await
+                        .map_err(io)?;
+                    // Read-only: jobs get hard links to it, which must not change it.
+                    use std::os::unix::fs::PermissionsExt as _;
+                    tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))
                         .await
                         .map_err(io)?;
                     tokio::fs::rename(&tmp, &target).await.map_err(io)?;
@@ -112,14 +216,17 @@ impl LocalBlobs {
         let mut reader = bytes;
         self.put(&mut reader, bytes.len() as u64, None, limit).await
     }
+}
 
-    async fn write_checked<R: AsyncRead + Unpin>(
-        &self,
-        reader: &mut R,
-        tmp: &Path,
-        size: u64,
-        sha256: Option<&str>,
-    ) -> Result<Stored, BlobError> {
+/// Writes `size` bytes of `reader` to `tmp`, checking the size and, when given, the digest;
+/// synced before it returns.
+pub(crate) async fn write_checked<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    tmp: &Path,
+    size: u64,
+    sha256: Option<&str>,
+) -> Result<Stored, BlobError> {
+    {
         let io = |source| BlobError::Io {
             path: tmp.to_path_buf(),
             source,
@@ -166,7 +273,7 @@ impl LocalBlobs {
     }
 }
 
-fn random_name() -> String {
+pub(crate) fn random_name() -> String {
     let mut bytes = [0u8; 12];
     getrandom::getrandom(&mut bytes).expect("the system's random source");
     hex::encode(bytes)

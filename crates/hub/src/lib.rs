@@ -11,6 +11,7 @@ pub mod harvest;
 pub mod oid;
 pub mod paths;
 pub mod policy;
+pub mod s3;
 pub mod search;
 
 use serde::{Deserialize, Serialize};

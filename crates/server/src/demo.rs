@@ -51,6 +51,16 @@ pub fn demo_cluster() -> Cluster {
 /// Seeds the demo once (when the store has no organisation yet) and writes the tokens
 /// file; returns the tokens by role, or `None` when the store was already seeded.
 pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::Value>, StoreError> {
+    let blobs = crate::hub::open_blobs(data_dir, None).map_err(StoreError::Corrupt)?;
+    seed_with(store, data_dir, &blobs).await
+}
+
+/// As [`seed`], the hub's contents written to `blobs` (the factory's object storage).
+pub async fn seed_with(
+    store: &Store,
+    data_dir: &Path,
+    blobs: &hub::blobs::Blobs,
+) -> Result<Option<serde_json::Value>, StoreError> {
     if !store.list_orgs().await?.is_empty() {
         return Ok(None);
     }
@@ -235,7 +245,7 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
             gpu_hours_per_trainee: 20,
         })
         .await?;
-    seed_hub(store, data_dir, &owners, now).await?;
+    seed_hub(store, blobs, &owners, now).await?;
     let tokens = serde_json::Value::Object(tokens);
     std::fs::create_dir_all(data_dir)
         .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", data_dir.display())))?;
@@ -248,12 +258,11 @@ pub async fn seed(store: &Store, data_dir: &Path) -> Result<Option<serde_json::V
 /// A few small datasets and one small model, made here, with different access rights.
 async fn seed_hub(
     store: &Store,
-    data_dir: &Path,
+    blobs: &hub::blobs::Blobs,
     owners: &std::collections::HashMap<&str, (store::Org, String)>,
     now: i64,
 ) -> Result<(), StoreError> {
     use hub::{AccessRights, RepoKind};
-    let blobs = hub::blobs::LocalBlobs::open(data_dir.join("blobs")).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let defects: String = std::iter::once("image,label,width_px,height_px\n".to_string())
         .chain((0..200).map(|i| {
             let label = ["ok", "scratch", "dent", "crack"][i % 4];
@@ -323,7 +332,7 @@ async fn seed_hub(
             job_id: None,
         };
         let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_slice())).collect();
-        let repo = crate::hub::new_repo(store, &blobs, &new, &files, now)
+        let repo = crate::hub::new_repo(store, blobs, &new, &files, now)
             .await
             .map_err(|e| StoreError::Corrupt(format!("seeding the demo hub: {e:?}")))?;
         store

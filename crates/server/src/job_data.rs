@@ -130,15 +130,8 @@ pub async fn prepare(state: &AppState, job: &Job) -> Result<Vec<(String, String)
                 .await
                 .map_err(|e| e.to_string())?;
             let target = root.join(&repo.namespace).join(&repo.name);
-            let files: Vec<(String, std::path::PathBuf)> = tree
-                .iter()
-                .filter(|(path, _)| path.as_str() != ".gitattributes")
-                .map(|(path, f)| (path.clone(), state.hub.blobs.path(&f.sha256)))
-                .collect();
-            let staged = target.clone();
-            tokio::task::spawn_blocking(move || stage(&staged, &files))
+            stage(state, &target, &tree)
                 .await
-                .map_err(|e| e.to_string())?
                 .map_err(|e| format!("cannot stage the dataset {}: {e}", d.repo))?;
             let _ = state
                 .store
@@ -171,22 +164,28 @@ pub async fn prepare(state: &AppState, job: &Job) -> Result<Vec<(String, String)
     Ok(env)
 }
 
-/// Hard links (or copies) of each file under `target`, replacing what an earlier run of
-/// the same job left there.
-fn stage(target: &Path, files: &[(String, std::path::PathBuf)]) -> std::io::Result<()> {
-    if target.exists() {
-        std::fs::remove_dir_all(target)?;
+/// Each file of a tree under `target` (hard links to the local store, else copies),
+/// replacing what an earlier run of the same job left there.
+async fn stage(
+    state: &AppState,
+    target: &Path,
+    tree: &std::collections::BTreeMap<String, hub::commit::FileEntry>,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", target.display());
+    if tokio::fs::try_exists(target).await.unwrap_or(false) {
+        tokio::fs::remove_dir_all(target).await.map_err(io)?;
     }
-    std::fs::create_dir_all(target)?;
-    for (path, blob) in files {
+    for (path, f) in tree.iter().filter(|(path, _)| path.as_str() != ".gitattributes") {
         let dest = target.join(path);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
+            tokio::fs::create_dir_all(parent).await.map_err(io)?;
         }
-        if std::fs::hard_link(blob, &dest).is_err() {
-            // Another file system (or one without links): a copy.
-            std::fs::copy(blob, &dest)?;
-        }
+        state
+            .hub
+            .blobs
+            .stage(&f.sha256, f.size, &dest)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -59,6 +59,8 @@ pub struct Config {
     pub harvest_every: Duration,
     /// Where jobs reach this factory (to push to the hub with their own token).
     pub public_url: Option<String>,
+    /// The hub's contents on S3-compatible storage instead of `<data-dir>/blobs`.
+    pub s3: Option<::hub::s3::S3Config>,
 }
 
 /// Where jobs run.
@@ -93,6 +95,7 @@ impl Default for Config {
             harvest_sources: Vec::new(),
             harvest_every: Duration::from_secs(3600),
             public_url: None,
+            s3: None,
         }
     }
 }
@@ -174,7 +177,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         }
     };
     let engine = Engine::new(cluster.clone(), PolicyConfig::new(PolicyName::Aifactory)).map_err(|e| e.to_string())?;
-    let hub_state = hub::HubState::open(&config.data_dir)?;
+    let hub_state = hub::HubState::open(&config.data_dir, config.s3.as_ref())?;
     let catalogue = hub::index::load(&store)
         .await
         .map_err(|e| format!("building the catalogue's search index: {e}"))?;

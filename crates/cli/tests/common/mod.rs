@@ -34,6 +34,11 @@ pub fn serve(dir: &Path, port: u16) -> Server {
 
 /// `aifactory serve --demo` on `port` with data in `dir`, plus `extra` flags.
 pub fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Server {
+    serve_with_env(dir, port, extra, &[])
+}
+
+/// As [`serve_with`], with environment variables for the server.
+pub fn serve_with_env(dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let child = Command::new(BIN)
         .args([
             "serve",
@@ -44,6 +49,7 @@ pub fn serve_with(dir: &Path, port: u16, extra: &[&str]) -> Server {
             dir.to_str().unwrap(),
         ])
         .args(extra)
+        .envs(env.iter().copied())
         .env_remove("AIFACTORY_DATABASE")
         .stdout(Stdio::null())
         // Kept for post-mortems of failing tests.

@@ -41,15 +41,15 @@ pub const FILE_LIMIT: u64 = 50 * 1000 * 1000 * 1000;
 /// The hub's part of the server's state: the blob store and the LFS upload tickets.
 #[derive(Debug)]
 pub struct HubState {
-    pub blobs: hub::blobs::LocalBlobs,
+    pub blobs: hub::blobs::Blobs,
     /// Upload URLs handed out by the LFS batch endpoint (the client PUTs to them without
     /// credentials, as to a signed URL): ticket → what may be uploaded there, until when.
     tickets: Mutex<HashMap<String, lfs::Ticket>>,
 }
 
 impl HubState {
-    pub fn open(data_dir: &std::path::Path) -> Result<HubState, String> {
-        let blobs = hub::blobs::LocalBlobs::open(data_dir.join("blobs")).map_err(|e| e.to_string())?;
+    pub fn open(data_dir: &std::path::Path, s3: Option<&hub::s3::S3Config>) -> Result<HubState, String> {
+        let blobs = open_blobs(data_dir, s3)?;
         Ok(HubState {
             blobs,
             tickets: Mutex::default(),
@@ -309,6 +309,18 @@ pub fn router() -> Router<AppState> {
     r
 }
 
+/// The contents' store: `<data-dir>/blobs`, or S3-compatible storage when configured (its
+/// uploads checked under `<data-dir>/blobs` first).
+pub fn open_blobs(data_dir: &std::path::Path, s3: Option<&hub::s3::S3Config>) -> Result<hub::blobs::Blobs, String> {
+    let dir = data_dir.join("blobs");
+    Ok(match s3 {
+        None => hub::blobs::Blobs::Local(hub::blobs::LocalBlobs::open(dir).map_err(|e| e.to_string())?),
+        Some(c) => hub::blobs::Blobs::S3(std::sync::Arc::new(
+            hub::s3::S3Blobs::open(c, dir).map_err(|e| e.to_string())?,
+        )),
+    })
+}
+
 /// The repository kind of a request's path (`/api/datasets/...`, `/datasets/...`).
 pub(crate) fn kind_of(uri: &axum::http::Uri) -> RepoKind {
     let path = uri.path();
@@ -323,7 +335,7 @@ pub(crate) fn kind_of(uri: &axum::http::Uri) -> RepoKind {
 /// (contents stored first; the repository appears with all of them or not at all).
 pub(crate) async fn new_repo(
     store: &store::Store,
-    blobs: &hub::blobs::LocalBlobs,
+    blobs: &hub::blobs::Blobs,
     new: &store::NewRepo,
     files: &[(&str, &[u8])],
     t: i64,
@@ -383,7 +395,7 @@ async fn readme_text(
     tree: &std::collections::BTreeMap<String, hub::commit::FileEntry>,
 ) -> Option<String> {
     let f = tree.get(hub::card::README).filter(|f| f.size <= 1024 * 1024)?;
-    let bytes = tokio::fs::read(state.hub.blobs.path(&f.sha256)).await.ok()?;
+    let bytes = state.hub.blobs.read_small(&f.sha256, f.size).await.ok()?;
     String::from_utf8(bytes).ok()
 }
 
