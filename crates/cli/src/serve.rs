@@ -94,6 +94,10 @@ pub struct Args {
     /// The bucket's region [default: us-east-1].
     #[arg(long, env = "AWS_REGION")]
     s3_region: Option<String>,
+    /// The most hub content one organisation may keep, in GB (each content counted once,
+    /// old revisions included) [default: no limit].
+    #[arg(long, env = "AIFACTORY_HUB_QUOTA_GB")]
+    hub_quota_gb: Option<u64>,
     /// The address jobs reach this factory at (their `HF_ENDPOINT` and `AIFACTORY_URL`, to
     /// push what they made) [default: http:// and the listening address].
     #[arg(long, env = "AIFACTORY_PUBLIC_URL")]
@@ -134,6 +138,7 @@ struct FileSettings {
     harvest: Option<Vec<String>>,
     harvest_every_s: Option<u64>,
     public_url: Option<String>,
+    hub_quota_gb: Option<u64>,
     s3_endpoint: Option<String>,
     s3_bucket: Option<String>,
     s3_prefix: Option<String>,
@@ -296,6 +301,10 @@ pub fn run(args: Args) -> Result<()> {
         _ => anyhow::bail!("--s3-endpoint and --s3-bucket go together"),
     };
     let mut config = server::Config {
+        hub_quota_bytes: args
+            .hub_quota_gb
+            .or(file.hub_quota_gb)
+            .map(|gb| gb.saturating_mul(1_000_000_000)),
         s3,
         public_url: Some(public_url),
         data_dir: data_dir.clone(),

@@ -88,8 +88,16 @@ for repo_type in ["model", "dataset"]:
     got = hf_hub_download(repo_id, "data/a.txt", repo_type=repo_type, revision=info.oid, cache_dir=work / "by-commit")
     check(pathlib.Path(got).read_bytes() == b"alpha\n", "hf_hub_download at a commit id")
 
+    # Over 16 MiB: the multipart LFS transfer (chunk_size, a URL per part, completion).
+    huge = os.urandom(18 * 1024 * 1024 + 5)
+    api.upload_file(path_or_fileobj=huge, path_in_repo="shards/model-00001.bin", repo_id=repo_id, repo_type=repo_type)
+    got = hf_hub_download(repo_id, "shards/model-00001.bin", repo_type=repo_type, cache_dir=cache)
+    check(pathlib.Path(got).read_bytes() == huge, "a file uploaded in parts comes back whole")
+    card_data = api.repo_info(repo_id, repo_type=repo_type).card_data
+    check(card_data is not None and card_data.get("license") == "apache-2.0", f"cardData from the README: {card_data}")
+
     snap = pathlib.Path(snapshot_download(repo_id, repo_type=repo_type, cache_dir=work / f"snap-{repo_type}"))
-    for path, content in {**small, "README.md": card, "weights.bin": big}.items():
+    for path, content in {**small, "README.md": card, "weights.bin": big, "shards/model-00001.bin": huge}.items():
         check((snap / path).read_bytes() == content, f"snapshot_download has {path}")
 
     raises(EntryNotFoundError, "a missing file",

@@ -59,6 +59,9 @@ pub struct Config {
     pub harvest_every: Duration,
     /// Where jobs reach this factory (to push to the hub with their own token).
     pub public_url: Option<String>,
+    /// The most hub content one organisation may hold, in bytes (each content counted
+    /// once); `None`: no limit.
+    pub hub_quota_bytes: Option<u64>,
     /// The hub's contents on S3-compatible storage instead of `<data-dir>/blobs`.
     pub s3: Option<::hub::s3::S3Config>,
 }
@@ -96,6 +99,7 @@ impl Default for Config {
             harvest_every: Duration::from_secs(3600),
             public_url: None,
             s3: None,
+            hub_quota_bytes: None,
         }
     }
 }

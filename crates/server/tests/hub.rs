@@ -845,3 +845,250 @@ async fn the_shared_dcat_ap_examples_harvest_whole_and_reharvests_tell_what_chan
         assert_eq!(s, StatusCode::FORBIDDEN);
     }
 }
+
+/// The upload action the LFS batch endpoint gives for one object.
+async fn ask_upload(app: &TestApp, lfs: &str, batch: &str) -> Value {
+    let a = send(
+        app,
+        Method::POST,
+        lfs,
+        Some("startup"),
+        &[],
+        Body::from(batch.to_string()),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+    a.json()["objects"][0]["actions"]["upload"].clone()
+}
+
+/// A large object goes in parts (the Hub's multipart LFS transfer) and resumes: the batch
+/// endpoint gives the same session again for the same object, also after a restart, and
+/// says which parts are in; a part of the wrong length, a wrong ETag or parts that do not
+/// make the announced content are refused, and nothing is visible before the completion.
+#[tokio::test]
+async fn a_large_upload_goes_in_parts_resumes_after_a_restart_and_is_checked_whole() {
+    for backend in backends() {
+        let dir = fresh_dir(backend).await;
+        let app = app_in(dir.clone()).await;
+        let repo = "nebula-robotics/arm-policy-tiny";
+        let lfs = format!("/{repo}.git/info/lfs/objects/batch");
+        let part = 8 * 1024 * 1024usize;
+        let content: Vec<u8> = (0..2 * part + 1000).map(|i| (i * 7 % 251) as u8).collect();
+        let oid = hex(&sha2::Sha256::digest(&content));
+        let batch = json!({"operation": "upload", "transfers": ["basic", "multipart"], "hash_algo": "sha256",
+                           "objects": [{"oid": oid, "size": content.len()}]})
+        .to_string();
+        let path = |url: &Value| {
+            url.as_str()
+                .unwrap()
+                .strip_prefix("http://hub.test")
+                .unwrap()
+                .to_string()
+        };
+        let upload = ask_upload(&app, &lfs, &batch).await;
+        assert_eq!(upload["header"]["chunk_size"], part.to_string(), "{upload}");
+        let urls: Vec<String> = (1..=3).map(|n| path(&upload["header"][format!("{n:05}")])).collect();
+        assert!(upload["header"]["00004"].is_null(), "three parts: {upload}");
+        let a = send(
+            &app,
+            Method::PUT,
+            &urls[0],
+            None,
+            &[],
+            Body::from(content[..part].to_vec()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+        let first_etag = a.header("etag");
+        assert!(!first_etag.is_empty());
+        // A part of the wrong length, a cut-off part: refused, not kept.
+        let a = send(
+            &app,
+            Method::PUT,
+            &urls[1],
+            None,
+            &[],
+            Body::from(content[..10].to_vec()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{backend}");
+        let broken = futures_util::stream::iter(vec![
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(content[part..part + 100].to_vec())),
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "gone")),
+        ]);
+        let a = send(&app, Method::PUT, &urls[1], None, &[], Body::from_stream(broken)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{backend}: a cut-off part");
+        let blobs_before = stored_blobs(&app);
+        drop(app);
+
+        // The factory restarts; the client asks again and is given the same session,
+        // which holds part 1 only.
+        let app = app_in(dir.clone()).await;
+        let again = ask_upload(&app, &lfs, &batch).await;
+        assert_eq!(again["href"], upload["href"], "the same session");
+        let status = send(&app, Method::GET, &path(&upload["href"]), None, &[], Body::empty()).await;
+        let parts = status.json()["parts"].clone();
+        assert_eq!(parts.as_array().unwrap().len(), 1, "{parts}");
+        assert_eq!(parts[0]["partNumber"], 1);
+        assert_eq!(parts[0]["etag"], first_etag.as_str());
+        let mut etags = vec![first_etag];
+        for (n, url) in urls.iter().enumerate().skip(1) {
+            let end = ((n + 1) * part).min(content.len());
+            let a = send(
+                &app,
+                Method::PUT,
+                url,
+                None,
+                &[],
+                Body::from(content[n * part..end].to_vec()),
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+            etags.push(a.header("etag"));
+        }
+        assert_eq!(
+            stored_blobs(&app),
+            blobs_before,
+            "nothing visible before the completion"
+        );
+        let completion = |etags: &[String]| {
+            Body::from(
+                json!({"oid": oid, "parts": etags.iter().enumerate()
+                    .map(|(i, e)| json!({"partNumber": i + 1, "etag": e})).collect::<Vec<_>>()})
+                .to_string(),
+            )
+        };
+        let wrong = vec![etags[0].clone(), etags[0].clone(), etags[2].clone()];
+        let a = send(
+            &app,
+            Method::POST,
+            &path(&upload["href"]),
+            None,
+            &[],
+            completion(&wrong),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "a wrong ETag");
+        let a = send(
+            &app,
+            Method::POST,
+            &path(&upload["href"]),
+            None,
+            &[],
+            completion(&etags),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(stored_blobs(&app), blobs_before + 1);
+        let a = send(&app, Method::GET, &path(&upload["href"]), None, &[], Body::empty()).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "the session is gone once complete");
+        let lfs_line = json!({"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256", "oid": oid, "size": content.len()}});
+        let a = send(
+            &app,
+            Method::POST,
+            &format!("/api/models/{repo}/commit/main"),
+            Some("startup"),
+            &[],
+            ndjson(&[header(), lfs_line]),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+        let a = send(
+            &app,
+            Method::GET,
+            &format!("/{repo}/resolve/main/big.bin"),
+            None,
+            &[],
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(a.body.len(), content.len());
+        assert!(a.body == content, "{backend}: the whole object, in order");
+    }
+}
+
+/// An organisation's hub content is limited (each content counted once): a commit or an
+/// upload that would pass the quota is refused, and the branch stays where it was.
+#[tokio::test]
+async fn an_organisation_cannot_store_past_its_quota() {
+    for backend in backends() {
+        let quota = 40_000u64;
+        let app = app_with(fresh_dir(backend).await, |c| c.hub_quota_bytes = Some(quota)).await;
+        let repo = "nebula-robotics/arm-policy-tiny";
+        let commit = format!("/api/models/{repo}/commit/main");
+        let before = head_of(&app, repo).await;
+        let used = app
+            .state
+            .store
+            .org_hub_bytes(&app.org_of("startup").await)
+            .await
+            .unwrap();
+        assert!(used > 0 && used < quota, "{used}");
+        let too_much = vec![7u8; (quota - used) as usize + 1];
+        let a = send(
+            &app,
+            Method::POST,
+            &commit,
+            Some("startup"),
+            &[],
+            ndjson(&[header(), inline("big.bin", &too_much)]),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{backend}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.json()["code"], "quota-exceeded");
+        assert_eq!(head_of(&app, repo).await, before, "the branch did not move");
+        // Just under: taken.
+        let fits = vec![7u8; (quota - used) as usize];
+        let a = send(
+            &app,
+            Method::POST,
+            &commit,
+            Some("startup"),
+            &[],
+            ndjson(&[header(), inline("fits.bin", &fits)]),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            StatusCode::OK,
+            "{backend}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        // Full now: the LFS batch refuses an upload object by object.
+        let lfs = format!("/{repo}.git/info/lfs/objects/batch");
+        let batch = json!({"operation": "upload", "hash_algo": "sha256",
+                           "objects": [{"oid": "a".repeat(64), "size": 20_000_000}]});
+        let a = send(
+            &app,
+            Method::POST,
+            &lfs,
+            Some("startup"),
+            &[],
+            Body::from(batch.to_string()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(
+            a.json()["objects"][0]["error"]["code"],
+            413,
+            "{}",
+            String::from_utf8_lossy(&a.body)
+        );
+        // Other organisations have their own quota.
+        let a = send(
+            &app,
+            Method::POST,
+            "/api/repos/create",
+            Some("sme"),
+            &[("content-type", "application/json")],
+            Body::from(json!({"name": "baltic-vision-oy/small", "type": "dataset"}).to_string()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
+    }
+}

@@ -315,6 +315,19 @@ impl Store {
         Ok(())
     }
 
+    /// The bytes of hub content an organisation's repositories hold, each content counted
+    /// once (every commit's files: old revisions stay readable).
+    pub async fn org_hub_bytes(&self, org_id: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM (SELECT DISTINCT f.sha256, f.size FROM repo_files f \
+             JOIN repos r ON r.id = f.repo_id WHERE r.org_id = $1) t",
+        )
+        .bind(org_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
     /// The job that last committed to a repository (what produced it), if a job did.
     pub async fn repo_provenance(&self, repo_id: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(

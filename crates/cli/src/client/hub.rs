@@ -353,6 +353,70 @@ fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
     Ok(out)
 }
 
+/// A large file in parts, resuming: the session says which parts it has already (from an
+/// earlier push that was cut off), and only the others are sent.
+fn upload_in_parts(
+    c: &Client,
+    href: &str,
+    upload: &Value,
+    chunk: &str,
+    path: &Path,
+    size: u64,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    use std::io::{Read as _, Seek as _};
+    let chunk: u64 = chunk.parse().context("the server's chunk_size")?;
+    let status: Value = serde_json::from_str(&c.agent.get(href).call()?.body_mut().read_to_string()?)?;
+    let mut etags: std::collections::BTreeMap<u64, String> = status["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["partNumber"].as_u64()?, p["etag"].as_str()?.to_string())))
+        .collect();
+    let parts = size.div_ceil(chunk);
+    let mut file = std::fs::File::open(path)?;
+    for n in 1..=parts {
+        let len = (size - (n - 1) * chunk).min(chunk);
+        if etags.contains_key(&n) {
+            progress.inc(len);
+            continue;
+        }
+        let url = upload["header"][format!("{n:05}")]
+            .as_str()
+            .ok_or_else(|| anyhow!("the server gave no URL for part {n}"))?;
+        file.seek(std::io::SeekFrom::Start((n - 1) * chunk))?;
+        let mut reader = progress.wrap_read((&mut file).take(len));
+        let resp = c
+            .agent
+            .put(url)
+            .config()
+            .timeout_global(None)
+            .build()
+            .send(ureq::SendBody::from_reader(&mut reader))?;
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("part {n}: no ETag in the answer"))?;
+        etags.insert(n, etag.to_string());
+    }
+    let parts: Vec<Value> = etags
+        .iter()
+        .map(|(n, etag)| json!({"partNumber": n, "etag": etag}))
+        .collect();
+    let oid = status["oid"].as_str().unwrap_or_default();
+    let mut done = c
+        .agent
+        .post(href)
+        .header("Content-Type", "application/json")
+        .send(json!({"oid": oid, "parts": parts}).to_string())
+        .context("completing the upload")?;
+    if done.status().as_u16() >= 400 {
+        bail!("{}", done.body_mut().read_to_string().unwrap_or_default());
+    }
+    Ok(())
+}
+
 fn push(c: &Client, kind: Kind, id: &str, dir: &Path, message: &str, access: &str) -> Result<()> {
     let files = files_under(dir)?;
     if files.is_empty() {
@@ -390,7 +454,12 @@ fn push(c: &Client, kind: Kind, id: &str, dir: &Path, message: &str, access: &st
                          "objects": [{"oid": oid, "size": size}]}),
             ),
         )?;
-        if let Some(href) = batch["objects"][0]["actions"]["upload"]["href"].as_str() {
+        let upload = &batch["objects"][0]["actions"]["upload"];
+        if let Some(chunk) = upload["header"]["chunk_size"].as_str() {
+            let href = upload["href"].as_str().unwrap_or_default();
+            upload_in_parts(c, href, upload, chunk, path, *size, &progress)
+                .with_context(|| format!("uploading {rel}"))?;
+        } else if let Some(href) = upload["href"].as_str() {
             let file = std::fs::File::open(path)?;
             let mut reader = progress.wrap_read(file);
             let mut resp = c

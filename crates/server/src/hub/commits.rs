@@ -184,6 +184,14 @@ pub(super) async fn commit(
     }
     let before = state.store.repo_tree(&repo.id, &head).await?;
     let tree = hub::commit::apply(&before, &changes).map_err(|e| bad(e.to_string()))?;
+    let known: std::collections::HashSet<&str> = before.values().map(|f| f.sha256.as_str()).collect();
+    let adding: u64 = changes
+        .put
+        .values()
+        .filter(|f| !known.contains(f.sha256.as_str()))
+        .map(|f| f.size)
+        .sum();
+    super::check_quota(&state, &repo.org_id, adding).await?;
     let t = crate::accounting::unix_now() as i64;
     let summary = if header.summary.is_empty() {
         "Upload files".to_string()

@@ -84,6 +84,24 @@ pub(super) async fn batch(
             objects.push(json!({"oid": o.oid, "size": o.size, "authenticated": true}));
             continue;
         }
+        if let Err(e) = super::check_quota(&state, &repo.org_id, o.size).await {
+            objects.push(json!({"oid": o.oid, "size": o.size, "error": {"code": 413, "message": e.detail}}));
+            continue;
+        }
+        if o.size > super::multipart::MULTIPART_FROM {
+            // In parts: resumable, and the same session again for the same object.
+            let id = super::multipart::session_for(&state, &o.oid, o.size).await?;
+            objects.push(json!({
+                "oid": o.oid,
+                "size": o.size,
+                "authenticated": true,
+                "actions": {
+                    "upload": super::multipart::upload_action(&base, &id, o.size),
+                    "verify": {"href": format!("{base}/{}{}/{git}/info/lfs/objects/verify", kind.url_prefix(), repo.namespace)},
+                },
+            }));
+            continue;
+        }
         let ticket = new_ticket();
         state.hub.tickets.lock().unwrap_or_else(|e| e.into_inner()).insert(
             ticket.clone(),
@@ -111,7 +129,7 @@ pub(super) async fn batch(
     Ok(resp)
 }
 
-fn new_ticket() -> String {
+pub(super) fn new_ticket() -> String {
     let mut bytes = [0u8; 24];
     getrandom::getrandom(&mut bytes).expect("the system's random source");
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -10,6 +10,7 @@ mod files;
 pub mod harvester;
 pub mod index;
 mod lfs;
+mod multipart;
 mod repos;
 
 use crate::authz::{self, Caller};
@@ -248,6 +249,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/whoami-v2", get(repos::whoami))
         .route("/api/repos/create", post(repos::create))
         .route("/hub/lfs-upload/{ticket}", put(lfs::upload))
+        .route("/hub/lfs-parts/{id}", get(multipart::status).post(multipart::complete))
+        .route("/hub/lfs-parts/{id}/{part}", put(multipart::put_part))
         .route("/api/validate-yaml", post(repos::validate_yaml))
         .route(lfs::NO_XET_PATH, axum::routing::any(lfs::xet_refused))
         .route(
@@ -377,6 +380,24 @@ pub(crate) async fn new_repo(
         store::StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "repo-exists", m).into(),
         other => other.into(),
     })
+}
+
+/// Whether an organisation may store `adding` more bytes in the hub under its quota.
+pub(crate) async fn check_quota(state: &AppState, org_id: &str, adding: u64) -> Result<(), ApiError> {
+    let Some(quota) = state.config.hub_quota_bytes else {
+        return Ok(());
+    };
+    let used = state.store.org_hub_bytes(org_id).await?;
+    if used.saturating_add(adding) <= quota {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "quota-exceeded",
+        format!(
+            "the organisation holds {used} bytes in the hub; {adding} more would pass its quota of {quota} bytes (delete old revisions' files, or ask the operators for more)"
+        ),
+    ))
 }
 
 /// The card (README front matter) of a tree, as JSON; none without a README or front

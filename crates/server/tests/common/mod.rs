@@ -132,6 +132,12 @@ impl TestApp {
         self.call(Method::POST, path, Some(who), Some(body)).await
     }
 
+    /// The organisation of a demo user with one membership.
+    pub async fn org_of(&self, who: &str) -> String {
+        let (_, v) = self.get("/api/v1/me", who).await;
+        v["memberships"][0]["org_id"].as_str().unwrap().to_string()
+    }
+
     pub async fn project_of(&self, who: &str) -> String {
         let (_, v) = self.get("/api/v1/projects", who).await;
         v["items"][0]["id"].as_str().unwrap().to_string()
