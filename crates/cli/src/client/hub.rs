@@ -450,7 +450,7 @@ fn push(c: &Client, kind: Kind, id: &str, dir: &Path, message: &str, access: &st
             "POST",
             &format!("/{}{id}.git/info/lfs/objects/batch", kind.prefix()),
             Some(
-                &json!({"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
+                &json!({"operation": "upload", "transfers": ["basic", "multipart"], "hash_algo": "sha256",
                          "objects": [{"oid": oid, "size": size}]}),
             ),
         )?;

@@ -33,6 +33,9 @@ pub(super) struct Batch {
     objects: Vec<Object>,
     #[serde(default)]
     hash_algo: Option<String>,
+    /// What the client can do: `basic` (one PUT) and, with the Hub's client, `multipart`.
+    #[serde(default)]
+    transfers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,7 +91,7 @@ pub(super) async fn batch(
             objects.push(json!({"oid": o.oid, "size": o.size, "error": {"code": 413, "message": e.detail}}));
             continue;
         }
-        if o.size > super::multipart::MULTIPART_FROM {
+        if o.size > super::multipart::MULTIPART_FROM && req.transfers.iter().any(|t| t == "multipart") {
             // In parts: resumable, and the same session again for the same object.
             let id = super::multipart::session_for(&state, &o.oid, o.size).await?;
             objects.push(json!({
