@@ -61,7 +61,72 @@ pub struct External {
     pub distributions: Vec<Distribution>,
 }
 
+/// What the catalogue's search takes from a harvested entry.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub keywords: Vec<String>,
+    /// EU data themes (`AGRI`, `ENVI`...), from their authority IRIs.
+    pub themes: Vec<String>,
+    /// SPDX ids where the EU licence table knows the licence, else its own name.
+    pub licences: Vec<String>,
+    /// Lower case (`csv`, `json`), from the distributions' formats and media types.
+    pub formats: Vec<String>,
+    /// `public`, `restricted` or `non-public` (`public` when it does not say).
+    pub access_rights: String,
+}
+
+/// The last segment of an IRI value (`<…/data-theme/AGRI>` → `AGRI`).
+fn last_segment(v: &str) -> Option<&str> {
+    let iri = v.strip_prefix('<')?.strip_suffix('>')?;
+    iri.rsplit(['/', '#']).find(|s| !s.is_empty())
+}
+
 impl External {
+    pub fn facts(&self) -> Facts {
+        let values = |props: &Values, p: &str| props.get(p).cloned().unwrap_or_default();
+        let mut f = Facts {
+            keywords: values(&self.properties, &format!("{DCAT}keyword"))
+                .iter()
+                .map(|v| split_literal(v).1)
+                .collect(),
+            themes: values(&self.properties, &format!("{DCAT}theme"))
+                .iter()
+                .filter_map(|v| last_segment(v).map(str::to_string))
+                .collect(),
+            access_rights: match values(&self.properties, &format!("{DCT}accessRights"))
+                .first()
+                .and_then(|v| last_segment(v))
+            {
+                Some("RESTRICTED") => "restricted",
+                Some("NON_PUBLIC") => "non-public",
+                _ => "public",
+            }
+            .to_string(),
+            ..Facts::default()
+        };
+        for d in &self.distributions {
+            for v in values(&d.properties, &format!("{DCT}license")) {
+                if let Some(name) = last_segment(&v) {
+                    let spdx = crate::catalogue::LICENCES.iter().find(|(_, eu)| *eu == name);
+                    f.licences
+                        .push(spdx.map_or_else(|| name.to_ascii_lowercase(), |(s, _)| s.to_string()));
+                }
+            }
+            for p in [format!("{DCT}format"), format!("{DCAT}mediaType")] {
+                for v in values(&d.properties, &p) {
+                    if let Some(name) = last_segment(&v) {
+                        f.formats.push(name.to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+        for list in [&mut f.themes, &mut f.licences, &mut f.formats] {
+            list.sort();
+            list.dedup();
+        }
+        f
+    }
+
     /// What a re-harvest compares: the entry as harvested.
     pub fn fingerprint(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
@@ -292,6 +357,28 @@ fn split_literal(l: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facts_for_search_come_from_the_statements() {
+        let doc = r#"@prefix dcat: <http://www.w3.org/ns/dcat#> .
+@prefix dct: <http://purl.org/dc/terms/> .
+<https://x.eu/ds/2> a dcat:Dataset ; dct:title "Soil"@en ;
+  dcat:keyword "soil"@en, "carbon"@en ;
+  dcat:theme <http://publications.europa.eu/resource/authority/data-theme/AGRI> ;
+  dct:accessRights <http://publications.europa.eu/resource/authority/access-right/RESTRICTED> ;
+  dcat:distribution <https://x.eu/dist/2> .
+<https://x.eu/dist/2> a dcat:Distribution ; dcat:accessURL <https://x.eu/2.csv> ;
+  dct:license <http://publications.europa.eu/resource/authority/licence/CC_BY_4_0> ;
+  dct:format <http://publications.europa.eu/resource/authority/file-type/CSV> .
+"#;
+        let e = &parse(doc.as_bytes(), "text/turtle", None).unwrap()[0];
+        let f = e.facts();
+        assert_eq!(f.keywords, ["soil", "carbon"]);
+        assert_eq!(f.themes, ["AGRI"]);
+        assert_eq!(f.licences, ["cc-by-4.0"]);
+        assert_eq!(f.formats, ["csv"]);
+        assert_eq!(f.access_rights, "restricted");
+    }
 
     const DOC: &str = r#"@prefix dcat: <http://www.w3.org/ns/dcat#> .
 @prefix dct: <http://purl.org/dc/terms/> .

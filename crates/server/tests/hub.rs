@@ -774,6 +774,37 @@ async fn the_shared_dcat_ap_examples_harvest_whole_and_reharvests_tell_what_chan
             service["properties"][dcat("endpointURL")],
             json!(["<https://ea.gov.gr/api/v2/biodiversity>"])
         );
+        // Harvested entries are found by the catalogue's search, with their source.
+        let search = |q: &str| {
+            let app = &app;
+            let q = q.to_string();
+            async move {
+                app.call(Method::GET, &format!("/api/v1/catalogue?{q}"), None, None)
+                    .await
+                    .1
+            }
+        };
+        let found = search("q=bee+population&kind=dataset").await;
+        let ids: Vec<&str> = found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["repo_id"].as_str().unwrap())
+            .collect();
+        assert!(
+            ids.contains(&"https://data.gov.gr/id/dataset/BeePopulation2022"),
+            "{found}"
+        );
+        assert!(
+            found["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["harvested_from"].is_string()),
+            "{found}"
+        );
+        assert!(search("kind=data-service").await["total"].as_u64().unwrap() >= 1);
+        let before = search("q=bee").await["total"].as_u64().unwrap();
         // The source now publishes one dataset, unchanged: the rest is withdrawn, and comes
         // back when published again.
         let (_, r) = harvest(
@@ -796,6 +827,18 @@ async fn the_shared_dcat_ap_examples_harvest_whole_and_reharvests_tell_what_chan
             .filter(|e| !e["withdrawn_at"].is_null())
             .count();
         assert_eq!(withdrawn, 5);
+        let after = search("q=bee&limit=100").await;
+        assert!(after["total"].as_u64().unwrap() < before, "{after}");
+        for gone in r["withdrawn"].as_array().unwrap() {
+            assert!(
+                after["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|e| &e["repo_id"] != gone || e["harvested_from"] != "gr-series"),
+                "withdrawn {gone} left the search: {after}"
+            );
+        }
         let (_, r) = harvest(
             &app,
             "operator",

@@ -103,6 +103,7 @@ async fn view(state: &AppState, r: store::Repo, metadata: Metadata) -> Result<En
         created_at: rfc3339(r.created_at),
         updated_at: rfc3339(r.updated_at),
         produced_by_job: state.store.repo_provenance(&r.id).await?,
+        harvested_from: None,
     })
 }
 

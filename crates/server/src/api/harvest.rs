@@ -102,7 +102,9 @@ pub(crate) async fn harvest(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "nothing-to-harvest", e.to_string())
         }
     })?;
-    ok(state.store.harvest(&source, &entries, unix_now() as i64).await?)
+    let report = state.store.harvest(&source, &entries, unix_now() as i64).await?;
+    crate::hub::index::refresh_external(&state).await;
+    ok(report)
 }
 
 pub(crate) async fn list_sources(State(state): State<AppState>, caller: Caller) -> ApiResult {

@@ -67,11 +67,13 @@ pub async fn harvest_source(state: &AppState, name: &str, url: &str) -> Result<s
         .await
         .map_err(|e| e.to_string())??;
     let entries = hub::harvest::parse(&body, &media, Some(url)).map_err(|e| e.to_string())?;
-    state
+    let report = state
         .store
         .harvest(name, &entries, crate::accounting::unix_now() as i64)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    super::index::refresh_external(state).await;
+    Ok(report)
 }
 
 /// Runs until the process ends: every source at start, then every `every`.

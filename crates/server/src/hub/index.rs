@@ -28,6 +28,11 @@ pub struct EntryView {
     /// view only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub produced_by_job: Option<String>,
+    /// For an entry harvested from another catalogue: the source's name (`repo_id` is
+    /// then the entry's IRI there, and `kind` may also be `dataset-series` or
+    /// `data-service`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub harvested_from: Option<String>,
 }
 
 /// The index and the entries it finds.
@@ -83,8 +88,76 @@ fn entry(repo: &Repo, metadata: Metadata, org: &Org, paths: &[String]) -> (Doc, 
         created_at: crate::api::rfc3339(repo.created_at),
         updated_at: crate::api::rfc3339(repo.updated_at),
         produced_by_job: None,
+        harvested_from: None,
     };
     (doc, view)
+}
+
+/// The key of harvested entries in the index.
+const EXTERNAL: &str = "external:";
+
+/// A harvested entry as the catalogue shows and searches it.
+fn external_entry(e: &store::StoredExternal) -> (Doc, EntryView) {
+    let facts = e.entry.facts();
+    let metadata = Metadata {
+        titles: e.entry.titles.clone(),
+        descriptions: e.entry.descriptions.clone(),
+        keywords: facts.keywords.clone(),
+        themes: facts.themes.clone(),
+        licence: facts.licences.first().cloned(),
+        ..Metadata::default()
+    };
+    let mut facets: Vec<(&'static str, String)> = vec![
+        ("kind", e.entry.kind.clone()),
+        ("access_rights", facts.access_rights.clone()),
+    ];
+    facets.extend(facts.themes.iter().map(|t| ("theme", t.clone())));
+    facets.extend(facts.licences.iter().map(|l| ("licence", l.clone())));
+    facets.extend(facts.formats.iter().map(|f| ("format", f.clone())));
+    let doc = Doc {
+        // The same entry may come from several sources (a catalogue and its aggregator).
+        key: format!("{EXTERNAL}{}:{}", e.source, e.entry.identifier),
+        titles: metadata.titles.values().cloned().collect(),
+        descriptions: metadata.descriptions.values().cloned().collect(),
+        keywords: metadata.keywords.clone(),
+        facets,
+    };
+    let view = EntryView {
+        kind: e.entry.kind.clone(),
+        repo_id: e.entry.identifier.clone(),
+        access_rights: facts.access_rights,
+        publisher: e.source.clone(),
+        metadata,
+        formats: facts.formats,
+        created_at: crate::api::rfc3339(e.first_seen_at),
+        updated_at: crate::api::rfc3339(e.changed_at),
+        produced_by_job: None,
+        harvested_from: Some(e.source.clone()),
+    };
+    (doc, view)
+}
+
+/// Puts the harvested entries in the index again as the store has them (after a harvest:
+/// new and changed ones in, withdrawn ones out).
+pub async fn refresh_external(state: &AppState) {
+    let entries = match state.store.external_entries().await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "updating the search index with harvested entries");
+            return;
+        }
+    };
+    let mut c = state.catalogue.write().unwrap_or_else(|e| e.into_inner());
+    let old: Vec<String> = c.views.keys().filter(|k| k.starts_with(EXTERNAL)).cloned().collect();
+    for k in old {
+        c.index.remove(&k);
+        c.views.remove(&k);
+    }
+    for e in entries.iter().filter(|e| e.withdrawn_at.is_none()) {
+        let (doc, view) = external_entry(e);
+        c.views.insert(doc.key.clone(), view);
+        c.index.upsert(doc);
+    }
 }
 
 async fn paths_of(store: &Store, repo: &Repo) -> Result<Vec<String>, StoreError> {
@@ -112,6 +185,13 @@ pub async fn load(store: &Store) -> Result<Catalogue, StoreError> {
         let (doc, view) = entry(&repo, metadata, org, &paths);
         c.views.insert(doc.key.clone(), view);
         c.index.upsert(doc);
+    }
+    for e in store.external_entries().await? {
+        if e.withdrawn_at.is_none() {
+            let (doc, view) = external_entry(&e);
+            c.views.insert(doc.key.clone(), view);
+            c.index.upsert(doc);
+        }
     }
     Ok(c)
 }
