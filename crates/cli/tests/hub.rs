@@ -108,6 +108,16 @@ fn the_catalogue_export_conforms_to_dcat_ap() {
     );
     let dir = temp_dir("hub-dcat");
     let server = serve(&dir, free_port());
+    // A model a job made, whose provenance the export states.
+    let startup = token(&dir, "startup");
+    let job = submit_sh(
+        &server,
+        &startup,
+        "1",
+        "1",
+        &format!("mkdir -p out && printf w > out/w.bin && {BIN} model push nebula-robotics/made-by-job out"),
+    );
+    assert_eq!(wait_for_end(&server, &startup, &job)["state"], "completed");
     let turtle = http_get(&format!("{}/api/v1/catalogue/dcat", server.url));
     let jsonld = http_get(&format!("{}/api/v1/catalogue/dcat?format=jsonld", server.url));
     for needle in [
@@ -117,6 +127,8 @@ fn the_catalogue_export_conforms_to_dcat_ap() {
         "data-theme/TECH",
         "access-right/RESTRICTED",
         "Teräspinnan viat",
+        "prov:wasGeneratedBy",
+        "ns/prov#Activity",
     ] {
         assert!(turtle.contains(needle), "{needle} in the export");
     }
@@ -504,6 +516,9 @@ if {bin} job list > /dev/null 2> refused; then echo "the job token reached the j
         &["model", "show", "nebula-robotics/court-model", "--output", "json"],
     ));
     assert_eq!(entry["produced_by_job"], id.as_str(), "{entry}");
+    // Its card filled the catalogue entry where that was silent.
+    assert_eq!(entry["metadata"]["licence"], "apache-2.0", "{entry}");
+    assert_eq!(entry["metadata"]["titles"]["en"], "Court model", "{entry}");
     // The job's token ended with the job.
     let dead = cli(&server, log("token").trim(), &["data", "requests", rulings]);
     assert!(!dead.status.success());

@@ -76,6 +76,48 @@ pub fn facts(card: &Value) -> CardFacts {
     }
 }
 
+/// The catalogue metadata with what the card says where the metadata is silent: the
+/// licence, the tags as keywords, the README's first heading as the English title. `None`
+/// when nothing changes or the result would not be valid metadata.
+pub fn fill_metadata(
+    metadata: &crate::catalogue::Metadata,
+    card: Option<&Value>,
+    readme: &str,
+) -> Option<crate::catalogue::Metadata> {
+    let mut m = metadata.clone();
+    if let Some(f) = card.map(facts) {
+        if m.licence.is_none() {
+            m.licence = f.licence;
+        }
+        if m.keywords.is_empty() {
+            m.keywords = f.tags;
+        }
+    }
+    if m.titles.is_empty()
+        && let Some(title) = split(readme)
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix("# "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    {
+        m.titles.insert("en".into(), title.to_string());
+    }
+    if m == *metadata {
+        return None;
+    }
+    // A card's value the catalogue does not take (a licence outside the EU table, say)
+    // is left out rather than refused: the card is the owner's, the metadata checked.
+    let problems = m.problems();
+    if problems.iter().any(|(field, _)| field == "licence") {
+        m.licence = metadata.licence.clone();
+    }
+    if problems.iter().any(|(field, _)| field == "keywords") {
+        m.keywords = metadata.keywords.clone();
+    }
+    (m != *metadata && m.problems().is_empty()).then_some(m)
+}
+
 /// What a factory job cost, from the ledger: the figures a model card carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compute {
@@ -161,6 +203,22 @@ mod tests {
             Err(CardError::Yaml(_))
         ));
         assert_eq!(card_data("---\n- a\n- b\n---\n"), Err(CardError::NotAMapping("a list")));
+    }
+
+    #[test]
+    fn the_card_fills_what_the_metadata_does_not_say() {
+        let empty = crate::catalogue::Metadata::default();
+        let card = card_data(CARD).unwrap();
+        let m = fill_metadata(&empty, card.as_ref(), CARD).unwrap();
+        assert_eq!(m.licence.as_deref(), Some("apache-2.0"));
+        assert_eq!(m.keywords, ["robotics", "control"]);
+        assert_eq!(m.titles["en"], "Arm policy");
+        // What the owner described stays; nothing new: no change.
+        assert_eq!(fill_metadata(&m, card.as_ref(), CARD), None);
+        // A licence the catalogue does not know is left out, the rest taken.
+        let odd = "---\nlicense: my-own-terms\n---\n# Odd\n";
+        let m = fill_metadata(&empty, card_data(odd).unwrap().as_ref(), odd).unwrap();
+        assert_eq!((m.licence, m.titles["en"].as_str()), (None, "Odd"));
     }
 
     #[test]

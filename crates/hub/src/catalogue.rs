@@ -160,6 +160,8 @@ pub struct Entry {
     pub metadata: Metadata,
     /// Files at the head of `main`: path, size, SHA-256.
     pub files: Vec<(String, u64, String)>,
+    /// The factory job that produced it (`prov:wasGeneratedBy`).
+    pub produced_by_job: Option<String>,
 }
 
 /// The catalogue itself.
@@ -183,6 +185,7 @@ const PREFIXES: &[(&str, &str)] = &[
     ("spdx", "http://spdx.org/rdf/terms#"),
     ("xsd", "http://www.w3.org/2001/XMLSchema#"),
     ("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"),
+    ("prov", "http://www.w3.org/ns/prov#"),
 ];
 
 fn access_right(a: AccessRights) -> &'static str {
@@ -341,6 +344,11 @@ pub fn graph(cat: &Catalogue, entries: &[Entry]) -> Graph {
             node(&iri(format!("{AUTHORITY}/access-right"))),
         );
         g.say(&subject, "dct:accessRights", node(&rights));
+        if let Some(job) = &e.produced_by_job {
+            let activity = iri(format!("{base}/api/v1/jobs/{job}"));
+            classes.insert(activity.clone(), "prov:Activity");
+            g.say(&subject, "prov:wasGeneratedBy", node(&activity));
+        }
         for k in &m.keywords {
             g.say(&subject, "dcat:keyword", text(k, "en"));
         }
@@ -561,6 +569,7 @@ mod tests {
                 ..Metadata::default()
             },
             files: vec![("data/labels.csv".into(), 12, "ab".repeat(32))],
+            produced_by_job: Some("job_1".into()),
         }
     }
 

@@ -282,6 +282,7 @@ pub(crate) async fn dcat(State(state): State<AppState>, headers: HeaderMap, Para
             modified: rfc3339(r.updated_at),
             metadata,
             files,
+            produced_by_job: state.store.repo_provenance(&r.id).await?,
         });
     }
     let catalogue = Catalogue {

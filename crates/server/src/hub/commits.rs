@@ -208,6 +208,11 @@ pub(super) async fn commit(
         job_id: caller.job.clone(),
     };
     state.store.add_repo_commit(&repo.id, &revision, &commit, &tree).await?;
+    let readme_changed =
+        tree.get(hub::card::README).map(|f| &f.sha256) != before.get(hub::card::README).map(|f| &f.sha256);
+    if revision == "main" && readme_changed {
+        super::metadata_from_card(&state, &repo, &tree).await?;
+    }
     if revision == "main" {
         super::index::refresh(&state, &repo).await;
     }

@@ -410,6 +410,27 @@ pub(crate) async fn card_of(
     hub::card::card_data(&text).ok().flatten()
 }
 
+/// A README committed to `main`: what its card says fills the catalogue metadata where
+/// that is silent (licence, keywords, title).
+pub(crate) async fn metadata_from_card(
+    state: &AppState,
+    repo: &Repo,
+    tree: &std::collections::BTreeMap<String, hub::commit::FileEntry>,
+) -> Result<(), HubError> {
+    let Some(text) = readme_text(state, tree).await else {
+        return Ok(());
+    };
+    let card = hub::card::card_data(&text).ok().flatten();
+    let metadata = state.store.repo_metadata(&repo.id).await?;
+    if let Some(filled) = hub::card::fill_metadata(&metadata, card.as_ref(), &text) {
+        state
+            .store
+            .set_repo_metadata(&repo.id, &filled, crate::accounting::unix_now() as i64)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A README small enough to read whole (cards are text of a few KiB).
 async fn readme_text(
     state: &AppState,
