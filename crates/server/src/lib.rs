@@ -14,6 +14,7 @@ pub mod job_data;
 pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
+pub mod portal;
 pub mod programme;
 pub mod ratelimit;
 mod slurm_accounts;

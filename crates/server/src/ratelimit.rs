@@ -14,8 +14,13 @@ pub struct Limits {
     token_rate: u32,
     addresses: DefaultKeyedRateLimiter<String>,
     address_rate: u32,
+    /// Portal sign-in attempts per client address.
+    logins: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
+
+/// Sign-in attempts a client address may make a minute (a burst of as many).
+pub const LOGINS_PER_MINUTE: u32 = 10;
 
 fn at_least_one(n: f64) -> NonZeroU32 {
     NonZeroU32::new(n.round().clamp(1.0, f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN)
@@ -35,6 +40,9 @@ impl Limits {
             token_rate: rate.get(),
             addresses: DefaultKeyedRateLimiter::keyed(address_quota),
             address_rate: hourly.get(),
+            logins: DefaultKeyedRateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+            )),
             clock: DefaultClock::default(),
         }
     }
@@ -67,9 +75,17 @@ impl Limits {
         })
     }
 
+    /// One sign-in attempt from `address`; an error once it tried too often.
+    pub fn check_login(&self, address: &str) -> Result<(), u64> {
+        self.logins
+            .check_key(&address.to_string())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()).as_secs().max(1))
+    }
+
     /// Forgets keys that are back to a full bucket (keeps the maps small).
     pub fn forget_idle(&self) {
         self.tokens.retain_recent();
         self.addresses.retain_recent();
+        self.logins.retain_recent();
     }
 }

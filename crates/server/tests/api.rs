@@ -818,6 +818,8 @@ fn expected(method: &str, path: &str) -> &'static str {
         | ("get", "/api/v1/me/invitations")
         | ("get", "/api/v1/sites" | "/api/v1/nodes" | "/api/v1/tokens")
         | ("post", "/api/v1/tokens") => "AAAAAAA",
+        // Everyone sets their own password.
+        ("put", "/api/v1/me/password") => "AAAAAAA",
         ("get", "/metrics" | "/api/v1/reports/usage" | "/api/v1/reports/programme") => "AAFFFFF",
         ("post", "/api/v1/orgs") => "AFFFFFF",
         ("get", "/api/v1/orgs/{id}" | "/api/v1/orgs/{id}/members" | "/api/v1/projects/{id}")
@@ -1157,6 +1159,10 @@ async fn authorisation_matrix_every_role_every_endpoint_own_and_other_organisati
                             Some(json!({"grant": true, "reason": "fits", "days": 10})),
                         )
                     }
+                    ("put", "/api/v1/me/password") => (
+                        path.to_string(),
+                        Some(json!({"password": format!("matrix-password-{counter}")})),
+                    ),
                     ("post", "/api/v1/access-requests/{id}/revoke") => {
                         let (status, r) = app
                             .post(

@@ -25,6 +25,7 @@ mod reviews;
 mod signup;
 mod slurm_accounts;
 mod training;
+mod web;
 
 use accounts::user_from;
 use allocations::allocation_from;
@@ -144,6 +145,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("../migrations/0015_access.sql")),
     (16, include_str!("../migrations/0016_harvest.sql")),
     (17, include_str!("../migrations/0017_job_data.sql")),
+    (18, include_str!("../migrations/0018_portal.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -263,6 +265,8 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in [
+            "web_sessions",
+            "user_passwords",
             "job_datasets",
             "hub_audit",
             "access_grants",

@@ -237,6 +237,7 @@ pub fn router(state: AppState) -> Router {
     router
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .merge(crate::hub::router())
+        .merge(crate::portal::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no-route", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

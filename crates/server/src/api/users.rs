@@ -15,6 +15,15 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         )
         .returns::<MeView>(),
         e(
+            "put",
+            "/api/v1/me/password",
+            "Set the caller's password for the web portal (12 to 1024 characters; Argon2id at rest; ends the portal's other sessions)",
+            true,
+            &[],
+            Some(schema::<NewPassword>),
+            axum::routing::put(set_password),
+        ),
+        e(
             "post",
             "/api/v1/users",
             "Create a user (platform admin; organisation admins add members)",
@@ -39,6 +48,29 @@ pub(crate) async fn me(caller: Caller) -> ApiResult {
         user: user_view(&caller.user),
         memberships: caller.memberships,
     })
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewPassword {
+    password: String,
+}
+
+pub(crate) async fn set_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(b): Body<NewPassword>,
+) -> ApiResult {
+    // A job's token acts for a job, not for its user's sign-in.
+    if caller.job.is_some() {
+        return Err(ApiError::forbidden("a job's token does not set passwords"));
+    }
+    let phc = crate::portal::hash_password(b.password).await?;
+    state
+        .store
+        .set_password(&caller.user.id, &phc, unix_now() as i64)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// A user as the API shows them: times in RFC 3339 like everywhere else.

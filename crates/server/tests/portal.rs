@@ -1,0 +1,265 @@
+//! The web portal through the router, on both stores: signing in (passwords set through
+//! the API, Argon2id at rest), cookies, CSRF on every form, attempts limited, and pages
+//! that show the signed-in user's organisation and nothing of another's. (The browser
+//! journeys come with the portal's pages.)
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::json;
+use tower::ServiceExt;
+
+struct Page {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+    /// The value of a hidden `csrf` field in the page.
+    fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+        self.body[at..at + 32].to_string()
+    }
+}
+
+async fn browse(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    cookies: &str,
+    form: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Page {
+    let mut req = Request::builder().method(method).uri(path);
+    if !cookies.is_empty() {
+        req = req.header(header::COOKIE, cookies);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let body = match form {
+        Some(f) => {
+            req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Body::from(f.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Page { status, headers, body }
+}
+
+fn value(cookie: &str) -> &str {
+    cookie.split(';').next().unwrap().split_once('=').unwrap().1
+}
+
+/// Signs in through the form; the session cookie (`name=value`).
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
+    let form = browse(app, Method::GET, "/login", "", None, &[]).await;
+    let login_cookie = form.cookie("aif_login_csrf").expect("the sign-in form's cookie");
+    let body = format!(
+        "csrf={}&email={}&password={}",
+        form.csrf(),
+        email.replace('@', "%40"),
+        password
+    );
+    browse(
+        app,
+        Method::POST,
+        "/login",
+        &format!("aif_login_csrf={}", value(&login_cookie)),
+        Some(&body),
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn people_sign_in_with_a_password_and_see_only_their_organisation() {
+    for backend in backends() {
+        let app = app_in(fresh_dir(backend).await).await;
+        // Not signed in: to the sign-in page, which works without JavaScript.
+        let p = browse(&app, Method::GET, "/", "", None, &[]).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert_eq!(p.headers[header::LOCATION], "/login");
+        let form = browse(&app, Method::GET, "/login", "", None, &[]).await;
+        assert_eq!(form.status, StatusCode::OK);
+        assert!(form.body.contains("<label for=\"password\">"), "{}", form.body);
+
+        // A password is set through the API with a token; too short is refused.
+        let (s, v) = app
+            .call(
+                Method::PUT,
+                "/api/v1/me/password",
+                Some("startup"),
+                Some(json!({"password": "short"})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("password")),
+            "{v}"
+        );
+        let password = "correct-horse-battery";
+        let (s, v) = app
+            .call(
+                Method::PUT,
+                "/api/v1/me/password",
+                Some("startup"),
+                Some(json!({"password": password})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+        let (_, me) = app.get("/api/v1/me", "startup").await;
+        let email = me["user"]["email"].as_str().unwrap().to_string();
+        let (_, phc) = app.state.store.password_of(&email).await.unwrap().unwrap();
+        assert!(phc.starts_with("$argon2id$") && !phc.contains(password), "{phc}");
+
+        let wrong = sign_in(&app, &email, "not-the-password").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert!(wrong.body.contains("Wrong e-mail address or password"));
+        assert!(wrong.cookie("aif_session").is_none());
+        let nobody = sign_in(&app, "nobody@example.org", password).await;
+        assert_eq!(
+            nobody.status,
+            StatusCode::UNAUTHORIZED,
+            "the same answer for an unknown address"
+        );
+        // A sign-in form posted without its cookie (from another site): refused.
+        let form = browse(&app, Method::GET, "/login", "", None, &[]).await;
+        let forged = format!(
+            "csrf={}&email={}&password={password}",
+            form.csrf(),
+            email.replace('@', "%40")
+        );
+        let p = browse(&app, Method::POST, "/login", "", Some(&forged), &[]).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+
+        let ok = sign_in(&app, &email, password).await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+        let cookie = ok.cookie("aif_session").expect("a session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+        let session = format!("aif_session={}", value(&cookie));
+
+        // The dashboard: the start-up's project, none of the SME's.
+        let (_, mine) = app.get("/api/v1/projects", "startup").await;
+        let (_, theirs) = app.get("/api/v1/projects", "sme").await;
+        let home = browse(&app, Method::GET, "/", &session, None, &[]).await;
+        assert_eq!(home.status, StatusCode::OK);
+        assert!(
+            home.body.contains(mine["items"][0]["name"].as_str().unwrap()),
+            "{}",
+            home.body
+        );
+        assert!(!home.body.contains(theirs["items"][0]["name"].as_str().unwrap()));
+        assert!(home.body.contains("<svg"), "the allocation's bar");
+
+        // A job of mine has its page; another organisation's job does not exist.
+        let project = app.project_of("startup").await;
+        let (_, job) = app
+            .post(
+                "/api/v1/jobs",
+                "startup",
+                json!({"project": project, "command": ["sh", "-c", "echo portal-says-hi"], "walltime_s": 60}),
+            )
+            .await;
+        let id = job["id"].as_str().unwrap();
+        app.wait_final(id, "startup").await;
+        let p = browse(&app, Method::GET, &format!("/jobs/{id}"), &session, None, &[]).await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(
+            p.body.contains("portal-says-hi") && p.body.contains("completed"),
+            "{}",
+            p.body
+        );
+        let other = app.project_of("sme").await;
+        let (_, theirs) = app
+            .post(
+                "/api/v1/jobs",
+                "sme",
+                json!({"project": other, "command": ["true"], "walltime_s": 60}),
+            )
+            .await;
+        let p = browse(
+            &app,
+            Method::GET,
+            &format!("/jobs/{}", theirs["id"].as_str().unwrap()),
+            &session,
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(p.status, StatusCode::NOT_FOUND);
+
+        // Signing out needs the session's CSRF token.
+        let p = browse(&app, Method::POST, "/logout", &session, Some("csrf=forged"), &[]).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        let p = browse(
+            &app,
+            Method::POST,
+            "/logout",
+            &session,
+            Some(&format!("csrf={}", home.csrf())),
+            &[],
+        )
+        .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        let p = browse(&app, Method::GET, "/", &session, None, &[]).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "the session ended");
+
+        // Behind a TLS proxy the cookie is Secure.
+        let tls = {
+            let form = browse(&app, Method::GET, "/login", "", None, &[("x-forwarded-proto", "https")]).await;
+            let c = form.cookie("aif_login_csrf").unwrap();
+            assert!(c.contains("Secure"), "{c}");
+            let body = format!(
+                "csrf={}&email={}&password={password}",
+                form.csrf(),
+                email.replace('@', "%40")
+            );
+            browse(
+                &app,
+                Method::POST,
+                "/login",
+                &format!("aif_login_csrf={}", value(&c)),
+                Some(&body),
+                &[("x-forwarded-proto", "https")],
+            )
+            .await
+        };
+        assert!(tls.cookie("aif_session").unwrap().contains("Secure"));
+    }
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_address() {
+    let app = app().await;
+    let mut statuses = Vec::new();
+    for _ in 0..=server::ratelimit::LOGINS_PER_MINUTE {
+        statuses.push(sign_in(&app, "someone@example.org", "wrong-password-123").await.status);
+    }
+    assert!(
+        statuses[..statuses.len() - 1]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(*statuses.last().unwrap(), StatusCode::TOO_MANY_REQUESTS);
+}
