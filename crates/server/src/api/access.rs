@@ -271,26 +271,37 @@ pub(crate) async fn list_requests(
     ))
 }
 
+/// A request and its entry, for the entry's owner to act on; the requester is told only
+/// that the owner acts (`what`), strangers that it does not exist.
+async fn owned_request(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    what: &str,
+) -> Result<(store::AccessRequest, store::Repo), ApiError> {
+    let request = state.store.access_request(id).await?;
+    let repo = state
+        .store
+        .find_repo_by_id(&request.repo_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("access request", id))?;
+    if !decides_access(caller, &repo) {
+        return Err(if request.user_id == caller.user.id {
+            ApiError::forbidden(format!("the entry's owner {what}"))
+        } else {
+            ApiError::not_found("access request", id)
+        });
+    }
+    Ok((request, repo))
+}
+
 pub(crate) async fn decide(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Body(d): Body<AccessDecision>,
 ) -> ApiResult {
-    let request = state.store.access_request(&id).await?;
-    let repo = state
-        .store
-        .find_repo_by_id(&request.repo_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("access request", &id))?;
-    if !decides_access(&caller, &repo) {
-        // The requester and strangers learn nothing of who decides.
-        return Err(if request.user_id == caller.user.id {
-            ApiError::forbidden("the entry's owner decides requests")
-        } else {
-            ApiError::not_found("access request", &id)
-        });
-    }
+    let (request, repo) = owned_request(&state, &caller, &id, "decides requests").await?;
     non_empty("reason", &d.reason, 2000)?;
     let policy = state.store.repo_policy(&repo.id).await?;
     let days = d.days.map_or(request.days, i64::from);
@@ -319,19 +330,7 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
     Body(r): Body<Revocation>,
 ) -> ApiResult {
-    let request = state.store.access_request(&id).await?;
-    let repo = state
-        .store
-        .find_repo_by_id(&request.repo_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("access request", &id))?;
-    if !decides_access(&caller, &repo) {
-        return Err(if request.user_id == caller.user.id {
-            ApiError::forbidden("the entry's owner revokes grants")
-        } else {
-            ApiError::not_found("access request", &id)
-        });
-    }
+    owned_request(&state, &caller, &id, "revokes grants").await?;
     non_empty("reason", &r.reason, 2000)?;
     let revoked = state
         .store
