@@ -148,7 +148,7 @@ a{color:#0b3d6b}a:focus,button:focus,input:focus{outline:3px solid #b35c00;outli
 label{display:block;margin:.5rem 0 .2rem}input{font-size:1rem;padding:.3rem;max-width:100%}\
 button{font-size:1rem;padding:.3rem .8rem;margin-top:.5rem}\
 .error{color:#8b0000;font-weight:bold}pre{background:#f3f3f3;padding:.5rem;overflow:auto;max-height:30rem}\
-.scroll{overflow-x:auto}";
+.scroll{overflow-x:auto}.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}";
 
 async fn css() -> Response {
     (
