@@ -5,10 +5,12 @@
 
 mod engine;
 mod policy;
+mod predict;
 mod resources;
 
 pub use engine::{
     Decision, Engine, EngineError, EngineStats, Event, Outcome, PreemptReason, RejectReason, Reservation,
 };
 pub use policy::{AifactoryParams, LasParams, MultifactorParams, PolicyConfig, PolicyName};
+pub use predict::{Prediction, PredictionSource, RuntimePredictor};
 pub use resources::{NodeAlloc, NodeStatus, Strategy};
