@@ -263,3 +263,101 @@ async fn sign_in_attempts_are_limited_per_address() {
     );
     assert_eq!(*statuses.last().unwrap(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// A signed-in browser of the demo start-up (its session cookie, as `name=value`).
+async fn startup_session(app: &TestApp) -> String {
+    let password = "composer-password-1";
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/me/password",
+            Some("startup"),
+            Some(json!({"password": password})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, me) = app.get("/api/v1/me", "startup").await;
+    let ok = sign_in(app, me["user"]["email"].as_str().unwrap(), password).await;
+    format!("aif_session={}", value(&ok.cookie("aif_session").unwrap()))
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let enc: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                    b' ' => "+".to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={enc}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test]
+async fn the_composer_submits_as_the_api_does_and_shows_refusals_beside_their_field() {
+    for backend in backends() {
+        let app = app_in(fresh_dir(backend).await).await;
+        let session = startup_session(&app).await;
+        let form = browse(&app, Method::GET, "/jobs/new?template=steps", &session, None, &[]).await;
+        assert_eq!(form.status, StatusCode::OK);
+        assert!(
+            form.body.contains("for step in 1 2 3 4 5"),
+            "the template fills the script"
+        );
+        let project = app.project_of("startup").await;
+        assert!(form.body.contains(&project), "the project is offered");
+        let csrf = form.csrf();
+        let post = |pairs: Vec<(&'static str, String)>| {
+            let body = form_encode(&pairs.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+            let app = &app;
+            let session = session.clone();
+            async move { browse(app, Method::POST, "/jobs/new", &session, Some(&body), &[]).await }
+        };
+        let fields = |gpus: &str, csrf: &str| {
+            vec![
+                ("csrf", csrf.to_string()),
+                ("project", project.clone()),
+                ("name", "from the composer".to_string()),
+                ("script", "echo composed on $CUDA_VISIBLE_DEVICES".to_string()),
+                ("gpus", gpus.to_string()),
+                ("minutes", "5".to_string()),
+                ("datasets", String::new()),
+            ]
+        };
+        // Without the session's token: refused, nothing submitted.
+        let (_, before) = app.get("/api/v1/jobs", "startup").await;
+        let p = post(fields("1", "forged")).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        // More GPUs than the site has: the API's refusal, shown on the form, values kept.
+        let p = post(fields("64", &csrf)).await;
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+        assert!(
+            p.body.contains("no nodes at site") && p.body.contains("echo composed"),
+            "{}",
+            p.body
+        );
+        let p = post(fields("two", &csrf)).await;
+        assert!(p.body.contains("id=\"gpus-error\""), "beside its field: {}", p.body);
+        let (_, after) = app.get("/api/v1/jobs", "startup").await;
+        assert_eq!(
+            before["items"].as_array().unwrap().len(),
+            after["items"].as_array().unwrap().len()
+        );
+        // Submitted: to the job's page, which shows its output once it ran.
+        let p = post(fields("1", &csrf)).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+        let location = p.headers[header::LOCATION].to_str().unwrap().to_string();
+        let id = location.strip_prefix("/jobs/").unwrap();
+        let job = app.wait_final(id, "startup").await;
+        assert_eq!(job["state"], "completed", "{job}");
+        assert_eq!(job["name"], "from the composer");
+        let p = browse(&app, Method::GET, &location, &session, None, &[]).await;
+        assert!(p.body.contains("composed on 0"), "{}", p.body);
+    }
+}

@@ -160,6 +160,34 @@ pub(crate) struct SubmitJob {
     datasets: Vec<String>,
 }
 
+impl SubmitJob {
+    /// What the portal's composer asks for: a command on some GPUs for some time, with
+    /// datasets; the rest as the API's defaults.
+    pub(crate) fn composed(
+        project: String,
+        name: Option<String>,
+        command: Vec<String>,
+        gpus: u32,
+        walltime_s: u64,
+        datasets: Vec<String>,
+    ) -> SubmitJob {
+        SubmitJob {
+            project,
+            allocation: None,
+            name,
+            command,
+            gpus: Some(gpus),
+            nodes: None,
+            gpu_milli: None,
+            walltime_s,
+            gpu_model: None,
+            preemptible: false,
+            checkpointable: false,
+            datasets,
+        }
+    }
+}
+
 pub(crate) const MAX_WALLTIME_S: u64 = 30 * 86_400;
 
 pub(crate) fn gpu_request(b: &SubmitJob) -> Result<GpuRequest, ApiError> {
@@ -192,6 +220,28 @@ pub(crate) async fn submit_job(
     headers: HeaderMap,
     Body(b): Body<SubmitJob>,
 ) -> ApiResult {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "the Idempotency-Key header must be 1 to 200 characters",
+        ));
+    }
+    let job = submit(&state, &caller, b, key).await?;
+    // The created job as admitted; `GET /jobs/{id}` shows it once it runs.
+    Ok(created(job_view(&job)))
+}
+
+/// Admits a submission, as the API and the portal's composer make it.
+pub(crate) async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    b: SubmitJob,
+    key: Option<String>,
+) -> Result<Job, ApiError> {
     let context = match state.submission_cache.get(&b.project) {
         Some(hit) => hit,
         None => {
@@ -213,7 +263,7 @@ pub(crate) async fn submit_job(
     if !caller.sees_org(&project.org_id) {
         return Err(ApiError::not_found("project", &b.project));
     }
-    may_submit(&caller, &project.org_id, &members)?;
+    may_submit(caller, &project.org_id, &members)?;
     if b.command.is_empty() || b.command[0].is_empty() {
         return Err(ApiError::field("command", "`command` must name a program"));
     }
@@ -232,7 +282,7 @@ pub(crate) async fn submit_job(
     let datasets = if b.datasets.is_empty() {
         Vec::new()
     } else {
-        crate::job_data::resolve(&state, &caller, &b.datasets).await?
+        crate::job_data::resolve(state, caller, &b.datasets).await?
     };
     let allocation = match &b.allocation {
         Some(id) => allocations
@@ -302,16 +352,6 @@ pub(crate) async fn submit_job(
     spec.preemptible = b.preemptible || allocation.class == PriorityClass::Preemptible;
     spec.checkpointable = b.checkpointable;
     let reserved = (request.total_milli() * b.walltime_s).div_ceil(1000) as i64;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
-        return Err(ApiError::field(
-            "Idempotency-Key",
-            "the Idempotency-Key header must be 1 to 200 characters",
-        ));
-    }
     let job = state
         .admission
         .submit(NewJob {
@@ -326,8 +366,7 @@ pub(crate) async fn submit_job(
             datasets,
         })
         .await?;
-    // The created job as admitted; `GET /jobs/{id}` shows it once it runs.
-    Ok(created(job_view(&job)))
+    Ok(job)
 }
 
 #[derive(Deserialize)]

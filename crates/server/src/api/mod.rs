@@ -16,7 +16,7 @@ mod harvest;
 mod health;
 mod indicators;
 mod invitations;
-mod jobs;
+pub(crate) mod jobs;
 mod notifications;
 mod orgs;
 mod projects;

@@ -6,6 +6,7 @@
 //! look-ups, so a page never shows another organisation's object.
 
 mod auth;
+mod composer;
 mod dashboard;
 
 pub(crate) use auth::hash_password;
@@ -25,6 +26,7 @@ pub(crate) const SESSION_COOKIE: &str = "aif_session";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard::dashboard))
+        .route("/jobs/new", get(composer::new).post(composer::create))
         .route("/jobs/{id}", get(dashboard::job_page))
         .route("/login", get(auth::form).post(auth::login))
         .route("/logout", post(auth::logout))
@@ -105,6 +107,7 @@ pub(crate) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ma
                     nav aria-label="main" {
                         a href="/" { strong { "aifactory" } }
                         @if let Some(s) = session {
+                            a href="/jobs/new" { "New job" }
                             span.user { (s.caller.user.name) " (" (s.caller.user.email) ")" }
                             form method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(s.csrf);
@@ -145,7 +148,7 @@ main{padding:1rem;max-width:70rem;margin:auto}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}\
 th,td{border-bottom:1px solid #999;padding:.3rem .5rem;text-align:left;vertical-align:top}\
 a{color:#0b3d6b}a:focus,button:focus,input:focus{outline:3px solid #b35c00;outline-offset:2px}\
-label{display:block;margin:.5rem 0 .2rem}input{font-size:1rem;padding:.3rem;max-width:100%}\
+label{display:block;margin:.5rem 0 .2rem}input,select,textarea{font-size:1rem;padding:.3rem;max-width:100%}\
 button{font-size:1rem;padding:.3rem .8rem;margin-top:.5rem}\
 .error{color:#8b0000;font-weight:bold}pre{background:#f3f3f3;padding:.5rem;overflow:auto;max-height:30rem}\
 .scroll{overflow-x:auto}.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}";
