@@ -277,6 +277,8 @@ pub(super) async fn complete(
         .blobs
         .put(&mut reader, session.size, Some(&session.oid), super::FILE_LIMIT)
         .await;
+    // A store that stopped reading early must not leave the feeder waiting on a full pipe.
+    drop(reader);
     let _ = feeder.await;
     let stored = match stored {
         Ok(s) => s,
