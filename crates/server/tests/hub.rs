@@ -943,6 +943,10 @@ async fn a_large_upload_goes_in_parts_resumes_after_a_restart_and_is_checked_who
         .await;
         assert_eq!(a.status, StatusCode::OK, "{}", String::from_utf8_lossy(&a.body));
         let first_etag = a.header("etag");
+        // A part that is not a number: a problem document, like every refusal.
+        let not_a_part = format!("{}/first", path(&upload["href"]));
+        let a = send(&app, Method::PUT, &not_a_part, None, &[], Body::from(b"x".to_vec())).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
         assert!(!first_etag.is_empty());
         // A part of the wrong length, a cut-off part: refused, not kept.
         let a = send(

@@ -147,6 +147,10 @@ async fn people_sign_in_with_a_password_and_see_only_their_organisation() {
         );
         let p = browse(&app, Method::POST, "/login", "", Some(&forged), &[]).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN);
+        // A form with fields missing: the sign-in page again, not a bare error.
+        let p = browse(&app, Method::POST, "/login", "", Some("email=x"), &[]).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        assert!(p.body.contains("<form"), "{}", p.body);
 
         let ok = sign_in(&app, &email, password).await;
         assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);

@@ -191,7 +191,7 @@ pub(super) async fn commit(
         .filter(|f| !known.contains(f.sha256.as_str()))
         .map(|f| f.size)
         .sum();
-    super::check_quota(&state, &repo.org_id, adding).await?;
+    super::Quota::of(&state, &repo.org_id).await?.check(adding)?;
     let t = crate::accounting::unix_now() as i64;
     let summary = if header.summary.is_empty() {
         "Upload files".to_string()

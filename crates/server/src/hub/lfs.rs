@@ -70,6 +70,7 @@ pub(super) async fn batch(
         return Err(ApiError::field("hash_algo", "objects are named by their SHA-256").into());
     }
     let base = base_url(&headers);
+    let quota = super::Quota::of(&state, &repo.org_id).await?;
     let mut objects = Vec::new();
     for o in req.objects {
         if !hub::oid::is_hex(&o.oid, 64) {
@@ -87,7 +88,7 @@ pub(super) async fn batch(
             objects.push(json!({"oid": o.oid, "size": o.size, "authenticated": true}));
             continue;
         }
-        if let Err(e) = super::check_quota(&state, &repo.org_id, o.size).await {
+        if let Err(e) = quota.check(o.size) {
             objects.push(json!({"oid": o.oid, "size": o.size, "error": {"code": 413, "message": e.detail}}));
             continue;
         }

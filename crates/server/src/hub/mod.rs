@@ -382,22 +382,43 @@ pub(crate) async fn new_repo(
     })
 }
 
-/// Whether an organisation may store `adding` more bytes in the hub under its quota.
-pub(crate) async fn check_quota(state: &AppState, org_id: &str, adding: u64) -> Result<(), ApiError> {
-    let Some(quota) = state.config.hub_quota_bytes else {
-        return Ok(());
-    };
-    let used = state.store.org_hub_bytes(org_id).await?;
-    if used.saturating_add(adding) <= quota {
-        return Ok(());
+/// An organisation's hub storage against its quota, read once per request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quota {
+    used: u64,
+    quota: Option<u64>,
+}
+
+impl Quota {
+    pub(crate) async fn of(state: &AppState, org_id: &str) -> Result<Quota, ApiError> {
+        let Some(quota) = state.config.hub_quota_bytes else {
+            return Ok(Quota { used: 0, quota: None });
+        };
+        Ok(Quota {
+            used: state.store.org_hub_bytes(org_id).await?,
+            quota: Some(quota),
+        })
     }
-    Err(ApiError::new(
+
+    /// Whether `adding` more bytes fit.
+    pub(crate) fn check(self, adding: u64) -> Result<(), ApiError> {
+        let Some(quota) = self.quota else { return Ok(()) };
+        let used = self.used;
+        if used.saturating_add(adding) <= quota {
+            return Ok(());
+        }
+        Err(quota_exceeded(used, adding, quota))
+    }
+}
+
+fn quota_exceeded(used: u64, adding: u64, quota: u64) -> ApiError {
+    ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "quota-exceeded",
         format!(
             "the organisation holds {used} bytes in the hub; {adding} more would pass its quota of {quota} bytes (delete old revisions' files, or ask the operators for more)"
         ),
-    ))
+    )
 }
 
 /// The card (README front matter) of a tree, as JSON; none without a README or front

@@ -124,10 +124,11 @@ fn part_path(dir: &std::path::Path, n: u64) -> PathBuf {
 /// One part, streamed to disk and checked for its length; its ETag is its SHA-256.
 pub(super) async fn put_part(
     State(state): State<AppState>,
-    Path((id, n)): Path<(String, u64)>,
+    Path((id, part)): Path<(String, String)>,
     body: Body,
 ) -> HubResult {
     let (dir, session) = load(&state, &id).await?;
+    let n: u64 = part.parse().unwrap_or(0);
     if !(1..=session.parts()).contains(&n) {
         return Err(ApiError::field("part", format!("parts are numbered 1 to {}", session.parts())).into());
     }

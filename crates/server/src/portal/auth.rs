@@ -103,10 +103,14 @@ pub(super) async fn form(headers: HeaderMap) -> Response {
     login_page(&headers, StatusCode::OK, None, "")
 }
 
+/// Missing fields read as empty: the form is then refused with a page, like a wrong one.
 #[derive(Deserialize)]
 pub(super) struct Login {
+    #[serde(default)]
     csrf: String,
+    #[serde(default)]
     email: String,
+    #[serde(default)]
     password: String,
 }
 
@@ -172,6 +176,7 @@ fn wrong(headers: &HeaderMap, email: &str) -> Response {
 
 #[derive(Deserialize)]
 pub(super) struct Csrf {
+    #[serde(default)]
     csrf: String,
 }
 
