@@ -399,9 +399,7 @@ pub(crate) async fn insert_token(
     user_id: &str,
     name: &str,
 ) -> Result<(ApiToken, String)> {
-    let mut raw = [0u8; 24];
-    getrandom::getrandom(&mut raw).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
-    let secret = format!("aif_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let secret = format!("aif_{}", crate::web::random_hex(24)?);
     let token = ApiToken {
         id: new_id("tok"),
         user_id: user_id.to_string(),

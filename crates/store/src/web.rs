@@ -5,7 +5,8 @@
 
 use super::*;
 
-fn random_hex(bytes: usize) -> Result<String> {
+/// `bytes` random bytes in hex: the secrets of tokens and sessions.
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
     let mut raw = vec![0u8; bytes];
     getrandom::getrandom(&mut raw).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
     Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
