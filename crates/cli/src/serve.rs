@@ -326,10 +326,13 @@ pub fn run(args: Args) -> Result<()> {
         if demo {
             let blobs = server::hub::open_blobs(&data_dir, config.s3.as_ref()).map_err(anyhow::Error::msg)?;
             match server::demo::seed_with(&store, &data_dir, &blobs).await? {
-                Some(_) => eprintln!(
-                    "demo factory seeded; tokens of its users are in {}",
-                    data_dir.join("demo-tokens.json").display()
-                ),
+                Some(_) => {
+                    let password = server::demo::set_portal_passwords(&store, &data_dir).await?;
+                    eprintln!(
+                        "demo factory seeded; tokens of its users are in {}; the portal's demo users (startup@startup.example, operator@factory.example, reviewer@factory.example, manager@factory.example...) sign in with the password {password}",
+                        data_dir.join("demo-tokens.json").display()
+                    )
+                }
                 None => eprintln!(
                     "demo data already present; tokens in {}",
                     data_dir.join("demo-tokens.json").display()

@@ -412,3 +412,43 @@ fn described(
         ..Default::default()
     }
 }
+
+/// The demo users' e-mail addresses.
+fn demo_emails() -> Vec<String> {
+    let mut out: Vec<String> = ["admin", "operator", "reviewer", "reviewer2", "manager"]
+        .iter()
+        .map(|k| format!("{k}@factory.example"))
+        .collect();
+    for key in ["startup", "sme", "industry", "research", "public"] {
+        out.push(format!("{key}@{key}.example"));
+        out.push(format!("member@{key}.example"));
+    }
+    out
+}
+
+/// One random portal password for every demo user (hashed once: the demo's users share it),
+/// added to `demo-tokens.json` as `portal_password`. For `serve --demo` only: the tests
+/// set the passwords they use.
+pub async fn set_portal_passwords(store: &Store, data_dir: &Path) -> Result<String, StoreError> {
+    let mut raw = [0u8; 9];
+    getrandom::getrandom(&mut raw).map_err(|e| StoreError::Corrupt(format!("no randomness: {e}")))?;
+    let password = format!("demo-{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let phc = crate::portal::hash_password(password.clone())
+        .await
+        .map_err(|e| StoreError::Corrupt(e.detail))?;
+    let now = crate::accounting::unix_now() as i64;
+    for email in demo_emails() {
+        if let Some(user) = store.user_by_email(&email).await? {
+            store.set_password(&user.id, &phc, now).await?;
+        }
+    }
+    let path = data_dir.join("demo-tokens.json");
+    let mut tokens: serde_json::Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({}));
+    tokens["portal_password"] = json!(password);
+    std::fs::write(&path, serde_json::to_string_pretty(&tokens).unwrap_or_default())
+        .map_err(|e| StoreError::Corrupt(format!("cannot write {}: {e}", path.display())))?;
+    Ok(password)
+}

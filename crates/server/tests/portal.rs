@@ -69,7 +69,7 @@ fn value(cookie: &str) -> &str {
 /// Signs in through the form; the session cookie (`name=value`).
 async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
     let form = browse(app, Method::GET, "/login", "", None, &[]).await;
-    let login_cookie = form.cookie("aif_login_csrf").expect("the sign-in form's cookie");
+    let login_cookie = form.cookie("aif_form_csrf").expect("the sign-in form's cookie");
     let body = format!(
         "csrf={}&email={}&password={}",
         form.csrf(),
@@ -80,7 +80,7 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> Page {
         app,
         Method::POST,
         "/login",
-        &format!("aif_login_csrf={}", value(&login_cookie)),
+        &format!("aif_form_csrf={}", value(&login_cookie)),
         Some(&body),
         &[],
     )
@@ -231,7 +231,7 @@ async fn people_sign_in_with_a_password_and_see_only_their_organisation() {
         // Behind a TLS proxy the cookie is Secure.
         let tls = {
             let form = browse(&app, Method::GET, "/login", "", None, &[("x-forwarded-proto", "https")]).await;
-            let c = form.cookie("aif_login_csrf").unwrap();
+            let c = form.cookie("aif_form_csrf").unwrap();
             assert!(c.contains("Secure"), "{c}");
             let body = format!(
                 "csrf={}&email={}&password={password}",
@@ -242,7 +242,7 @@ async fn people_sign_in_with_a_password_and_see_only_their_organisation() {
                 &app,
                 Method::POST,
                 "/login",
-                &format!("aif_login_csrf={}", value(&c)),
+                &format!("aif_form_csrf={}", value(&c)),
                 Some(&body),
                 &[("x-forwarded-proto", "https")],
             )
@@ -364,4 +364,150 @@ async fn the_composer_submits_as_the_api_does_and_shows_refusals_beside_their_fi
         let p = browse(&app, Method::GET, &location, &session, None, &[]).await;
         assert!(p.body.contains("composed on 0"), "{}", p.body);
     }
+}
+
+/// A signed-in browser of a demo user (its session cookie, as `name=value`).
+async fn session_of(app: &TestApp, who: &str) -> String {
+    let password = format!("{who}-password-123");
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/api/v1/me/password",
+            Some(who),
+            Some(json!({ "password": password })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, me) = app.get("/api/v1/me", who).await;
+    let ok = sign_in(app, me["user"]["email"].as_str().unwrap(), &password).await;
+    format!("aif_session={}", value(&ok.cookie("aif_session").unwrap()))
+}
+
+/// The API's authorisation matrix, page by page: every page route as nobody, a start-up, the
+/// SME whose job and application these are, a reviewer assigned to another application, a
+/// programme manager and an operator. 303 is the way to the sign-in page; an object of
+/// another organisation is "not found", as in the API.
+#[tokio::test]
+async fn every_page_answers_only_whom_the_api_would() {
+    let app = app_in(fresh_dir("sqlite").await).await;
+    let project = app.project_of("sme").await;
+    let job = submit(
+        &app,
+        "sme",
+        json!({"project": project, "name": "sme-job", "command": ["true"], "gpus": 1, "walltime_s": 60}),
+    )
+    .await;
+    let (s, application) = app
+        .post(
+            "/api/v1/applications",
+            "sme",
+            json!({"call": "fast-lane", "title": "Vision QA", "site": "fi-kajaani", "gpu_hours": 100,
+                "duration_days": 30, "answers": {"abstract": "Defect detection"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{application}");
+    let app_id = application["id"].as_str().unwrap();
+    let who = ["", "startup", "sme", "reviewer", "manager", "operator"];
+    let mut cookies = vec![String::new()];
+    for w in &who[1..] {
+        cookies.push(session_of(&app, w).await);
+    }
+    let all = [303, 200, 200, 200, 200, 200];
+    let staff = [303, 403, 403, 403, 200, 200];
+    let sme_only = [303, 404, 200, 404, 200, 200];
+    let pages: Vec<(String, [u16; 6])> = vec![
+        ("/".into(), all),
+        ("/jobs/new".into(), all),
+        ("/queue".into(), all),
+        ("/sites".into(), all),
+        ("/catalogue".into(), all),
+        ("/catalogue/dataset/baltic-vision-oy/steel-surface-defects".into(), all),
+        (
+            "/catalogue/dataset/acciaierie-unite/furnace-telemetry".into(),
+            [303, 404, 404, 404, 200, 200],
+        ),
+        ("/calls".into(), all),
+        ("/calls/playground".into(), all),
+        ("/applications".into(), all),
+        // Applications are the programme's: operators run machines, not calls.
+        (format!("/applications/{app_id}"), [303, 404, 200, 404, 200, 404]),
+        ("/reviews".into(), all),
+        ("/courses".into(), all),
+        ("/tokens".into(), all),
+        (format!("/jobs/{job}"), sme_only),
+        (format!("/jobs/{job}/live"), sme_only),
+        ("/operations".into(), staff),
+        ("/operations/energy".into(), staff),
+        ("/operations/indicators".into(), staff),
+        ("/operations/usage".into(), staff),
+        ("/operations/usage.csv".into(), staff),
+    ];
+    let mut wrong = Vec::new();
+    for (path, expected) in &pages {
+        for (i, cookie) in cookies.iter().enumerate() {
+            let p = browse(&app, Method::GET, path, cookie, None, &[]).await;
+            if p.status.as_u16() != expected[i] {
+                wrong.push(format!(
+                    "GET {path} as {:?}: {} (expected {})",
+                    who[i], p.status, expected[i]
+                ));
+            }
+            if expected[i] == 200 && !path.ends_with(".csv") && !path.ends_with("/live") {
+                // No page shows the SME's job to the start-up (names included).
+                assert!(i == 2 || i >= 4 || !p.body.contains("sme-job"), "{path} as {}", who[i]);
+            }
+        }
+    }
+    // Forms: a drain is for operators; another organisation's application cannot be acted on.
+    for (i, cookie) in cookies.iter().enumerate().skip(1) {
+        let page = browse(&app, Method::GET, "/tokens", cookie, None, &[]).await;
+        let csrf = page.csrf();
+        let drain = browse(
+            &app,
+            Method::POST,
+            "/operations/nodes/bo-gpu-0001",
+            cookie,
+            Some(&format!("csrf={csrf}&action=drain")),
+            &[],
+        )
+        .await;
+        let expected = if who[i] == "operator" { 303 } else { 403 };
+        if drain.status.as_u16() != expected {
+            wrong.push(format!("drain as {}: {} (expected {expected})", who[i], drain.status));
+        }
+        let withdraw = browse(
+            &app,
+            Method::POST,
+            &format!("/applications/{app_id}/withdraw"),
+            cookie,
+            Some(&format!("csrf={csrf}")),
+            &[],
+        )
+        .await;
+        let expected = match who[i] {
+            "sme" => 303,
+            "manager" => 403,
+            _ => 404,
+        };
+        if withdraw.status.as_u16() != expected {
+            wrong.push(format!(
+                "withdraw as {}: {} (expected {expected})",
+                who[i], withdraw.status
+            ));
+        }
+    }
+    // Pages for nobody yet: sign-in, registration, password reset; a made-up reset link is dead.
+    for (path, expected) in [
+        ("/login", 200),
+        ("/signup", 200),
+        ("/signup/verify", 200),
+        ("/password/forgot", 200),
+        ("/password/reset?token=0123", 404),
+    ] {
+        let p = browse(&app, Method::GET, path, "", None, &[]).await;
+        if p.status.as_u16() != expected {
+            wrong.push(format!("GET {path}: {} (expected {expected})", p.status));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -146,6 +146,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("../migrations/0016_harvest.sql")),
     (17, include_str!("../migrations/0017_job_data.sql")),
     (18, include_str!("../migrations/0018_portal.sql")),
+    (19, include_str!("../migrations/0019_password_resets.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -265,6 +266,7 @@ impl Store {
     pub async fn delete_everything(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in [
+            "password_resets",
             "web_sessions",
             "user_passwords",
             "job_datasets",

@@ -26,13 +26,42 @@ impl Store {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-        // A new password ends every session of the old one.
-        sqlx::query("DELETE FROM web_sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        // A new password ends every session of the old one, and every reset link.
+        for table in ["web_sessions", "password_resets"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A password-reset secret for the user, valid `ttl_s`; only its SHA-256 is stored.
+    pub async fn start_password_reset(&self, user_id: &str, at: i64, ttl_s: i64) -> Result<String> {
+        let secret = random_hex(32)?;
+        sqlx::query(
+            "INSERT INTO password_resets (secret_sha256, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash_secret(&secret))
+        .bind(user_id)
+        .bind(at)
+        .bind(at + ttl_s)
+        .execute(&self.pool)
+        .await?;
+        Ok(secret)
+    }
+
+    /// The user a live reset secret is for.
+    pub async fn password_reset(&self, secret: &str, at: i64) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.* FROM password_resets r JOIN users u ON u.id = r.user_id WHERE r.secret_sha256 = $1 AND r.expires_at > $2",
+        )
+        .bind(hash_secret(secret))
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| user_from(&r)).transpose()
     }
 
     /// The user with this e-mail address and their password's PHC string, if they set one.

@@ -4,27 +4,27 @@
 //! query strings, the authenticated caller) and the response helpers. Who may do what is
 //! decided in `crate::authz`.
 
-mod access;
+pub(crate) mod access;
 mod allocation_life;
 mod allocations;
-mod applications;
-mod calls;
-mod catalogue;
-mod courses;
+pub(crate) mod applications;
+pub(crate) mod calls;
+pub(crate) mod catalogue;
+pub(crate) mod courses;
 mod documents;
 mod harvest;
 mod health;
-mod indicators;
+pub(crate) mod indicators;
 mod invitations;
 pub(crate) mod jobs;
 mod notifications;
 mod orgs;
 mod projects;
-mod reviews;
-mod signup;
-mod sites;
-mod tokens;
-mod usage;
+pub(crate) mod reviews;
+pub(crate) mod signup;
+pub(crate) mod sites;
+pub(crate) mod tokens;
+pub(crate) mod usage;
 mod users;
 
 /// What every resource module uses.

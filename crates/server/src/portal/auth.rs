@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-const LOGIN_CSRF_COOKIE: &str = "aif_login_csrf";
+/// The CSRF token of the forms shown before there is a session (sign-in, registration,
+/// password reset), bound to a cookie of its own.
+const FORM_CSRF_COOKIE: &str = "aif_form_csrf";
 /// How long a browser stays signed in.
 const SESSION_TTL_S: i64 = 12 * 3600;
 pub const PASSWORD_MIN: usize = 12;
@@ -66,6 +68,47 @@ fn random_token() -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// An anonymous form's page: the token its forms carry (the browser's current one, so that
+/// two tabs both work), with the cookie that binds it.
+pub(super) fn anonymous_page(
+    headers: &HeaderMap,
+    status: StatusCode,
+    title: &str,
+    body: impl FnOnce(&str) -> maud::Markup,
+) -> Response {
+    let token = cookie(headers, FORM_CSRF_COOKIE)
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(random_token);
+    let mut resp = page(status, layout(title, None, body(&token)));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(headers, FORM_CSRF_COOKIE, &token, "/", 3600),
+    );
+    resp
+}
+
+/// Whether an anonymous form came from a page this browser was given.
+pub(super) fn anonymous_form_ok(headers: &HeaderMap, token: &str) -> bool {
+    !token.is_empty() && cookie(headers, FORM_CSRF_COOKIE).as_deref() == Some(token)
+}
+
+/// Signs the user in: a new session, its cookie, and on to `to`.
+pub(super) async fn start_session(state: &AppState, headers: &HeaderMap, user_id: &str, to: &str) -> Response {
+    let now = crate::accounting::unix_now() as i64;
+    let (secret, _) = match state.store.create_session(user_id, now, SESSION_TTL_S).await {
+        Ok(s) => s,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut resp = Redirect::to(to).into_response();
+    let h = resp.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(headers, super::SESSION_COOKIE, &secret, "/", SESSION_TTL_S),
+    );
+    h.append(header::SET_COOKIE, set_cookie(headers, FORM_CSRF_COOKIE, "", "/", 0));
+    resp
+}
+
 fn set_cookie(headers: &HeaderMap, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
     let secure = if over_tls(headers) { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
@@ -75,28 +118,23 @@ fn set_cookie(headers: &HeaderMap, name: &str, value: &str, path: &str, max_age:
 }
 
 fn login_page(headers: &HeaderMap, status: StatusCode, error: Option<&str>, email: &str) -> Response {
-    let token = random_token();
-    let body = html! {
-        @if let Some(e) = error {
-            p.error role="alert" { (e) }
+    anonymous_page(headers, status, "Sign in", |token| {
+        html! {
+            @if let Some(e) = error {
+                p.error role="alert" { (e) }
+            }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(token);
+                label for="email" { "E-mail address" }
+                input id="email" name="email" type="email" autocomplete="username" required value=(email);
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                div { button type="submit" { "Sign in" } }
+            }
+            p { a href="/password/forgot" { "Forgot your password?" } " · " a href="/signup" { "Register your organisation" } }
+            p { "Or set a password with your API token: " code { "PUT /api/v1/me/password" } "." }
         }
-        form method="post" action="/login" {
-            input type="hidden" name="csrf" value=(token);
-            label for="email" { "E-mail address" }
-            input id="email" name="email" type="email" autocomplete="username" required value=(email);
-            label for="password" { "Password" }
-            input id="password" name="password" type="password" autocomplete="current-password" required;
-            div { button type="submit" { "Sign in" } }
-        }
-        p { "No password yet? Set one with your API token: "
-            code { "PUT /api/v1/me/password" } "." }
-    };
-    let mut resp = page(status, layout("Sign in", None, body));
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(headers, LOGIN_CSRF_COOKIE, &token, "/login", 3600),
-    );
-    resp
+    })
 }
 
 pub(super) async fn form(headers: HeaderMap) -> Response {
@@ -120,7 +158,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     Form(f): Form<Login>,
 ) -> Response {
-    if cookie(&headers, LOGIN_CSRF_COOKIE).as_deref() != Some(f.csrf.as_str()) {
+    if !anonymous_form_ok(&headers, &f.csrf) {
         return login_page(
             &headers,
             StatusCode::FORBIDDEN,
@@ -147,22 +185,7 @@ pub(super) async fn login(
     if !verify(f.password, Some(phc)).await {
         return wrong(&headers, &f.email);
     }
-    let now = crate::accounting::unix_now() as i64;
-    let (secret, _) = match state.store.create_session(&user.id, now, SESSION_TTL_S).await {
-        Ok(s) => s,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let mut resp = Redirect::to("/").into_response();
-    let h = resp.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        set_cookie(&headers, super::SESSION_COOKIE, &secret, "/", SESSION_TTL_S),
-    );
-    h.append(
-        header::SET_COOKIE,
-        set_cookie(&headers, LOGIN_CSRF_COOKIE, "", "/login", 0),
-    );
-    resp
+    start_session(&state, &headers, &user.id, "/").await
 }
 
 fn wrong(headers: &HeaderMap, email: &str) -> Response {

@@ -170,11 +170,15 @@ pub(super) async fn job_page(State(state): State<AppState>, session: Session, Pa
     let live = !job.state.is_final();
     let body = html! {
         @if live {
-            // Without JavaScript: the page asks for itself again while the job runs.
-            meta http-equiv="refresh" content="5";
+            // With JavaScript the log and state follow the job (portal.js); without, the
+            // link reloads.
+            p data-live=(format!("/jobs/{id}/live")) {
+                span role="status" { "Running: the output below follows the job. " }
+                a href=(format!("/jobs/{id}")) { "Reload" }
+            }
         }
-        dl {
-            dt { "State" } dd { (job.state.as_str()) @if let Some(r) = &job.reason { " — " (r) } }
+        dl.facts {
+            dt { "State" } dd id="job-state" { (job.state.as_str()) @if let Some(r) = &job.reason { " — " (r) } }
             dt { "Command" } dd { code { (job.command.join(" ")) } }
             dt { "GPUs" } dd { (job.spec.gpus.total_milli() as f64 / 1000.0) }
             dt { "Submitted" } dd { (crate::api::rfc3339(job.submitted_at)) }
@@ -183,16 +187,39 @@ pub(super) async fn job_page(State(state): State<AppState>, session: Session, Pa
             dt { "Usage" } dd { (milli(usage.gpu_seconds, 3600)) " GPU-hours, " (milli(usage.energy_wh, 1000)) " kWh, "
                 (milli(usage.carbon_g, 1000)) " kg CO₂e" }
         }
-        h2 { "Output" }
-        pre aria-label="standard output" { (stdout) }
-        @if !stderr.is_empty() {
-            h2 { "Errors" }
-            pre aria-label="standard error" { (stderr) }
+        h2 { "History" }
+        ol {
+            li { (crate::api::rfc3339(job.submitted_at)) ": submitted, waiting" }
+            @if let Some(t) = job.started_at {
+                li { (crate::api::rfc3339(t)) ": started" @if job.runs > 1 { " (run " (job.runs) ", after " (job.runs - 1) " preemption(s) or requeue(s))" } }
+            }
+            @if let Some(t) = job.ended_at { li { (crate::api::rfc3339(t)) ": " (job.state.as_str()) @if let Some(c) = job.exit_code { " (exit code " (c) ")" } } }
         }
+        h2 { "Output" }
+        pre id="job-stdout" role="region" aria-label="standard output" tabindex="0" { (stdout) }
+        h2 { "Errors" }
+        pre id="job-stderr" role="region" aria-label="standard error" tabindex="0" { (stderr) }
         p { a href="/" { "Back to the dashboard" } }
     };
     page(
         StatusCode::OK,
         layout(&format!("Job {}", job.name), Some(&session), body),
     )
+}
+
+/// The job's state and log tails, for the page's live view (same authorisation as the page).
+pub(super) async fn job_live(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    let job = match authz::visible_job(&state, &session.caller, &id).await {
+        Ok(j) => j,
+        Err(e) => return failed(e),
+    };
+    let stdout = tail(state.exec.log_path(&id, exec::Stream::Stdout), 8192).await;
+    let stderr = tail(state.exec.log_path(&id, exec::Stream::Stderr), 4096).await;
+    axum::Json(serde_json::json!({
+        "state": job.state.as_str(),
+        "final": job.state.is_final(),
+        "stdout": stdout,
+        "stderr": stderr,
+    }))
+    .into_response()
 }
