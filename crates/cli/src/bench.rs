@@ -25,8 +25,8 @@ pub struct Args {
     /// Which benchmarks: the scheduler and simulator (`sim`), the HTTP API (`api`), the
     /// access programme's sign-up to first job (`access`), all three (`all`), jobs onto a real
     /// Slurm (`slurm`, needs --slurm-url), or large files through the hub against nginx (`hub`,
-    /// needs nginx; 2 GiB, 256 MiB with --quick).
-    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "access", "slurm", "hub"])]
+    /// needs nginx; 2 GiB, 256 MiB with --quick), or every page of the web portal (`portal`).
+    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "access", "slurm", "hub", "portal"])]
     suite: String,
     /// slurmrestd for `--suite slurm` [default: AIFACTORY_TEST_SLURM].
     #[arg(long, env = "AIFACTORY_TEST_SLURM")]
@@ -71,6 +71,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.suite == "access" {
         return crate::bench_access::run(args.pg.as_deref(), args.json, if args.quick { 10 } else { 50 });
+    }
+    if args.suite == "portal" {
+        return crate::bench_portal::run(args.json, if args.quick { 100 } else { 1000 });
     }
     if args.suite == "hub" {
         return crate::bench_hub::run(args.quick, args.json);

@@ -4,6 +4,7 @@ mod bench;
 mod bench_access;
 mod bench_api;
 mod bench_hub;
+mod bench_portal;
 mod bench_slurm;
 mod client;
 mod serve;

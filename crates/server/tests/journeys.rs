@@ -208,6 +208,12 @@ fn a_start_up_signs_up_applies_is_awarded_and_runs_its_first_job() {
         "usage shows: {dashboard}"
     );
     browser.check_page("dashboard-with-usage");
+    // The same pages on a phone's screen.
+    browser.window(390, 844);
+    browser.check_page("dashboard-phone");
+    browser.go(&format!("{}/calls", served.url));
+    browser.check_page("calls-phone");
+    browser.window(1280, 900);
     browser.go(&format!("{}/queue", served.url));
     browser.check_page("queue");
     browser.go(&format!("{}/sites", served.url));

@@ -75,6 +75,21 @@ impl Store {
             .collect()
     }
 
+    /// What changed an allocation's grant over time, oldest first: grants and top-ups
+    /// (positive) and usage (negative), as (Unix seconds, GPU-seconds); reservations are
+    /// holds, not use, and are left out. A burn-down chart reads it.
+    pub async fn allocation_burn(&self, allocation_id: &str) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT at, gpu_seconds FROM ledger WHERE allocation_id = $1 AND kind IN ('grant', 'top-up', 'usage') ORDER BY at, id",
+        )
+        .bind(allocation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("at")?, row.try_get("gpu_seconds")?)))
+            .collect()
+    }
+
     /// Sum of usage entries: of one job, allocation, project or organisation.
     pub async fn usage(&self, scope: UsageScope<'_>) -> Result<Usage> {
         let (join, clause, id) = match scope {

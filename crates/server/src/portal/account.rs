@@ -354,7 +354,7 @@ async fn tokens_body(
             }
         }
         h2 { "Your API tokens" }
-        div.scroll { table {
+        div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
             thead { tr { th scope="col" { "Name" } th scope="col" { "Created" } th scope="col" { "State" } th scope="col" { span.visually-hidden { "Action" } } } }
             tbody {
                 @for t in list["items"].as_array().into_iter().flatten() {

@@ -64,7 +64,7 @@ pub(super) async fn search(State(state): State<AppState>, session: Session, Quer
                 div { button type="submit" { "Search" } }
             }
             p role="status" { (text(&found, "total")) " entries" }
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr { th scope="col" { "Entry" } th scope="col" { "Kind" } th scope="col" { "Publisher" } th scope="col" { "Access" } th scope="col" { "Licence" } } }
                 tbody { @for e in found["items"].as_array().into_iter().flatten() {
                     tr {
@@ -139,7 +139,7 @@ async fn entry_body(
             h2 { "Access" }
             @let mine: Vec<&Value> = requests["items"].as_array().into_iter().flatten().collect();
             @if !mine.is_empty() {
-                div.scroll { table {
+                div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                     thead { tr { th scope="col" { "Asked" } th scope="col" { "Purpose" } th scope="col" { "State" } th scope="col" { "Until" } } }
                     tbody { @for r in &mine { tr {
                         td { (text(r, "created_at")) } td { (text(r, "purpose")) } td { (text(r, "state")) } td { (text(r, "valid_until")) }

@@ -113,3 +113,57 @@ pub(crate) fn heat_map(title: &str, nodes: &[(String, String, Vec<u16>)]) -> Mar
         }
     }
 }
+
+/// An allocation's burn-down: GPU-hours left over its validity (a step line from the
+/// ledger's grants, top-ups and usage), against the straight line of even use from the
+/// grant to nothing at its end, with today marked.
+pub(crate) fn burn_down(title: &str, from: i64, until: i64, now: i64, changes: &[(i64, i64)]) -> Markup {
+    let (w, h, left, bottom) = (360.0, 120.0, 44.0, 18.0);
+    let span = (until - from).max(1) as f64;
+    let mut left_now = 0i64;
+    let mut top = 0i64;
+    let mut steps: Vec<(i64, i64)> = Vec::new();
+    for (at, delta) in changes {
+        left_now += delta;
+        top = top.max(left_now);
+        steps.push(((*at).clamp(from, until), left_now));
+    }
+    let top = top.max(1) as f64;
+    let x = |t: i64| left + (t.clamp(from, until) - from) as f64 / span * (w - left - 6.0);
+    let y = |v: i64| 6.0 + (1.0 - v.max(0) as f64 / top) * (h - bottom - 6.0);
+    let mut path = String::new();
+    let mut last = 0i64;
+    for (i, (t, v)) in steps.iter().enumerate() {
+        if i == 0 {
+            path.push_str(&format!("M{:.1},{:.1}", x(*t), y(*v)));
+        } else {
+            path.push_str(&format!(" H{:.1} V{:.1}", x(*t), y(*v)));
+        }
+        last = *v;
+    }
+    if !steps.is_empty() {
+        path.push_str(&format!(" H{:.1}", x(now.min(until))));
+    }
+    let grant = steps.first().map_or(0, |s| s.1);
+    let hours = |gs: i64| gs / 3600;
+    let label = format!(
+        "{title}: {} of {} GPU-hours left; even use would leave {} now",
+        hours(last),
+        hours(top as i64),
+        hours((grant as f64 * (1.0 - (now - from) as f64 / span).clamp(0.0, 1.0)) as i64)
+    );
+    html! {
+        svg width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(label) {
+            title { (label) }
+            line x1=(left) y1=(h - bottom) x2=(w - 6.0) y2=(h - bottom) stroke="#555" {}
+            line x1=(left) y1="6" x2=(left) y2=(h - bottom) stroke="#555" {}
+            text x=(left - 4.0) y="14" text-anchor="end" font-size="11" fill="#111" { (hours(top as i64)) }
+            text x=(left - 4.0) y=(h - bottom) text-anchor="end" font-size="11" fill="#111" { "0" }
+            text x=(left) y=(h - 4.0) font-size="11" fill="#111" { "start" }
+            text x=(w - 6.0) y=(h - 4.0) text-anchor="end" font-size="11" fill="#111" { "end" }
+            line x1=(x(from)) y1=(y(grant)) x2=(x(until)) y2=(y(0)) stroke="#666" stroke-dasharray="4 3" {}
+            line x1=(x(now)) y1="6" x2=(x(now)) y2=(h - bottom) stroke="#b35c00" {}
+            path d=(path) fill="none" stroke=(INK) stroke-width="2" {}
+        }
+    }
+}

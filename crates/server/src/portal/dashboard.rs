@@ -59,7 +59,8 @@ async fn page_inner(state: &AppState, session: &Session) -> Result<Markup, ApiEr
             let mut allocations = Vec::new();
             for a in state.store.list_allocations(&p.id).await? {
                 let balance = state.store.balance(&a.id).await?;
-                allocations.push((a, balance));
+                let burn = state.store.allocation_burn(&a.id).await?;
+                allocations.push((a, balance, burn));
             }
             let usage = state.store.usage(UsageScope::Project(&p.id)).await?;
             projects.push((org.name.clone(), p, allocations, usage));
@@ -73,6 +74,7 @@ async fn page_inner(state: &AppState, session: &Session) -> Result<Markup, ApiEr
         };
         jobs.extend(state.store.list_jobs(&filter, None, 20).await?);
     }
+    let now = crate::accounting::unix_now() as i64;
     jobs.sort_by_key(|j| std::cmp::Reverse(j.submitted_at));
     jobs.truncate(20);
     Ok(html! {
@@ -85,12 +87,12 @@ async fn page_inner(state: &AppState, session: &Session) -> Result<Markup, ApiEr
                 h3 id=(format!("p-{}", p.id)) { (p.name) " " small { "(" (org) ")" } }
                 p { "Used so far: " (milli(usage.gpu_seconds, 3600)) " GPU-hours, "
                     (milli(usage.energy_wh, 1000)) " kWh, " (milli(usage.carbon_g, 1000)) " kg CO₂e." }
-                div.scroll { table {
+                div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                     caption.visually-hidden { "Allocations of " (p.name) }
                     thead { tr { th scope="col" { "Allocation" } th scope="col" { "Site" } th scope="col" { "State" }
                         th scope="col" { "Valid until" } th scope="col" { "GPU-hours left" } th scope="col" { "Used" } } }
                     tbody {
-                        @for (a, b) in allocations {
+                        @for (a, b, _) in allocations {
                             tr {
                                 td { code { (a.id) } }
                                 td { (a.site) }
@@ -102,13 +104,19 @@ async fn page_inner(state: &AppState, session: &Session) -> Result<Markup, ApiEr
                         }
                     }
                 } }
+                @for (a, _, burn) in allocations {
+                    figure {
+                        (super::charts::burn_down(&format!("Burn-down of {} at {}", a.id, a.site), a.valid_from, a.valid_until, now, burn))
+                        figcaption { "GPU-hours left of " code { (a.id) } " (" (a.site) ") over its validity; dashed: even use; orange: today." }
+                    }
+                }
             }
         }
         h2 { "Latest jobs" }
         @if jobs.is_empty() {
             p { "No jobs yet." }
         } @else {
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr { th scope="col" { "Job" } th scope="col" { "Name" } th scope="col" { "State" }
                     th scope="col" { "GPUs" } th scope="col" { "Submitted" } } }
                 tbody {

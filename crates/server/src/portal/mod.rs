@@ -281,7 +281,7 @@ a{color:#0b3d6b}a:focus,button:focus,input:focus{outline:3px solid #b35c00;outli
 label{display:block;margin:.5rem 0 .2rem}input,select,textarea{font-size:1rem;padding:.3rem;max-width:100%}\
 button{font-size:1rem;padding:.3rem .8rem;margin-top:.5rem}\
 .error{color:#8b0000;font-weight:bold}pre{background:#f3f3f3;padding:.5rem;overflow:auto;max-height:30rem}\
-.scroll{overflow-x:auto}.inline{display:inline}.inline button{margin:0}\
+.scroll{overflow-x:auto}figure{margin:.5rem 0}svg{max-width:100%;height:auto}.inline{display:inline}.inline button{margin:0}\
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(16rem,1fr));gap:1rem}\
 .card{border:1px solid #999;border-radius:4px;padding:.5rem 1rem}dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}\
 dl.facts dd{margin:0}.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}";

@@ -96,7 +96,7 @@ pub(super) async fn queue(State(state): State<AppState>, session: Session) -> Re
             .collect();
         Ok(html! {
             (bars("GPUs in use per partition", &chart))
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 caption { "Per site and partition (jobs that name neither wait under “any”)" }
                 thead { tr {
                     th scope="col" { "Site" } th scope="col" { "Partition" } th scope="col" { "Nodes (drained)" }
@@ -109,7 +109,7 @@ pub(super) async fn queue(State(state): State<AppState>, session: Session) -> Re
             } }
             h2 { "Your organisations' jobs in the queue" }
             @if mine.is_empty() { p { "None waiting or running." } } @else {
-                div.scroll { table {
+                div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                     thead { tr { th scope="col" { "Job" } th scope="col" { "State" } th scope="col" { "GPUs" } th scope="col" { "Walltime" } th scope="col" { "Submitted" } } }
                     tbody { @for j in &mine { tr {
                         td { a href=(format!("/jobs/{}", j.id)) { (j.name) } }
@@ -192,7 +192,7 @@ pub(super) async fn nodes(State(state): State<AppState>, session: Session) -> Re
         Ok(html! {
             (staff_nav())
             (heat_map("GPU utilisation by node", &cells))
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr {
                     th scope="col" { "Node" } th scope="col" { "Site" } th scope="col" { "Partition" } th scope="col" { "GPUs" }
                     th scope="col" { "In use" } th scope="col" { "Status" } th scope="col" { span.visually-hidden { "Action" } }
@@ -297,7 +297,7 @@ pub(super) async fn energy(State(state): State<AppState>, session: Session) -> R
             (staff_nav())
             (bars("Energy used per site (facility, with PUE)", &energy))
             (bars("Carbon emitted per site", &carbon))
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr { th scope="col" { "Site" } th scope="col" { "GPU-hours" } th scope="col" { "kWh" } th scope="col" { "kg CO₂e" } th scope="col" { "g CO₂e/kWh now" } th scope="col" { "PUE" } } }
                 tbody { @for r in items(&by_site) {
                     @let site = items(&sites).find(|s| s["name"] == r["key"]);
@@ -365,7 +365,7 @@ pub(super) async fn indicators(State(state): State<AppState>, session: Session) 
             h2 { "Training" }
             p { (text(&r["training"], "courses")) " courses, " (text(&r["training"], "seats_filled")) " of " (text(&r["training"], "seats_offered")) " seats filled, "
                 (text(&r["training"], "waitlisted")) " waitlisted, " (text(&r["training"], "completed")) " completed." }
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr { th scope="col" { "Dimension" } th scope="col" { "Key" } th scope="col" { "Applications" } th scope="col" { "Eligible" } th scope="col" { "Awards" }
                     th scope="col" { "Awarded GPU-h" } th scope="col" { "Used GPU-h" } th scope="col" { "Median decision (working days)" } } }
                 tbody { @for row in &rows { tr {
@@ -412,7 +412,7 @@ pub(super) async fn usage(State(state): State<AppState>, session: Session, Query
                 " " button type="submit" { "Show" }
             }
             (bars(&format!("GPU-hours by {}", group_by.replace('_', " ")), &chart))
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr { th scope="col" { "Key" } th scope="col" { "Entries" } th scope="col" { "GPU-hours" } th scope="col" { "kWh" } th scope="col" { "kg CO₂e" } th scope="col" { "Cost" } } }
                 tbody { @for row in items(&r) { tr {
                     td { (text(row, "key")) } td { (text(row, "entries")) }

@@ -344,7 +344,7 @@ pub(super) async fn applications(State(state): State<AppState>, session: Session
         }
         Ok(html! {
             @if session.caller.manages_programme() { p { "Every organisation's applications (you manage the programme)." } }
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr { th scope="col" { "Title" } th scope="col" { "Call" } th scope="col" { "State" } th scope="col" { "GPU-hours" } th scope="col" { "Decision clock" } } }
                 tbody {
                     @for a in items(&list) {
@@ -516,7 +516,7 @@ pub(super) async fn inbox(State(state): State<AppState>, session: Session) -> Re
     let body = async {
         let list = answer(reviews::inbox(State(state.clone()), session.caller.clone()).await).await?;
         Ok(html! {
-            div.scroll { table {
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
                 thead { tr { th scope="col" { "Application" } th scope="col" { "GPU-hours" } th scope="col" { "Review" } th scope="col" { "Due" } th scope="col" { "Score" } } }
                 tbody {
                     @for item in items(&list) {

@@ -123,6 +123,11 @@ impl Browser {
         self.command("POST", "/url", json!({ "url": url }));
     }
 
+    /// Resizes the window (a phone: 390 × 844).
+    pub fn window(&self, width: u32, height: u32) {
+        self.command("POST", "/window/rect", json!({ "width": width, "height": height }));
+    }
+
     pub fn url(&self) -> String {
         self.command("GET", "/url", Value::Null).as_str().unwrap().to_string()
     }
