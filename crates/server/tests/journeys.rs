@@ -245,8 +245,9 @@ fn a_start_up_signs_up_applies_is_awarded_and_runs_its_first_job() {
     assert!(browser.text().contains("expired or was used"), "{}", browser.text());
 }
 
-/// A large-scale application, submitted and technically assessed through the API, reaches
-/// a reviewer, who scores it in the browser.
+/// A large-scale application (submitted through the API) is assessed by the programme
+/// manager, who assigns a reviewer, in the browser; the reviewer scores it in the browser and
+/// the manager sees the score. Then a dataset's owner grants a request for it.
 #[test]
 fn a_reviewer_scores_a_large_scale_application() {
     use axum::http::Method;
@@ -264,22 +265,29 @@ fn a_reviewer_scores_a_large_scale_application() {
             "declaration": declaration, "submit": true})),
     );
     let id = application["id"].as_str().unwrap().to_string();
-    served.api(
-        Method::POST,
-        &format!("/api/v1/applications/{id}/assessment"),
-        "manager",
-        Some(json!({"passed": true, "notes": "feasible at it-bologna"})),
-    );
-    let reviewer = served.api(Method::GET, "/api/v1/me", "reviewer", None)["user"]["id"].clone();
-    served.api(
-        Method::POST,
-        &format!("/api/v1/applications/{id}/reviewers"),
-        "manager",
-        Some(json!({ "reviewer": reviewer })),
-    );
+    served.set_password("manager", "manager password 1");
     served.set_password("reviewer", "reviewer password 1");
+
+    sign_in(&mut browser, &served, "manager@factory.example", "manager password 1");
+    browser.go(&format!("{}/applications/{id}", served.url));
+    browser.wait_for_text("Technical assessment", Duration::from_secs(5));
+    browser.check_page("manager-assessment");
+    browser.select("#passed", "yes");
+    browser.fill("#notes", "Feasible at it-bologna; data pipeline ready.");
+    browser.click("form[action$='/assessment'] button");
+    browser.wait_for_text("Assign the reviewer", Duration::from_secs(5));
+    browser.check_page("manager-assign");
+    let reviewer = served.api(Method::GET, "/api/v1/me", "reviewer", None)["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    browser.select("#reviewer", &reviewer);
+    browser.click("form[action$='/reviewers'] button");
+    browser.wait_for_text("assigned", Duration::from_secs(5));
+    browser.click("header form button");
+    browser.wait_for_text("Forgot your password?", Duration::from_secs(5));
+
     sign_in(&mut browser, &served, "reviewer@factory.example", "reviewer password 1");
-    browser.wait_for_text("Dashboard", Duration::from_secs(5));
     browser.go(&format!("{}/reviews", served.url));
     browser.wait_for_text("Italian legal language model", Duration::from_secs(5));
     browser.check_page("inbox");
@@ -307,17 +315,74 @@ fn a_reviewer_scores_a_large_scale_application() {
     let submitted = &reviews["items"][0];
     assert_eq!(submitted["state"], "submitted", "{reviews}");
     assert_eq!(submitted["scores"]["impact"], 4, "{reviews}");
-
-    // The programme manager's pages show the application with its decision forms.
-    served.set_password("manager", "manager password 1");
     browser.click("header form button");
     browser.wait_for_text("Forgot your password?", Duration::from_secs(5));
+
+    // The manager sees the application with its review and score (the call wants a second
+    // reviewer before the right to reply).
     sign_in(&mut browser, &served, "manager@factory.example", "manager password 1");
     browser.go(&format!("{}/applications/{id}", served.url));
     browser.wait_for_text("Italian legal language model", Duration::from_secs(5));
     browser.check_page("manager-application");
     browser.go(&format!("{}/operations/indicators", served.url));
     browser.check_page("indicators");
+    browser.click("header form button");
+    browser.wait_for_text("Forgot your password?", Duration::from_secs(5));
+
+    // A dataset's owner decides a request for it.
+    served.api(
+        Method::POST,
+        "/api/v1/catalogue/dataset/universita-di-bologna/italian-court-rulings/access-requests",
+        "sme",
+        Some(json!({"purpose": "commercial", "days": 30})),
+    );
+    served.set_password("research", "research password 1");
+    sign_in(
+        &mut browser,
+        &served,
+        "research@research.example",
+        "research password 1",
+    );
+    browser.go(&format!(
+        "{}/catalogue/dataset/universita-di-bologna/italian-court-rulings",
+        served.url
+    ));
+    browser.wait_for_text("Decision", Duration::from_secs(5));
+    browser.check_page("owner-requests");
+    let pending = served.api(
+        Method::GET,
+        "/api/v1/catalogue/dataset/universita-di-bologna/italian-court-rulings/access-requests",
+        "research",
+        None,
+    );
+    let request = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "pending");
+    if let Some(request) = request {
+        let rid = request["id"].as_str().unwrap();
+        browser.select(&format!("#grant-{rid}"), "yes");
+        browser.fill(&format!("#reason-{rid}"), "a pilot for legal search");
+        browser.click(&format!("form[action='/catalogue/requests/{rid}/decide'] button"));
+        browser.wait_for_text("granted", Duration::from_secs(5));
+        browser.check_page("owner-granted");
+        let after = served.api(
+            Method::GET,
+            "/api/v1/catalogue/dataset/universita-di-bologna/italian-court-rulings/access-requests",
+            "research",
+            None,
+        );
+        let decided = after["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == rid)
+            .unwrap();
+        assert_eq!(decided["state"], "granted", "{decided}");
+    } else {
+        panic!("the policy decided the request at once; a pending one was expected: {pending}");
+    }
 }
 
 /// An operator looks at the nodes' heat map and drains a node, which the engine then

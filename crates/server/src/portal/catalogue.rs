@@ -109,6 +109,7 @@ async fn entry_body(
     };
     let m = &entry["metadata"];
     let repo_id = text(&entry, "repo_id");
+    let back = format!("/catalogue/{kind}/{namespace}/{name}");
     let hf_kind = if kind == "dataset" {
         ", repo_type=\"dataset\""
     } else {
@@ -140,9 +141,17 @@ async fn entry_body(
             @let mine: Vec<&Value> = requests["items"].as_array().into_iter().flatten().collect();
             @if !mine.is_empty() {
                 div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
-                    thead { tr { th scope="col" { "Asked" } th scope="col" { "Purpose" } th scope="col" { "State" } th scope="col" { "Until" } } }
+                    thead { tr { th scope="col" { "Asked" } th scope="col" { "Purpose" } th scope="col" { "Days" } th scope="col" { "State" } th scope="col" { "Until" } th scope="col" { "Decision" } } }
                     tbody { @for r in &mine { tr {
-                        td { (text(r, "created_at")) } td { (text(r, "purpose")) } td { (text(r, "state")) } td { (text(r, "valid_until")) }
+                        td { (text(r, "created_at")) } td { (text(r, "purpose")) } td { (text(r, "days")) } td { (text(r, "state")) } td { (text(r, "valid_until")) }
+                        td {
+                            // The entry's owners see everybody's requests and decide them.
+                            @if text(r, "user") != session.caller.user.id && r["state"] == "pending" {
+                                (decision_form(session, r, &back, "decide"))
+                            } @else if text(r, "user") != session.caller.user.id && r["state"] == "granted" {
+                                (decision_form(session, r, &back, "revoke"))
+                            } @else { (text(r, "reason")) }
+                        }
                     } } }
                 } }
             }
@@ -206,5 +215,68 @@ pub(super) async fn request_access(
             Ok((title, body)) => super::page(e.status, super::layout(&title, Some(&session), body)),
             Err(e) => failure(Some(&session), e),
         },
+    }
+}
+
+/// An owner's form on a request: grant or refuse a pending one, revoke a granted one.
+fn decision_form(session: &Session, r: &Value, back: &str, action: &str) -> Markup {
+    let id = text(r, "id");
+    html! {
+        form method="post" action=(format!("/catalogue/requests/{id}/{action}")) {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="back" value=(back);
+            @if action == "decide" {
+                label for=(format!("grant-{id}")) { "Decision" }
+                select id=(format!("grant-{id}")) name="grant" { option value="yes" { "grant" } option value="no" { "refuse" } }
+            }
+            label for=(format!("reason-{id}")) { "Reason (the requester reads it)" }
+            input id=(format!("reason-{id}")) name="reason" required maxlength="2000";
+            div { button type="submit" { @if action == "decide" { "Decide" } @else { "Revoke" } } }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    back: String,
+    #[serde(default)]
+    grant: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(super) async fn decide_request(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<DecisionForm>,
+) -> Response {
+    if let Some(refused) = check_csrf(&session, &f.csrf) {
+        return refused;
+    }
+    let (s, c, p) = (State(state), session.caller.clone(), Path(id));
+    let done = match action.as_str() {
+        "decide" => match body(json!({ "grant": f.grant == "yes", "reason": f.reason.trim() })) {
+            Ok(b) => access::decide(s, c, p, b).await,
+            Err(e) => Err(e),
+        },
+        "revoke" => match body(json!({ "reason": f.reason.trim() })) {
+            Ok(b) => access::revoke(s, c, p, b).await,
+            Err(e) => Err(e),
+        },
+        other => Err(ApiError::not_found("action", other)),
+    };
+    // Back only to a catalogue page of ours.
+    let back = if f.back.starts_with("/catalogue/") && !f.back.contains("//") {
+        f.back
+    } else {
+        "/catalogue".into()
+    };
+    match done {
+        Ok(_) => Redirect::to(&back).into_response(),
+        Err(e) => failure(Some(&session), e),
     }
 }

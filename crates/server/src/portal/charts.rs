@@ -18,7 +18,7 @@ pub(crate) fn bars(title: &str, rows: &[(String, i64, String)]) -> Markup {
     let bar_w = 300.0;
     let row_h = 22.0;
     let height = row_h * rows.len().max(1) as f64 + 8.0;
-    let width = label_w + bar_w + 110.0;
+    let width = label_w + bar_w + 170.0;
     html! {
         figure {
             svg width=(width) height=(height) viewBox=(format!("0 0 {width} {height}")) role="img" aria-label=(title) {
@@ -164,6 +164,35 @@ pub(crate) fn burn_down(title: &str, from: i64, until: i64, now: i64, changes: &
             line x1=(x(from)) y1=(y(grant)) x2=(x(until)) y2=(y(0)) stroke="#666" stroke-dasharray="4 3" {}
             line x1=(x(now)) y1="6" x2=(x(now)) y2=(h - bottom) stroke="#b35c00" {}
             path d=(path) fill="none" stroke=(INK) stroke-width="2" {}
+        }
+    }
+}
+
+/// A day's hourly values as columns (UTC hours), the current hour marked.
+pub(crate) fn hourly(title: &str, values: &[u32], now_hour: usize, unit: &str) -> Markup {
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let (w, h, bottom) = (24.0 * 14.0 + 40.0, 110.0, 16.0);
+    let lowest = values.iter().enumerate().min_by_key(|(_, v)| **v).map_or(0, |(i, _)| i);
+    let label = format!(
+        "{title}: from {} to {} {unit}; lowest at {lowest:02}:00 UTC; now {} {unit}",
+        values.iter().min().copied().unwrap_or(0),
+        values.iter().max().copied().unwrap_or(0),
+        values.get(now_hour).copied().unwrap_or(0)
+    );
+    html! {
+        svg width=(w) height=(h) viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(label) {
+            title { (label) }
+            @for (i, v) in values.iter().enumerate() {
+                @let bar = f64::from(*v) / max * (h - bottom - 14.0);
+                rect x=(30.0 + i as f64 * 14.0) y=(h - bottom - bar) width="11" height=(format!("{bar:.1}"))
+                    fill=(if i == now_hour { "#b35c00" } else { INK }) {
+                    title { (format!("{i:02}:00 UTC: {v} {unit}")) }
+                }
+            }
+            text x="30" y=(h - 3.0) font-size="11" fill="#111" { "00" }
+            text x=(30.0 + 12.0 * 14.0) y=(h - 3.0) font-size="11" fill="#111" { "12" }
+            text x=(30.0 + 23.0 * 14.0) y=(h - 3.0) font-size="11" fill="#111" { "23" }
+            text x="26" y="12" text-anchor="end" font-size="11" fill="#111" { (max as u32) }
         }
     }
 }

@@ -60,6 +60,7 @@ pub fn router() -> Router<AppState> {
             "/catalogue/{kind}/{namespace}/{name}/access",
             post(catalogue::request_access),
         )
+        .route("/catalogue/requests/{id}/{action}", post(catalogue::decide_request))
         .route("/calls", get(programme::calls))
         .route("/calls/{id}", get(programme::call).post(programme::apply))
         .route("/applications", get(programme::applications))

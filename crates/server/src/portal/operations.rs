@@ -5,7 +5,7 @@
 //! reports with CSV download.
 
 use super::auth::check_csrf;
-use super::charts::{bars, heat_map, share};
+use super::charts::{bars, heat_map, hourly, share};
 use super::{Session, answer, failure, render, text};
 use crate::api::{Params, indicators, sites, usage};
 use crate::{ApiError, AppState};
@@ -133,6 +133,7 @@ fn cents(c: i64) -> String {
 pub(super) async fn sites(State(state): State<AppState>, session: Session) -> Response {
     let body = async {
         let list = answer(sites::list_sites(State(state.clone()), session.caller.clone()).await).await?;
+        let now = crate::accounting::unix_now() as i64;
         let carbon: Vec<(String, i64, String)> = items(&list)
             .map(|s| {
                 let g = s["carbon_g_per_kwh"].as_i64().unwrap_or(0);
@@ -144,6 +145,11 @@ pub(super) async fn sites(State(state): State<AppState>, session: Session) -> Re
             div.cards { @for s in items(&list) {
                 section.card {
                     h2 { (text(s, "name")) " (" (text(s, "country")) ")" }
+                    @if let Some(site) = state.cluster.sites.iter().find(|c| c.name == text(s, "name")) {
+                        @let midnight = now - now % 86_400;
+                        @let today: Vec<u32> = (0..24).map(|h| site.carbon_at((midnight + h * 3600) as u64)).collect();
+                        (hourly(&format!("Carbon intensity at {} today, g CO₂e/kWh by hour", site.name), &today, ((now % 86_400) / 3600) as usize, "g CO₂e/kWh"))
+                    }
                     dl.facts {
                         dt { "GPUs" } dd { @for (model, n) in s["gpus"].as_object().into_iter().flatten() { (n) " × " (model) " " } }
                         dt { "Nodes" } dd { (text(s, "nodes")) }

@@ -390,6 +390,22 @@ async fn application_body(state: &AppState, session: &Session, id: &str) -> Resu
     let applicant_side =
         session.caller.sees_org(&text(&app, "org")) && session.caller.org_role(&text(&app, "org")).is_some();
     let manager = session.caller.manages_programme();
+    let (reviews_of, reviewer_names) = if manager && stage == "peer-review" {
+        let list = answer(
+            reviews::application_reviews(State(state.clone()), session.caller.clone(), Path(id.to_string())).await,
+        )
+        .await?;
+        let names: std::collections::BTreeMap<String, String> = state
+            .store
+            .users_with_role(store::PlatformRole::Reviewer)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, format!("{} ({})", u.name, u.email)))
+            .collect();
+        (list, names)
+    } else {
+        (Value::Null, Default::default())
+    };
     let body = html! {
         dl.facts {
             dt { "Call" } dd { a href=(format!("/calls/{}", text(&call, "id"))) { (text(&call, "title")) } }
@@ -444,6 +460,19 @@ async fn application_body(state: &AppState, session: &Session, id: &str) -> Resu
                     textarea id="notes" name="notes" rows="4" cols="70" required {}
                 }))
             }
+            @if stage == "peer-review" {
+                h2 { "Reviews" }
+                ul { @for r in items(&reviews_of) {
+                    li { (reviewer_names.get(&text(r, "reviewer")).cloned().unwrap_or_else(|| text(r, "reviewer"))) ": " (text(r, "state"))
+                        @if let Some(s) = r["score_milli"].as_i64() { ", score " (s / 1000) "." (format!("{:03}", s % 1000)) } }
+                } }
+                (action(session, id, "reviewers", "Assign the reviewer", html! {
+                    label for="reviewer" { "Reviewer" }
+                    select id="reviewer" name="reviewer" {
+                        @for (uid, name) in &reviewer_names { option value=(uid) { (name) } }
+                    }
+                }))
+            }
             @if stage == "panel" || (stage == "technical-assessment" && call["spec"]["review"]["peer_review"] != true) {
                 h2 { "Decision" }
                 (action(session, id, "decision", "Record the decision", html! {
@@ -489,6 +518,10 @@ pub(super) async fn act(
         "decline" => applications::decline(s, c, p).await,
         "reply" => match body(json!({ "text": field(&f, "text") })) {
             Ok(b) => applications::reply(s, c, p, b).await,
+            Err(e) => Err(e),
+        },
+        "reviewers" => match body(json!({ "reviewer": field(&f, "reviewer") })) {
+            Ok(b) => reviews::assign(s, c, p, b).await,
             Err(e) => Err(e),
         },
         "assessment" => match body(json!({ "passed": field(&f, "passed") == "yes", "notes": field(&f, "notes") })) {

@@ -94,6 +94,12 @@ impl Browser {
         let answer = browser.command("POST", "/session", caps);
         browser.session = answer["sessionId"].as_str().expect("a session").to_string();
         std::fs::create_dir_all(&browser.screenshots).unwrap();
+        // This journey's pictures of an earlier run go.
+        for file in std::fs::read_dir(&browser.screenshots).unwrap().flatten() {
+            if file.file_name().to_string_lossy().starts_with(&format!("{journey}-")) {
+                let _ = std::fs::remove_file(file.path());
+            }
+        }
         Some(browser)
     }
 
