@@ -324,6 +324,9 @@ fn a_reviewer_scores_a_large_scale_application() {
     browser.go(&format!("{}/applications/{id}", served.url));
     browser.wait_for_text("Italian legal language model", Duration::from_secs(5));
     browser.check_page("manager-application");
+    browser.go(&format!("{}/calls/large-scale/ranking", served.url));
+    browser.wait_for_text("4.000", Duration::from_secs(5));
+    browser.check_page("ranking");
     browser.go(&format!("{}/operations/indicators", served.url));
     browser.check_page("indicators");
     browser.click("header form button");

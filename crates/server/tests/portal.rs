@@ -428,6 +428,7 @@ async fn every_page_answers_only_whom_the_api_would() {
         ),
         ("/calls".into(), all),
         ("/calls/playground".into(), all),
+        ("/calls/large-scale/ranking".into(), [303, 403, 403, 403, 200, 403]),
         ("/applications".into(), all),
         // Applications are the programme's: operators run machines, not calls.
         (format!("/applications/{app_id}"), [303, 404, 200, 404, 200, 404]),

@@ -63,6 +63,7 @@ pub fn router() -> Router<AppState> {
         .route("/catalogue/requests/{id}/{action}", post(catalogue::decide_request))
         .route("/calls", get(programme::calls))
         .route("/calls/{id}", get(programme::call).post(programme::apply))
+        .route("/calls/{id}/ranking", get(programme::ranking))
         .route("/applications", get(programme::applications))
         .route("/applications/{id}", get(programme::application))
         .route("/applications/{id}/{action}", post(programme::act))

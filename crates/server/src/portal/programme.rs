@@ -43,6 +43,10 @@ pub(super) async fn calls(State(state): State<AppState>, session: Session) -> Re
                 }
             }
             p { a href="/courses" { "Training courses" } }
+            @if session.caller.manages_programme() {
+                h2 { "Rankings" }
+                ul { @for c in items(&list) { li { a href=(format!("/calls/{}/ranking", text(c, "id"))) { "Ranking of " (text(c, "title")) } } } }
+            }
         })
     }
     .await;
@@ -704,4 +708,34 @@ pub(super) async fn enrol(
         Ok(_) => Redirect::to("/").into_response(),
         Err(e) => failure(Some(&session), e),
     }
+}
+
+/// A call's applications ranked by their reviews (programme managers).
+pub(super) async fn ranking(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    let body = async {
+        let call = answer(calls::get_call(State(state.clone()), Path(id.clone())).await).await?;
+        let query = serde_json::from_value(json!({})).map_err(ApiError::internal)?;
+        let ranked = answer(reviews::ranking(State(state.clone()), session.caller.clone(), Path(text(&call, "id")), Params(query)).await).await?;
+        let chart: Vec<(String, i64, String)> = items(&ranked)
+            .filter_map(|r| {
+                let s = r["mean_score_milli"].as_i64()?;
+                Some((format!("{}. {}", text(r, "rank"), text(r, "title")), s, format!("{}.{:03}", s / 1000, s % 1000)))
+            })
+            .collect();
+        Ok(html! {
+            p { a href=(format!("/calls/{}", text(&call, "id"))) { (text(&call, "title")) } }
+            (super::charts::bars("Mean weighted review score", &chart))
+            div.scroll tabindex="0" role="region" aria-label="Table, scrolls sideways" { table {
+                thead { tr { th scope="col" { "Rank" } th scope="col" { "Application" } th scope="col" { "State" } th scope="col" { "GPU-hours" } th scope="col" { "Reviews" } th scope="col" { "Mean score" } } }
+                tbody { @for r in items(&ranked) { tr {
+                    td { (text(r, "rank")) }
+                    td { a href=(format!("/applications/{}", text(r, "application"))) { (text(r, "title")) } }
+                    td { (state_name(r)) } td { (text(r, "gpu_hours")) } td { (text(r, "reviews")) }
+                    td { @if let Some(s) = r["mean_score_milli"].as_i64() { (s / 1000) "." (format!("{:03}", s % 1000)) } }
+                } } }
+            } }
+        })
+    }
+    .await;
+    render(&session, "Ranking", body)
 }
