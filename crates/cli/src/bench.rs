@@ -25,8 +25,9 @@ pub struct Args {
     /// Which benchmarks: the scheduler and simulator (`sim`), the HTTP API (`api`), the
     /// access programme's sign-up to first job (`access`), all three (`all`), jobs onto a real
     /// Slurm (`slurm`, needs --slurm-url), or large files through the hub against nginx (`hub`,
-    /// needs nginx; 2 GiB, 256 MiB with --quick), or every page of the web portal (`portal`).
-    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "access", "slurm", "hub", "portal"])]
+    /// needs nginx; 2 GiB, 256 MiB with --quick), every page of the web portal (`portal`), or
+    /// start-time forecasts for 50,000 waiting jobs on 2,000 nodes (`forecast`).
+    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "access", "slurm", "hub", "portal", "forecast"])]
     suite: String,
     /// slurmrestd for `--suite slurm` [default: AIFACTORY_TEST_SLURM].
     #[arg(long, env = "AIFACTORY_TEST_SLURM")]
@@ -71,6 +72,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.suite == "access" {
         return crate::bench_access::run(args.pg.as_deref(), args.json, if args.quick { 10 } else { 50 });
+    }
+    if args.suite == "forecast" {
+        return forecast_bench(args.json);
     }
     if args.suite == "portal" {
         return crate::bench_portal::run(args.json, if args.quick { 100 } else { 1000 });
@@ -377,4 +381,87 @@ fn scheduling_passes() -> Vec<Pass> {
         });
     }
     out
+}
+
+/// Start-time forecasts for 50,000 waiting jobs on 2,000 full nodes (8 GPUs each): the
+/// engine run forward on a copy, with walltimes (Slurm's way) and with predicted runtimes
+/// (a quarter of the walltime here). Baseline in the same run: one scheduling pass on the
+/// same state.
+fn forecast_bench(as_json: bool) -> Result<()> {
+    use sched::forecast::{Limits, forecast};
+    const NODES: usize = 2000;
+    const WAITING: u64 = 50_000;
+    let mut policy = PolicyConfig::new(PolicyName::Aifactory);
+    policy.multifactor.backfill_interval_s = 0;
+    let mut engine = Engine::new(pass_cluster(NODES), policy).context("bench cluster")?;
+    let fillers = NODES as u64 * 8;
+    for i in 0..fillers {
+        let one = JobSpec::new(
+            format!("acct-{}", i % 64),
+            GpuRequest::Gang {
+                nodes: 1,
+                gpus_per_node: 1,
+            },
+            3600 + i % 7200,
+        );
+        engine.apply(
+            0,
+            Event::Submit {
+                id: JobId(i),
+                spec: one,
+            },
+        )?;
+    }
+    engine.schedule(0)?;
+    for i in 0..WAITING {
+        engine.apply(
+            1,
+            Event::Submit {
+                id: JobId(fillers + i),
+                spec: bench_job(i),
+            },
+        )?;
+    }
+    let mut pass_engine = engine.clone();
+    let t = Instant::now();
+    pass_engine.schedule(1)?;
+    let pass_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut rows = Vec::new();
+    for (label, share) in [("walltime", 1000u64), ("predicted (1/4 of walltime)", 250)] {
+        let t = Instant::now();
+        let f = forecast(&engine, |_, w| (w * share / 1000).max(1), Limits::default())?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        eprintln!(
+            "forecast with {label}: {ms:.0} ms, {} starts, {} unknown, {} passes",
+            f.starts.len(),
+            f.unknown.len(),
+            f.passes
+        );
+        rows.push(serde_json::json!({
+            "runtimes": label, "ms": ms, "forecast_jobs": f.starts.len(), "unknown": f.unknown.len(),
+            "passes": f.passes, "vs_one_pass": ms / pass_ms,
+        }));
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"one_pass_ms": pass_ms, "forecasts": rows}))?
+        );
+    } else {
+        println!(
+            "forecast, {WAITING} waiting jobs on {NODES} full nodes (target < 100 ms); one scheduling pass on the same state: {pass_ms:.1} ms"
+        );
+        for r in rows {
+            println!(
+                "  {:<30} {:>9.1} ms  {:>6} forecast  {:>6} unknown  {:>7} passes  {:>6.1}x one pass",
+                r["runtimes"].as_str().unwrap_or(""),
+                r["ms"].as_f64().unwrap_or(0.0),
+                r["forecast_jobs"],
+                r["unknown"],
+                r["passes"],
+                r["vs_one_pass"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
 }

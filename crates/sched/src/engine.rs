@@ -177,7 +177,7 @@ enum JobState {
     Running,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct JobRec {
     id: JobId,
     account: u32,
@@ -204,7 +204,7 @@ struct JobRec {
     placement: Vec<NodeAlloc>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Account {
     share: f64,
     usage: f64,
@@ -216,7 +216,8 @@ struct Shadow {
     protected: Protected,
 }
 
-#[derive(Debug)]
+/// Cloneable so that forecasts can run a copy of the live state forward.
+#[derive(Debug, Clone)]
 pub struct Engine {
     policy: PolicyConfig,
     cluster: Cluster,
@@ -384,6 +385,28 @@ impl Engine {
     }
 
     /// Earliest time the engine needs a `schedule` call even if no event comes.
+    /// Running jobs: id, start time, requested walltime.
+    pub fn running_jobs(&self) -> impl Iterator<Item = (JobId, Seconds, Seconds)> + '_ {
+        self.running_by_end.iter().map(|&(_, s)| {
+            let j = self.job(s);
+            (j.id, j.started, j.walltime)
+        })
+    }
+
+    /// Jobs not started yet (queued, waiting for dependencies or for a greener hour).
+    pub fn waiting_jobs(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.jobs
+            .iter()
+            .flatten()
+            .filter(|j| j.state != JobState::Running)
+            .map(|j| j.id)
+    }
+
+    /// A known job's requested walltime.
+    pub fn walltime_of(&self, id: JobId) -> Option<Seconds> {
+        self.by_id.get(&id).map(|&s| self.job(s).walltime)
+    }
+
     pub fn next_wakeup(&self) -> Option<Seconds> {
         let mut t: Option<Seconds> = None;
         let mut consider = |x: Seconds| t = Some(t.map_or(x, |t| t.min(x)));

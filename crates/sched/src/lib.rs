@@ -4,6 +4,7 @@
 //! clock, thread, socket or database lives here: the same input gives the same schedule.
 
 mod engine;
+pub mod forecast;
 mod policy;
 mod predict;
 mod resources;

@@ -47,7 +47,7 @@ pub enum Strategy {
     BestFit,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct NodeState {
     pub used: Vec<u16>,
     pub free_whole: u16,
@@ -62,7 +62,7 @@ impl NodeState {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Pool {
     pub site: u16,
     pub partition: u16,
@@ -85,7 +85,7 @@ impl Pool {
 /// Whole GPUs on some nodes that a long backfill job must leave free for a reservation.
 pub(crate) type Protected = FxHashMap<NodeIdx, u16>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Resources {
     pub nodes: Vec<NodeState>,
     pub pools: Vec<Pool>,

@@ -1,0 +1,314 @@
+//! Start-time forecasts: the engine itself, run forward on a copy of its state. Running jobs
+//! end at predicted times (not at their walltimes, which users overestimate), waiting jobs
+//! start as the policy starts them — priority order, backfill, guarantees, placement on
+//! real nodes — and each start is a job's forecast. The same code answers "what if" for a
+//! job not yet submitted. Pure: the caller gives the runtimes (see [`RuntimePredictor`]).
+//!
+//! [`RuntimePredictor`]: crate::RuntimePredictor
+
+use crate::engine::{Decision, Engine, EngineError, Event, Outcome};
+use domain::{JobId, JobSpec, Seconds};
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// How far a forecast may go.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Scheduling passes at most; jobs not started by then have no forecast.
+    pub max_passes: usize,
+    /// Simulated time at most, from now.
+    pub horizon_s: Seconds,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_passes: 200_000,
+            horizon_s: 90 * 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Forecast {
+    /// When the forecast was made (the engine's time).
+    pub at: Seconds,
+    /// Predicted start of each waiting job that starts within the limits.
+    pub starts: FxHashMap<JobId, Seconds>,
+    /// Waiting jobs with no forecast (beyond the limits, or never placeable as things are).
+    pub unknown: Vec<JobId>,
+    pub passes: usize,
+}
+
+/// When a running job is predicted to end: its start plus its predicted runtime, never past
+/// its walltime. One that has already run longer than predicted is given half as long again
+/// (at least a minute), still within its walltime: it is likely near its end, not at it.
+fn running_end(now: Seconds, started: Seconds, walltime: Seconds, runtime: Seconds) -> Seconds {
+    let limit = started + walltime;
+    let predicted = started + runtime.min(walltime);
+    if predicted > now {
+        return predicted;
+    }
+    (now + (runtime / 2).max(60)).min(limit.max(now + 1))
+}
+
+/// Runs a copy of `engine` forward from its current time. `runtime(job, walltime)` is the
+/// runtime to assume for a job (its walltime for Slurm-style forecasts).
+pub fn forecast(
+    engine: &Engine,
+    runtime: impl Fn(JobId, Seconds) -> Seconds,
+    limits: Limits,
+) -> Result<Forecast, EngineError> {
+    run(engine.clone(), runtime, limits)
+}
+
+/// The start a job with `spec` would get if it were submitted now, without admitting it:
+/// the forecast of a copy to which it was submitted. `None` if it would not start within
+/// the limits (or the engine would refuse it).
+pub fn what_if(
+    engine: &Engine,
+    spec: JobSpec,
+    runtime: impl Fn(JobId, Seconds) -> Seconds,
+    limits: Limits,
+) -> Result<Option<Seconds>, EngineError> {
+    let mut copy = engine.clone();
+    // An id no real job has: the drivers number jobs from 1 upwards.
+    let probe = JobId(u64::MAX);
+    let now = copy.now();
+    copy.apply(now, Event::Submit { id: probe, spec })?;
+    let f = run(copy, runtime, limits)?;
+    Ok(f.starts.get(&probe).copied())
+}
+
+fn run(mut sim: Engine, runtime: impl Fn(JobId, Seconds) -> Seconds, limits: Limits) -> Result<Forecast, EngineError> {
+    let now = sim.now();
+    let mut out = Forecast {
+        at: now,
+        ..Forecast::default()
+    };
+    let mut waiting: FxHashMap<JobId, ()> = sim.waiting_jobs().map(|j| (j, ())).collect();
+    // Ends to come, with the one that counts for each job (a preempted job's old end is
+    // stale and skipped).
+    let mut ends: BinaryHeap<Reverse<(Seconds, JobId)>> = BinaryHeap::new();
+    let mut end_of: FxHashMap<JobId, Seconds> = FxHashMap::default();
+    for (id, started, walltime) in sim.running_jobs().collect::<Vec<_>>() {
+        let end = running_end(now, started, walltime, runtime(id, walltime));
+        ends.push(Reverse((end, id)));
+        end_of.insert(id, end);
+    }
+    let horizon = now.saturating_add(limits.horizon_s);
+    let mut t = now;
+    let mut decisions = Vec::new();
+    while out.passes < limits.max_passes && !waiting.is_empty() {
+        out.passes += 1;
+        decisions.clear();
+        sim.schedule_into(t, &mut decisions)?;
+        for d in &decisions {
+            match d {
+                Decision::Start { job, .. } => {
+                    if waiting.remove(job).is_some() {
+                        out.starts.insert(*job, t);
+                    }
+                    let walltime = sim.walltime_of(*job).unwrap_or(0);
+                    let end = t + runtime(*job, walltime).clamp(1, walltime.max(1));
+                    ends.push(Reverse((end, *job)));
+                    end_of.insert(*job, end);
+                }
+                Decision::Preempt { job, .. } => {
+                    end_of.remove(job);
+                }
+                _ => {}
+            }
+        }
+        // The next moment anything can change: an end, or the engine's own wake-up.
+        while let Some(Reverse((end, id))) = ends.peek().copied() {
+            if end_of.get(&id) == Some(&end) {
+                break;
+            }
+            ends.pop();
+        }
+        let next_end = ends.peek().map(|Reverse((end, _))| *end);
+        let next = match (next_end, sim.next_wakeup().filter(|&w| w > t)) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => break,
+        };
+        if next > horizon {
+            break;
+        }
+        t = next.max(t);
+        while let Some(Reverse((end, id))) = ends.peek().copied() {
+            if end > t {
+                break;
+            }
+            ends.pop();
+            if end_of.get(&id) == Some(&end) {
+                end_of.remove(&id);
+                sim.apply(
+                    t,
+                    Event::Finished {
+                        id,
+                        outcome: Outcome::Completed,
+                    },
+                )?;
+            }
+        }
+    }
+    out.unknown = waiting.into_keys().collect();
+    out.unknown.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PolicyConfig;
+    use domain::{Cluster, GpuRequest, Node, Partition, Site};
+
+    fn cluster(nodes: usize, gpus: u16) -> Cluster {
+        Cluster {
+            sites: vec![Site {
+                name: "s".into(),
+                country: "IT".into(),
+                pue_milli: 1100,
+                carbon_g_per_kwh: 300,
+                carbon_hourly_g_per_kwh: None,
+                energy_price_eur_per_mwh: 100,
+                gpu_hour_price_cents: None,
+            }],
+            partitions: vec![Partition {
+                name: "p".into(),
+                site: 0,
+                max_walltime_s: None,
+            }],
+            nodes: (0..nodes)
+                .map(|i| Node {
+                    name: format!("n{i}"),
+                    site: 0,
+                    partition: 0,
+                    gpu_model: "H100".into(),
+                    gpus,
+                    gpu_memory_gib: 80,
+                    cpu_cores: 64,
+                    ram_gib: 512,
+                    idle_w_per_gpu: 70,
+                    busy_w_per_gpu: 700,
+                    group: "g".into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn engine(c: Cluster) -> Engine {
+        let mut p = PolicyConfig::new(crate::PolicyName::Aifactory);
+        p.multifactor.backfill_interval_s = 0;
+        Engine::new(c, p).unwrap()
+    }
+
+    fn job(gpus: u32, walltime: Seconds) -> JobSpec {
+        JobSpec::new("acct", GpuRequest::Spread { gpus }, walltime)
+    }
+
+    #[test]
+    fn a_queue_behind_a_full_machine_starts_as_predicted_runtimes_free_it() {
+        let mut e = engine(cluster(1, 4));
+        e.apply(
+            0,
+            Event::Submit {
+                id: JobId(1),
+                spec: job(4, 3600),
+            },
+        )
+        .unwrap();
+        e.schedule(0).unwrap();
+        e.apply(
+            10,
+            Event::Submit {
+                id: JobId(2),
+                spec: job(4, 3600),
+            },
+        )
+        .unwrap();
+        e.apply(
+            10,
+            Event::Submit {
+                id: JobId(3),
+                spec: job(2, 3600),
+            },
+        )
+        .unwrap();
+        e.schedule(10).unwrap();
+        // Slurm's way: everybody runs to the walltime. The policy puts the smaller job
+        // first (fewer GPU-seconds asked), the bigger one waits for it.
+        let by_walltime = forecast(&e, |_, w| w, Limits::default()).unwrap();
+        assert_eq!(by_walltime.starts[&JobId(3)], 3600);
+        assert_eq!(by_walltime.starts[&JobId(2)], 7200);
+        // Jobs that use a quarter of their walltime: everything starts sooner.
+        let predicted = forecast(&e, |_, w| w / 4, Limits::default()).unwrap();
+        assert_eq!(predicted.starts[&JobId(3)], 900);
+        assert_eq!(predicted.starts[&JobId(2)], 1800);
+        assert!(predicted.unknown.is_empty());
+        // The live engine is untouched.
+        assert_eq!(e.waiting(), 2);
+    }
+
+    #[test]
+    fn what_if_places_a_job_without_admitting_it() {
+        let mut e = engine(cluster(2, 4));
+        e.apply(
+            0,
+            Event::Submit {
+                id: JobId(1),
+                spec: job(4, 7200),
+            },
+        )
+        .unwrap();
+        e.schedule(0).unwrap();
+        // Half the machine is free: a 4-GPU job would start at once, an 8-GPU one when the
+        // running job ends.
+        assert_eq!(what_if(&e, job(4, 600), |_, w| w, Limits::default()).unwrap(), Some(0));
+        assert_eq!(
+            what_if(&e, job(8, 600), |_, w| w, Limits::default()).unwrap(),
+            Some(7200)
+        );
+        assert_eq!(e.waiting(), 0);
+        assert_eq!(e.running(), 1);
+    }
+
+    #[test]
+    fn a_running_job_past_its_predicted_end_is_given_more_time_within_its_walltime() {
+        assert_eq!(running_end(100, 0, 1000, 400), 400);
+        assert_eq!(running_end(500, 0, 1000, 400), 700);
+        assert_eq!(running_end(990, 0, 1000, 400), 1000);
+        assert_eq!(running_end(2000, 0, 1000, 400), 2001);
+    }
+
+    #[test]
+    fn jobs_beyond_the_limits_have_no_forecast() {
+        let mut e = engine(cluster(1, 4));
+        for i in 1..=5 {
+            e.apply(
+                0,
+                Event::Submit {
+                    id: JobId(i),
+                    spec: job(4, 3600),
+                },
+            )
+            .unwrap();
+        }
+        e.schedule(0).unwrap();
+        let f = forecast(
+            &e,
+            |_, w| w,
+            Limits {
+                max_passes: 100,
+                horizon_s: 2 * 3600,
+            },
+        )
+        .unwrap();
+        assert_eq!(f.starts.len(), 2, "{f:?}");
+        assert_eq!(f.unknown, vec![JobId(4), JobId(5)]);
+    }
+}
