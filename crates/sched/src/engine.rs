@@ -7,6 +7,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Bound;
 
+mod snapshot;
+pub use snapshot::{PoolView, RunningView, Snapshot, WaitingView};
+
 /// What happened, as the driver saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {

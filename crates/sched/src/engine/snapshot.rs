@@ -1,0 +1,134 @@
+//! A plain copy of what a start-time planner needs from the engine: each pool's capacity
+//! and what is free in it now, the running jobs with the pools they hold, and the waiting
+//! jobs in the order the policy would start them.
+
+use super::{Engine, JobState};
+use crate::resources::NodeStatus;
+use domain::{JobId, Seconds};
+
+#[derive(Debug, Clone)]
+pub struct PoolView {
+    /// Thousandths of a GPU on nodes that are up.
+    pub capacity_milli: u64,
+    /// Of which free now.
+    pub free_milli: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunningView {
+    pub id: JobId,
+    pub started: Seconds,
+    pub walltime: Seconds,
+    /// Thousandths of a GPU held per pool, on nodes that are up (a drained node's GPUs do
+    /// not come back when its jobs end).
+    pub milli_by_pool: Vec<(usize, u64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WaitingView {
+    pub id: JobId,
+    /// Pools it may run in (bit `p` for pool `p`).
+    pub pools: u64,
+    pub milli: u64,
+    pub walltime: Seconds,
+    /// It cannot start before this (a greener hour it waits for), nor before its
+    /// dependencies end.
+    pub not_before: Seconds,
+    pub depends_on: Vec<JobId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub now: Seconds,
+    pub pools: Vec<PoolView>,
+    pub running: Vec<RunningView>,
+    /// Queued jobs in the policy's order, then jobs held for dependencies or deferred, by
+    /// submission.
+    pub waiting: Vec<WaitingView>,
+}
+
+impl Engine {
+    pub fn snapshot(&self) -> Snapshot {
+        let mut pools: Vec<PoolView> = self
+            .res
+            .pools
+            .iter()
+            .map(|_| PoolView {
+                capacity_milli: 0,
+                free_milli: 0,
+            })
+            .collect();
+        for node in &self.res.nodes {
+            if node.status != NodeStatus::Up {
+                continue;
+            }
+            let p = &mut pools[usize::from(node.pool)];
+            for &used in &node.used {
+                p.capacity_milli += super::FULL;
+                p.free_milli += super::FULL - u64::from(used.min(super::FULL as u16));
+            }
+        }
+        let running = self
+            .running_by_end
+            .iter()
+            .map(|&(_, s)| {
+                let j = self.job(s);
+                let mut milli_by_pool: Vec<(usize, u64)> = Vec::new();
+                for a in &j.placement {
+                    let node = &self.res.nodes[a.node as usize];
+                    if node.status != NodeStatus::Up {
+                        continue;
+                    }
+                    let milli = a.gpus.len() as u64 * u64::from(a.milli_per_gpu);
+                    let pool = usize::from(node.pool);
+                    match milli_by_pool.iter_mut().find(|(p, _)| *p == pool) {
+                        Some((_, m)) => *m += milli,
+                        None => milli_by_pool.push((pool, milli)),
+                    }
+                }
+                RunningView {
+                    id: j.id,
+                    started: j.started,
+                    walltime: j.walltime,
+                    milli_by_pool,
+                }
+            })
+            .collect();
+        // Who waits for whom, from the engine's dependents map.
+        let mut deps: rustc_hash::FxHashMap<JobId, Vec<JobId>> = rustc_hash::FxHashMap::default();
+        for (dep, dependents) in &self.dependents {
+            for (_, waiter) in dependents {
+                deps.entry(*waiter).or_default().push(*dep);
+            }
+        }
+        let mut view = |j: &super::JobRec| WaitingView {
+            id: j.id,
+            pools: j.mask,
+            milli: j.req.total_milli(),
+            walltime: j.walltime,
+            not_before: if j.state == JobState::Deferred {
+                j.deferred_until
+            } else {
+                0
+            },
+            depends_on: deps.remove(&j.id).unwrap_or_default(),
+        };
+        let mut waiting: Vec<WaitingView> = self.queue.iter().map(|&(_, _, s)| view(self.job(s))).collect();
+        let mut others: Vec<&super::JobRec> = self
+            .jobs
+            .iter()
+            .flatten()
+            .filter(|j| matches!(j.state, JobState::Held | JobState::Deferred))
+            .collect();
+        others.sort_by_key(|j| (j.submit, j.seq));
+        for j in others {
+            waiting.push(view(j));
+        }
+        Snapshot {
+            now: self.now,
+            pools,
+            running,
+            waiting,
+        }
+    }
+}
