@@ -54,6 +54,30 @@ fn submit_wait_logs_and_errors_through_the_cli() {
         said.contains("oops\n") && said.contains("failed: exited with code 3"),
         "{said}"
     );
+    // Like sbatch --test-only: when it would start, and nothing submitted.
+    let o = cli(
+        &server,
+        &t,
+        &[
+            "job",
+            "submit",
+            "--gpus",
+            "2",
+            "--time",
+            "1",
+            "--test-only",
+            "--",
+            "true",
+        ],
+    );
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        said.starts_with("job would start at ")
+            && said.contains("(in ~0 min) at it-bologna")
+            && said.contains("not submitted"),
+        "{said}"
+    );
     let jobs = json(&cli(&server, &t, &["job", "list", "--output", "json"]));
     let items = jobs["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);

@@ -9,6 +9,7 @@ mod cache;
 pub mod demo;
 mod error;
 pub mod executor;
+pub mod forecasts;
 pub mod hub;
 pub mod job_data;
 pub mod lifecycle;
@@ -131,6 +132,8 @@ pub struct Inner {
     pub hub: hub::HubState,
     /// The catalogue's search index (public and restricted entries).
     pub catalogue: std::sync::RwLock<hub::index::Catalogue>,
+    /// Start-time forecasts of waiting jobs, and the runtime predictor behind them.
+    pub forecasts: forecasts::Forecasts,
     /// The last harvest of each source harvested on a schedule.
     pub harvests: std::sync::Mutex<std::collections::BTreeMap<String, hub::harvester::SourceState>>,
 }
@@ -203,6 +206,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
         hub: hub_state,
         catalogue: std::sync::RwLock::new(catalogue),
         harvests: Default::default(),
+        forecasts: Default::default(),
     });
     if let Some(smtp) = state.config.smtp.clone() {
         mail::start(state.clone(), smtp);
@@ -221,6 +225,7 @@ pub async fn start(store: Store, cluster: Cluster, config: Config) -> Result<App
     slurm_accounts::start(state.clone()).await?;
     hub::harvester::start(state.clone());
     lifecycle::recover(&state).await.map_err(|e| e.to_string())?;
+    forecasts::start(state.clone());
     let settle = state.clone();
     tokio::spawn(async move {
         // One task for both, starts first: a job that started and ended between two polls

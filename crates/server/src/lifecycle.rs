@@ -93,6 +93,11 @@ impl Control {
         self.names.get(&id.0).cloned()
     }
 
+    /// The store's id of an engine job.
+    pub fn name_of(&self, id: JobId) -> Option<String> {
+        self.name(id)
+    }
+
     fn forget(&mut self, job_id: &str) {
         if let Some(n) = self.ids.remove(job_id) {
             self.names.remove(&n);
@@ -190,6 +195,8 @@ fn failed_to_start(now: u64, reason: String) -> JobEnd {
 /// Runs a scheduling pass and carries out its decisions, in order.
 pub async fn schedule(state: &AppState, control: &mut Control) {
     let now = unix_now();
+    // The queue may have changed: forecasts are planned again (on their own budget).
+    state.forecasts.wake.notify_one();
     let decisions = match control.engine.schedule(now) {
         Ok(d) => d,
         Err(e) => {
@@ -440,6 +447,14 @@ async fn settle(state: &AppState, control: &mut Control, exit: Exit) {
         reason,
         usage,
     };
+    if exit.ran && matches!(final_state, JobState::Completed | JobState::Failed | JobState::Timeout) {
+        state.forecasts.observe(
+            &job.spec.account,
+            &job.user_id,
+            job.spec.walltime_s,
+            exit.ended_at.saturating_sub(exit.started_at),
+        );
+    }
     match state.store.finish_job(&exit.job_id, &end).await {
         Ok(true) => crate::job_data::ended(state, &exit.job_id),
         Ok(false) => {}

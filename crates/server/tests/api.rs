@@ -816,7 +816,7 @@ fn expected(method: &str, path: &str) -> &'static str {
     match (method, path) {
         ("get", "/healthz" | "/readyz" | "/api/v1/me" | "/api/v1/orgs" | "/api/v1/projects")
         | ("get", "/api/v1/me/invitations")
-        | ("get", "/api/v1/sites" | "/api/v1/nodes" | "/api/v1/tokens")
+        | ("get", "/api/v1/sites" | "/api/v1/nodes" | "/api/v1/tokens" | "/api/v1/forecast")
         | ("post", "/api/v1/tokens") => "AAAAAAA",
         // Everyone sets their own password.
         ("put", "/api/v1/me/password") => "AAAAAAA",

@@ -36,6 +36,10 @@ pub enum JobCmd {
         /// Print only the job's id (like sbatch --parsable), for scripts.
         #[arg(long)]
         parsable: bool,
+        /// Check the job and say when it would start, without submitting it (like sbatch
+        /// --test-only).
+        #[arg(long)]
+        test_only: bool,
         /// The script to run (with bash), unless a command follows `--`.
         script: Option<PathBuf>,
         #[arg(last = true)]
@@ -125,6 +129,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             datasets,
             wait,
             parsable,
+            test_only,
             script,
             command,
         } => {
@@ -159,8 +164,25 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             };
             let name = name.or(default_name);
             let body = json!({"project": project, "allocation": allocation, "gpus": gpus, "nodes": nodes, "gpu_milli": gpu_milli,
-                              "walltime_s": walltime, "name": name, "command": command, "datasets": datasets});
+                              "walltime_s": walltime, "name": name, "command": command, "datasets": datasets,
+                              "test_only": test_only});
             let job = c.call("POST", "/api/v1/jobs", Some(&body))?;
+            if test_only {
+                if c.output == Output::Json {
+                    println!("{job}");
+                    return Ok(0);
+                }
+                let site = job["site"].as_str().unwrap_or("?");
+                match (job["start"].as_str(), job["wait_s"].as_i64()) {
+                    (Some(start), Some(wait)) => println!(
+                        "job would start at {start} (in ~{} min) at {site}; at the latest {} if every job before it ran to its walltime; not submitted",
+                        (wait + 59) / 60,
+                        job["latest"].as_str().unwrap_or("?")
+                    ),
+                    _ => println!("job would not start within 90 days at {site} as things stand; not submitted"),
+                }
+                return Ok(0);
+            }
             let id = job["id"].as_str().unwrap_or_default().to_string();
             if !wait {
                 match (parsable, c.output) {
@@ -211,7 +233,22 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             }
             c.print(&c.call("GET", &q, None)?, &JOB_COLUMNS);
         }
-        JobCmd::Show { id } => c.print(&c.call("GET", &format!("/api/v1/jobs/{id}"), None)?, &JOB_COLUMNS),
+        JobCmd::Show { id } => c.print(
+            &c.call("GET", &format!("/api/v1/jobs/{id}"), None)?,
+            &[
+                "id",
+                "name",
+                "state",
+                "gpus",
+                "walltime_s",
+                "submitted_at",
+                "forecast_start",
+                "forecast_latest",
+                "started_at",
+                "exit_code",
+                "reason",
+            ],
+        ),
         JobCmd::Cancel { id } => c.print(
             &c.call("POST", &format!("/api/v1/jobs/{id}/cancel"), None)?,
             &JOB_COLUMNS,

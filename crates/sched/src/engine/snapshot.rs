@@ -17,6 +17,8 @@ pub struct PoolView {
 #[derive(Debug, Clone)]
 pub struct RunningView {
     pub id: JobId,
+    /// The account (project) that pays.
+    pub account: String,
     pub started: Seconds,
     pub walltime: Seconds,
     /// Thousandths of a GPU held per pool, on nodes that are up (a drained node's GPUs do
@@ -27,6 +29,7 @@ pub struct RunningView {
 #[derive(Debug, Clone)]
 pub struct WaitingView {
     pub id: JobId,
+    pub account: String,
     /// Pools it may run in (bit `p` for pool `p`).
     pub pools: u64,
     pub milli: u64,
@@ -49,6 +52,10 @@ pub struct Snapshot {
 
 impl Engine {
     pub fn snapshot(&self) -> Snapshot {
+        let mut account_names = vec![String::new(); self.accounts.len()];
+        for (name, &i) in &self.account_idx {
+            account_names[i as usize].clone_from(name);
+        }
         let mut pools: Vec<PoolView> = self
             .res
             .pools
@@ -88,6 +95,7 @@ impl Engine {
                 }
                 RunningView {
                     id: j.id,
+                    account: account_names[j.account as usize].clone(),
                     started: j.started,
                     walltime: j.walltime,
                     milli_by_pool,
@@ -103,6 +111,7 @@ impl Engine {
         }
         let mut view = |j: &super::JobRec| WaitingView {
             id: j.id,
+            account: account_names[j.account as usize].clone(),
             pools: j.mask,
             milli: j.req.total_milli(),
             walltime: j.walltime,

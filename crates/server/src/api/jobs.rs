@@ -26,6 +26,16 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         .returns::<Page<JobView>>(),
         e("get", "/api/v1/jobs/{id}", "One job", true, &[], None, get(get_job)).returns::<JobView>(),
         e(
+            "get",
+            "/api/v1/forecast",
+            "When a job of `gpus` GPUs for `walltime_s` would start now, per site and partition (defaults: 1 GPU, 1 hour; `site`, `partition` narrow it)",
+            true,
+            &["gpus", "walltime_s", "site", "partition"],
+            None,
+            get(forecast_now),
+        )
+        .returns::<Items<ForecastView>>(),
+        e(
             "post",
             "/api/v1/jobs/{id}/cancel",
             "Cancel a job",
@@ -93,6 +103,25 @@ pub(crate) struct JobView {
     /// The hub datasets it reads, each pinned to a commit; only on a single job's view.
     #[serde(skip_serializing_if = "Option::is_none")]
     datasets: Option<Vec<JobDatasetView>>,
+    /// A waiting job's forecast start (predicted runtimes of the jobs before it) and its
+    /// latest start (if they all ran to their walltimes), replanned every few seconds;
+    /// null when running, ended, or not plannable within 90 days.
+    forecast_start: Option<String>,
+    forecast_latest: Option<String>,
+}
+
+impl JobView {
+    /// With the live forecast of a waiting job.
+    pub(crate) fn forecast(mut self, state: &AppState) -> JobView {
+        if self.state == JobState::Pending
+            && let Some(e) = state.forecasts.of(&self.id)
+        {
+            let now = unix_now() as i64;
+            self.forecast_start = Some(rfc3339(e.start.max(now)));
+            self.forecast_latest = Some(rfc3339(e.latest.max(now)));
+        }
+        self
+    }
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -134,6 +163,8 @@ pub(crate) fn job_view(j: &Job) -> JobView {
         runs: j.runs,
         executor_note: None,
         datasets: None,
+        forecast_start: None,
+        forecast_latest: None,
     }
 }
 
@@ -158,6 +189,10 @@ pub(crate) struct SubmitJob {
     /// revision names, and access is checked now and again when the job starts.
     #[serde(default)]
     datasets: Vec<String>,
+    /// Check the job and say when it would start, without submitting it (`sbatch
+    /// --test-only`): the answer is a forecast, not a job.
+    #[serde(default)]
+    test_only: bool,
 }
 
 impl SubmitJob {
@@ -184,7 +219,36 @@ impl SubmitJob {
             preemptible: false,
             checkpointable: false,
             datasets,
+            test_only: false,
         }
+    }
+}
+
+/// When a job would start: the forecast with predicted runtimes, and the latest start if
+/// every job before it used all its walltime (Slurm's estimate).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct ForecastView {
+    site: Option<String>,
+    partition: Option<String>,
+    gpus: f64,
+    walltime_s: u64,
+    /// Null when it would not start within 90 days as things stand.
+    start: Option<String>,
+    latest: Option<String>,
+    /// Seconds from now to the forecast start.
+    wait_s: Option<i64>,
+}
+
+pub(crate) fn forecast_view(spec: &JobSpec, expected: Option<crate::forecasts::Expected>) -> ForecastView {
+    let now = unix_now() as i64;
+    ForecastView {
+        site: spec.site.clone(),
+        partition: spec.partition.clone(),
+        gpus: spec.gpus.total_milli() as f64 / 1000.0,
+        walltime_s: spec.walltime_s,
+        start: expected.map(|e| rfc3339(e.start.max(now))),
+        latest: expected.map(|e| rfc3339(e.latest.max(now))),
+        wait_s: expected.map(|e| (e.start - now).max(0)),
     }
 }
 
@@ -230,6 +294,13 @@ pub(crate) async fn submit_job(
             "the Idempotency-Key header must be 1 to 200 characters",
         ));
     }
+    if b.test_only {
+        let new = prepare(&state, &caller, b, None).await?;
+        let expected = crate::forecasts::hypothetical(&state, new.spec.clone())
+            .await
+            .map_err(ApiError::internal)?;
+        return ok(forecast_view(&new.spec, expected));
+    }
     let job = submit(&state, &caller, b, key).await?;
     // The created job as admitted; `GET /jobs/{id}` shows it once it runs.
     Ok(created(job_view(&job)))
@@ -242,6 +313,12 @@ pub(crate) async fn submit(
     b: SubmitJob,
     key: Option<String>,
 ) -> Result<Job, ApiError> {
+    let new = prepare(state, caller, b, key).await?;
+    state.admission.submit(new).await
+}
+
+/// Every check of a submission, and the job it would be.
+async fn prepare(state: &AppState, caller: &Caller, b: SubmitJob, key: Option<String>) -> Result<NewJob, ApiError> {
     let context = match state.submission_cache.get(&b.project) {
         Some(hit) => hit,
         None => {
@@ -352,21 +429,17 @@ pub(crate) async fn submit(
     spec.preemptible = b.preemptible || allocation.class == PriorityClass::Preemptible;
     spec.checkpointable = b.checkpointable;
     let reserved = (request.total_milli() * b.walltime_s).div_ceil(1000) as i64;
-    let job = state
-        .admission
-        .submit(NewJob {
-            allocation_id: allocation.id.clone(),
-            user_id: caller.user.id.clone(),
-            name,
-            spec,
-            command: b.command,
-            reserved_gpu_seconds: reserved,
-            submitted_at: unix_now() as i64,
-            idempotency_key: key,
-            datasets,
-        })
-        .await?;
-    Ok(job)
+    Ok(NewJob {
+        allocation_id: allocation.id.clone(),
+        user_id: caller.user.id.clone(),
+        name,
+        spec,
+        command: b.command,
+        reserved_gpu_seconds: reserved,
+        submitted_at: unix_now() as i64,
+        idempotency_key: key,
+        datasets,
+    })
 }
 
 #[derive(Deserialize)]
@@ -417,14 +490,14 @@ pub(crate) async fn list_jobs(State(state): State<AppState>, caller: Caller, Par
         .then(|| jobs.last().map(|j| j.id.clone()))
         .flatten();
     ok(Page {
-        items: jobs.iter().map(job_view).collect(),
+        items: jobs.iter().map(|j| job_view(j).forecast(&state)).collect(),
         next_cursor: next,
     })
 }
 
 pub(crate) async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     let job = visible_job(&state, &caller, &id).await?;
-    let mut view = job_view(&job);
+    let mut view = job_view(&job).forecast(&state);
     if !job.state.is_final() {
         // Where the executor is with it (e.g. waiting for Slurm, pending there and why).
         view.executor_note = Some(state.exec.note(&id).or_else(|| state.exec.trouble()));
@@ -594,4 +667,58 @@ pub(crate) async fn requeue_job(State(state): State<AppState>, caller: Caller, P
         })
         .await?;
     Ok(created(job_view(&copy)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ForecastQuery {
+    gpus: Option<u32>,
+    walltime_s: Option<u64>,
+    site: Option<String>,
+    partition: Option<String>,
+}
+
+/// Headline figures: when a job like this would start at each site and partition.
+pub(crate) async fn forecast_now(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Params(q): Params<ForecastQuery>,
+) -> ApiResult {
+    let gpus = q.gpus.unwrap_or(1);
+    if !(1..=4096).contains(&gpus) {
+        return Err(ApiError::field("gpus", "`gpus` must be between 1 and 4096"));
+    }
+    let walltime = q.walltime_s.unwrap_or(3600);
+    if !(1..=MAX_WALLTIME_S).contains(&walltime) {
+        return Err(ApiError::field(
+            "walltime_s",
+            format!("`walltime_s` must be between 1 and {MAX_WALLTIME_S}"),
+        ));
+    }
+    if let Some(site) = &q.site
+        && state.cluster.site_by_name(site).is_none()
+    {
+        return Err(ApiError::not_found("site", site));
+    }
+    let mut out = Vec::new();
+    for p in &state.cluster.partitions {
+        let site = &state.cluster.sites[usize::from(p.site)].name;
+        if q.site.as_ref().is_some_and(|s| s != site) || q.partition.as_ref().is_some_and(|n| n != &p.name) {
+            continue;
+        }
+        let mut spec = JobSpec::new("forecast", GpuRequest::Spread { gpus }, walltime);
+        spec.site = Some(site.clone());
+        spec.partition = Some(p.name.clone());
+        spec.class = PriorityClass::Standard;
+        let expected = crate::forecasts::hypothetical(&state, spec.clone())
+            .await
+            .map_err(ApiError::internal)?;
+        out.push(forecast_view(&spec, expected));
+    }
+    if out.is_empty() {
+        return Err(ApiError::field(
+            "partition",
+            "no partition matches `site` and `partition`",
+        ));
+    }
+    ok(items(out))
 }

@@ -190,6 +190,9 @@ pub(super) async fn job_page(State(state): State<AppState>, session: Session, Pa
             dt { "Command" } dd { code { (job.command.join(" ")) } }
             dt { "GPUs" } dd { (job.spec.gpus.total_milli() as f64 / 1000.0) }
             dt { "Submitted" } dd { (crate::api::rfc3339(job.submitted_at)) }
+            @if let Some(e) = state.forecasts.of(&job.id).filter(|_| job.state == store::JobState::Pending) {
+                dt { "Expected start" } dd { (crate::api::rfc3339(e.start)) " (at the latest " (crate::api::rfc3339(e.latest)) ", if every job before it runs to its walltime)" }
+            }
             @if let Some(t) = job.started_at { dt { "Started" } dd { (crate::api::rfc3339(t)) } }
             @if let Some(t) = job.ended_at { dt { "Ended" } dd { (crate::api::rfc3339(t)) } }
             dt { "Usage" } dd { (milli(usage.gpu_seconds, 3600)) " GPU-hours, " (milli(usage.energy_wh, 1000)) " kWh, "
