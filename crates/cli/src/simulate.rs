@@ -62,6 +62,11 @@ pub struct Args {
     /// Write the (scaled) workload in our CSV trace format to this file.
     #[arg(long, value_name = "FILE")]
     save_trace: Option<PathBuf>,
+    /// Measure start-time forecasts: every N simulated seconds, forecast every waiting job
+    /// with walltimes (Slurm's way) and with predicted runtimes, and compare with the real
+    /// starts (median and p90 absolute error, shares within ±10 % of the wait and ±15 min).
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "900")]
+    forecast_eval: Option<u64>,
     /// Add the process's peak resident memory to each JSON report (`peak_rss_mb`).
     #[arg(long, hide = true)]
     peak_memory: bool,
@@ -178,6 +183,7 @@ pub fn run(args: Args) -> Result<()> {
         let mut tick = |done: u64, total: u64| bar.update(done, total);
         let opts = SimOptions {
             progress: Some(&mut tick),
+            forecast_every: args.forecast_eval,
             ..SimOptions::default()
         };
         let report = sim::simulate(&trace, &cluster, policy, opts).with_context(|| format!("simulating {name}"))?;
@@ -204,6 +210,11 @@ pub fn run(args: Args) -> Result<()> {
             first.makespan_s as f64 / 3600.0
         );
         print!("{}", sim::table::render(&reports));
+        for r in reports.iter() {
+            if let Some(f) = &r.forecast {
+                print_forecasts(&r.policy, f);
+            }
+        }
     }
     if let Some(dir) = &args.plot {
         let files =
@@ -262,5 +273,34 @@ impl Progress {
         if self.enabled {
             eprint!("\r{}\r", " ".repeat(80));
         }
+    }
+}
+
+fn print_forecasts(policy: &str, f: &sim::forecast_eval::ForecastReport) {
+    println!(
+        "\nstart-time forecasts under {policy}, taken every {} s (error = |forecast - actual start|)",
+        f.every_s
+    );
+    println!(
+        "{:<16} {:<20} {:>8} {:>12} {:>12} {:>10} {:>10} {:>8}",
+        "when", "runtimes", "samples", "median err", "p90 err", "±10% wait", "±15 min", "missing"
+    );
+    for (when, runtimes, s) in [
+        ("at submission", "walltime (Slurm)", &f.at_submission_walltime),
+        ("at submission", "predicted", &f.at_submission_predicted),
+        ("while waiting", "walltime (Slurm)", &f.while_waiting_walltime),
+        ("while waiting", "predicted", &f.while_waiting_predicted),
+    ] {
+        println!(
+            "{:<16} {:<20} {:>8} {:>10.1} m {:>10.1} m {:>9.1}% {:>9.1}% {:>8}",
+            when,
+            runtimes,
+            s.samples,
+            s.median_abs_error_s as f64 / 60.0,
+            s.p90_abs_error_s as f64 / 60.0,
+            s.within_10_percent * 100.0,
+            s.within_15_min * 100.0,
+            s.missing
+        );
     }
 }

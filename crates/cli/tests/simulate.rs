@@ -254,3 +254,42 @@ fn bad_input_gets_a_clear_error_and_no_panic() {
     ]);
     assert!(stderr(&o).contains("sites[0].country"), "{}", stderr(&o));
 }
+
+#[test]
+fn forecasts_are_measured_in_replay() {
+    let o = aifactory(&[
+        "simulate",
+        "--synthetic",
+        "jobs=1500,gpus=64,seed=5,load=1.2",
+        "--forecast-eval",
+        "600",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("start-time forecasts under aifactory, taken every 600 s"),
+        "{out}"
+    );
+    for row in [
+        "at submission    walltime (Slurm)",
+        "at submission    predicted",
+        "while waiting    predicted",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
+    let o = aifactory(&[
+        "simulate",
+        "--synthetic",
+        "jobs=1500,gpus=64,seed=5,load=1.2",
+        "--forecast-eval",
+        "--output",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(r["forecast"]["every_s"], 900, "the default interval");
+    assert!(
+        r["forecast"]["at_submission_predicted"]["samples"].as_u64().unwrap() > 0,
+        "{r}"
+    );
+}

@@ -100,14 +100,14 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn new(free: i64) -> Timeline {
+    fn new(free: i64, size: usize) -> Timeline {
         let mut t = Timeline {
-            size: BUCKETS,
-            min: vec![0; 2 * BUCKETS],
-            max: vec![0; 2 * BUCKETS],
-            add: vec![0; 2 * BUCKETS],
+            size,
+            min: vec![0; 2 * size],
+            max: vec![0; 2 * size],
+            add: vec![0; 2 * size],
         };
-        t.range_add(0, BUCKETS, free);
+        t.range_add(0, size, free);
         t
     }
 
@@ -201,18 +201,24 @@ pub fn plan(snap: &crate::Snapshot, runtime: impl Fn(JobId, Seconds) -> Seconds,
     // Buckets are whole minutes: bucket 0 is the one now is in.
     let origin = now - now % STEP_S;
     let horizon = (horizon_s / STEP_S).min(BUCKETS as Seconds) as usize;
+    // As many buckets as the horizon needs (a power of two, for the tree).
+    let size = horizon.next_power_of_two().clamp(1024, BUCKETS);
     // GPUs come back in the first bucket that starts at or after the end...
-    let bucket_after = |t: Seconds| (t.saturating_sub(origin)).div_ceil(STEP_S).min(BUCKETS as Seconds) as usize;
+    let bucket_after = |t: Seconds| (t.saturating_sub(origin)).div_ceil(STEP_S).min(size as Seconds) as usize;
     // ...and a job may start in the bucket its earliest time is in.
-    let bucket_of = |t: Seconds| ((t.saturating_sub(origin)) / STEP_S).min(BUCKETS as Seconds) as usize;
-    let mut timelines: Vec<Timeline> = snap.pools.iter().map(|p| Timeline::new(p.free_milli as i64)).collect();
+    let bucket_of = |t: Seconds| ((t.saturating_sub(origin)) / STEP_S).min(size as Seconds) as usize;
+    let mut timelines: Vec<Timeline> = snap
+        .pools
+        .iter()
+        .map(|p| Timeline::new(p.free_milli as i64, size))
+        .collect();
     let mut ends: FxHashMap<JobId, Seconds> = FxHashMap::default();
     for r in &snap.running {
         let end = running_end(now, r.started, r.walltime, runtime(r.id, r.walltime));
         ends.insert(r.id, end);
         let b = bucket_after(end);
         for &(pool, milli) in &r.milli_by_pool {
-            timelines[pool].range_add(b, BUCKETS, milli as i64);
+            timelines[pool].range_add(b, size, milli as i64);
         }
     }
     let mut out = Forecast {
@@ -242,7 +248,7 @@ pub fn plan(snap: &crate::Snapshot, runtime: impl Fn(JobId, Seconds) -> Seconds,
         };
         match best {
             Some((b, pool)) if b < horizon => {
-                timelines[pool].range_add(b, (b + len).min(BUCKETS), -need);
+                timelines[pool].range_add(b, (b + len).min(size), -need);
                 let start = (origin + b as Seconds * STEP_S).max(not_before);
                 out.starts.insert(w.id, start);
                 ends.insert(w.id, start + run);
@@ -533,7 +539,7 @@ mod tests {
 
     #[test]
     fn timelines_find_the_first_window_with_room() {
-        let mut t = Timeline::new(8000);
+        let mut t = Timeline::new(8000, 1024);
         t.range_add(10, 20, -6000);
         t.range_add(30, 31, -8000);
         assert_eq!(t.earliest(0, 4000, 5), Some(0));

@@ -28,6 +28,9 @@ pub struct SimOptions<'a> {
     pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
     /// About how many points the time series for the plots gets.
     pub series_points: u64,
+    /// Forecast every waiting job's start this often (simulated seconds) and measure the
+    /// forecasts against the real starts (`Report::forecast`).
+    pub forecast_every: Option<Seconds>,
 }
 
 impl Default for SimOptions<'_> {
@@ -35,6 +38,7 @@ impl Default for SimOptions<'_> {
         SimOptions {
             progress: None,
             series_points: 1000,
+            forecast_every: None,
         }
     }
 }
@@ -119,6 +123,9 @@ pub fn simulate(
     let mut idle_rounds = 0u32;
     let mut rejected = 0u64;
     let mut last_end = first_submit;
+    let mut forecasts = opts
+        .forecast_every
+        .map(|every| crate::forecast_eval::Recorder::new(every, first_submit));
     loop {
         let t_arrival = jobs.get(next_arrival).map(|j| j.submit);
         let t_end = ends.peek().map(|e| e.0.0);
@@ -182,6 +189,10 @@ pub fn simulate(
             run.outcome = Some(outcome);
             release(run, &mut meters, &mut busy_milli);
             last_end = last_end.max(now);
+            if let Some(f) = forecasts.as_mut() {
+                let spec = &jobs[id as usize].spec;
+                f.observe(&spec.account, walltime, run.ran.min(walltime));
+            }
             engine.apply(now, Event::Finished { id: JobId(id), outcome })?;
             progressed = true;
         }
@@ -204,6 +215,12 @@ pub fn simulate(
             }
         }
         engine.schedule_into(now, &mut decisions)?;
+        if let Some(f) = forecasts.as_mut() {
+            // After the pass: what starts now is not forecast, it starts.
+            f.maybe_take(&engine, now, |id| {
+                runs.get(id as usize).is_some_and(|r| r.first_start.is_some())
+            });
+        }
         for d in decisions.drain(..) {
             progressed = true;
             match d {
@@ -325,7 +342,9 @@ pub fn simulate(
     };
     let wait_by_class_s = sorted_classes(wait_by_class.clone());
     let wait_by_org_type_s = sorted_classes(wait_by_org);
+    let forecast = forecasts.map(|f| f.report(|id| runs.get(id as usize).and_then(|r| r.first_start)));
     Ok(Report {
+        forecast,
         policy: policy_name,
         trace: trace.name.clone(),
         cluster_gpus: cluster.total_gpus(),

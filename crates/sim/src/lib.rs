@@ -2,6 +2,7 @@
 //! discrete-event driver around `sched::Engine`, metrics, a table and SVG plots.
 
 pub mod driver;
+pub mod forecast_eval;
 pub mod metrics;
 pub mod plot;
 pub mod readers;

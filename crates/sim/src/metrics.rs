@@ -90,6 +90,9 @@ pub struct Report {
     pub engine_passes: u64,
     pub backfilled: u64,
     pub deferred_for_energy: u64,
+    /// Start-time forecasts against the real starts, with `SimOptions::forecast_every`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<crate::forecast_eval::ForecastReport>,
     #[serde(skip)]
     pub series: Vec<Sample>,
     /// Completion times and waits of finished jobs by class, for the CDF plots.
