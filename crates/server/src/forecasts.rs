@@ -109,19 +109,7 @@ async fn recompute(state: &AppState) {
             .collect();
         (snapshot, names)
     };
-    let accounts: HashMap<JobId, &str> = snapshot
-        .running
-        .iter()
-        .map(|r| (r.id, r.account.as_str()))
-        .chain(snapshot.waiting.iter().map(|w| (w.id, w.account.as_str())))
-        .collect();
-    let forecasts = &state.forecasts;
-    let predicted = plan(
-        &snapshot,
-        |id, walltime| forecasts.runtime(accounts.get(&id).copied().unwrap_or(""), walltime),
-        HORIZON_S,
-    );
-    let by_walltime = plan(&snapshot, |_, walltime| walltime, HORIZON_S);
+    let (predicted, by_walltime) = plan_both(&state.forecasts, &snapshot);
     let mut latest = HashMap::with_capacity(predicted.starts.len());
     for (id, start) in &predicted.starts {
         if let Some(name) = names.get(id) {
@@ -135,7 +123,26 @@ async fn recompute(state: &AppState) {
             );
         }
     }
-    *forecasts.latest.write().unwrap_or_else(|e| e.into_inner()) = latest;
+    *state.forecasts.latest.write().unwrap_or_else(|e| e.into_inner()) = latest;
+}
+
+/// The plan with predicted runtimes (each job's account's) and the plan with walltimes.
+fn plan_both(
+    forecasts: &Forecasts,
+    snapshot: &sched::Snapshot,
+) -> (sched::forecast::Forecast, sched::forecast::Forecast) {
+    let accounts: HashMap<JobId, &str> = snapshot
+        .running
+        .iter()
+        .map(|r| (r.id, r.account.as_str()))
+        .chain(snapshot.waiting.iter().map(|w| (w.id, w.account.as_str())))
+        .collect();
+    let predicted = plan(
+        snapshot,
+        |id, walltime| forecasts.runtime(accounts.get(&id).copied().unwrap_or(""), walltime),
+        HORIZON_S,
+    );
+    (predicted, plan(snapshot, |_, walltime| walltime, HORIZON_S))
 }
 
 /// When a job with `spec` would start if submitted now, without submitting it: planned on a
@@ -147,19 +154,7 @@ pub async fn hypothetical(state: &AppState, spec: JobSpec) -> Result<Option<Expe
     let now = engine.now().max(crate::accounting::unix_now());
     engine.apply(now, sched::Event::Submit { id: probe, spec })?;
     let snapshot = engine.snapshot();
-    let accounts: HashMap<JobId, &str> = snapshot
-        .running
-        .iter()
-        .map(|r| (r.id, r.account.as_str()))
-        .chain(snapshot.waiting.iter().map(|w| (w.id, w.account.as_str())))
-        .collect();
-    let forecasts = &state.forecasts;
-    let predicted = plan(
-        &snapshot,
-        |id, walltime| forecasts.runtime(accounts.get(&id).copied().unwrap_or(""), walltime),
-        HORIZON_S,
-    );
-    let by_walltime = plan(&snapshot, |_, walltime| walltime, HORIZON_S);
+    let (predicted, by_walltime) = plan_both(&state.forecasts, &snapshot);
     Ok(predicted.starts.get(&probe).map(|&s| Expected {
         start: s as i64,
         latest: by_walltime.starts.get(&probe).copied().unwrap_or(s).max(s) as i64,
