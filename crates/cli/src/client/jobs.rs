@@ -114,6 +114,21 @@ const JOB_COLUMNS: [&str; 8] = [
     "reason",
 ];
 
+/// One job: the list's columns with its forecast (while it waits) and its start.
+const JOB_SHOW_COLUMNS: [&str; 11] = [
+    "id",
+    "name",
+    "state",
+    "gpus",
+    "walltime_s",
+    "submitted_at",
+    "forecast_start",
+    "forecast_latest",
+    "started_at",
+    "exit_code",
+    "reason",
+];
+
 pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
     let c = Client::new(conn);
     match cmd {
@@ -233,22 +248,7 @@ pub fn job(conn: &Conn, cmd: JobCmd) -> Result<i32> {
             }
             c.print(&c.call("GET", &q, None)?, &JOB_COLUMNS);
         }
-        JobCmd::Show { id } => c.print(
-            &c.call("GET", &format!("/api/v1/jobs/{id}"), None)?,
-            &[
-                "id",
-                "name",
-                "state",
-                "gpus",
-                "walltime_s",
-                "submitted_at",
-                "forecast_start",
-                "forecast_latest",
-                "started_at",
-                "exit_code",
-                "reason",
-            ],
-        ),
+        JobCmd::Show { id } => c.print(&c.call("GET", &format!("/api/v1/jobs/{id}"), None)?, &JOB_SHOW_COLUMNS),
         JobCmd::Cancel { id } => c.print(
             &c.call("POST", &format!("/api/v1/jobs/{id}/cancel"), None)?,
             &JOB_COLUMNS,
