@@ -26,9 +26,15 @@ pub struct Args {
     /// access programme's sign-up to first job (`access`), all three (`all`), jobs onto a real
     /// Slurm (`slurm`, needs --slurm-url), or large files through the hub against nginx (`hub`,
     /// needs nginx; 2 GiB, 256 MiB with --quick), every page of the web portal (`portal`), or
-    /// start-time forecasts for 50,000 waiting jobs on 2,000 nodes (`forecast`).
-    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "access", "slurm", "hub", "portal", "forecast"])]
+    /// start-time forecasts for 50,000 waiting jobs on 2,000 nodes (`forecast`), or the
+    /// `aifactory` policy's JCT, Jain index and fragmentation against `multifactor` on many
+    /// synthetic seeds and the Alibaba trace, for its defaults and the variants they were
+    /// chosen from (`fairness`).
+    #[arg(long, default_value = "all", value_parser = ["all", "sim", "api", "access", "slurm", "hub", "portal", "forecast", "fairness"])]
     suite: String,
+    /// Synthetic seeds for `--suite fairness` (1..=N; 10 with --quick).
+    #[arg(long, default_value_t = 20)]
+    seeds: u64,
     /// slurmrestd for `--suite slurm` [default: AIFACTORY_TEST_SLURM].
     #[arg(long, env = "AIFACTORY_TEST_SLURM")]
     slurm_url: Option<String>,
@@ -75,6 +81,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.suite == "forecast" {
         return forecast_bench(args.json);
+    }
+    if args.suite == "fairness" {
+        let seeds = if args.quick { args.seeds.min(10) } else { args.seeds };
+        return crate::bench_fairness::run(&args.alibaba, seeds, args.json);
     }
     if args.suite == "portal" {
         return crate::bench_portal::run(args.json, if args.quick { 100 } else { 1000 });

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_access;
 mod bench_api;
+mod bench_fairness;
 mod bench_hub;
 mod bench_portal;
 mod bench_slurm;

@@ -729,7 +729,11 @@ impl Engine {
         if self.policy.name == PolicyName::Aifactory {
             let gpu_s = job.req.total_milli() as f64 / FULL as f64 * job.walltime as f64;
             let short = 1.0 - (gpu_s.ln_1p() / self.max_walltime_for_factor).min(1.0);
-            prio += f64::from(self.policy.aifactory.weight_short_job) * short;
+            let params = &self.policy.aifactory;
+            prio += f64::from(params.weight_short_job) * short;
+            let horizon = params.wait_horizon_s.max(1);
+            let wait = self.now.saturating_sub(job.submit).min(horizon) as f64 / horizon as f64;
+            prio += f64::from(params.weight_wait) * wait;
         }
         (prio * 1000.0) as u64
     }

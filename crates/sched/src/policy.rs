@@ -25,7 +25,7 @@ pub enum PolicyName {
     /// first served inside a level, and a job of a lower level preempts running jobs of
     /// higher levels. Work-conserving, preemptive.
     Las,
-    /// Our default: `multifactor` plus a short-job factor, class guarantees (fast-lane and
+    /// Our default: `multifactor` plus a short-job factor that waiting earns back, class guarantees (fast-lane and
     /// playground jobs start within a bound, preempting `preemptible` work if they must),
     /// best-fit topology-aware gang packing, and energy-aware site and start-time choice
     /// for jobs that accept a deferred start.
@@ -122,6 +122,14 @@ pub struct AifactoryParams {
     /// Weight of the short-job factor: 1 - log(1+requested GPU-seconds)/log(1+largest),
     /// which favours short, small jobs as SJF does, but from the requested walltime.
     pub weight_short_job: u32,
+    /// Weight of the wait factor: min(wait, `wait_horizon_s`) / `wait_horizon_s`, on top of
+    /// multifactor's age. It earns back the short-job factor: a job waiting `wait_horizon_s`
+    /// gains as much as the shortest job's advantage when `weight_wait` equals
+    /// `weight_short_job`, so no job is overtaken by short ones for ever. Without it, long
+    /// and large jobs starve behind a stream of short ones (lower Jain index, more GPUs idle
+    /// while they wait: docs/policies.md has the sweep).
+    pub weight_wait: u32,
+    pub wait_horizon_s: Seconds,
     /// A fast-lane job starts within this many seconds of submission when preempting
     /// preemptible work can make room.
     pub fast_lane_max_wait_s: Seconds,
@@ -143,6 +151,8 @@ impl Default for AifactoryParams {
     fn default() -> Self {
         AifactoryParams {
             weight_short_job: 100_000,
+            weight_wait: 100_000,
+            wait_horizon_s: 16 * 3600,
             fast_lane_max_wait_s: 900,
             playground_max_wait_s: 1800,
             preempt_after_milli: 0,

@@ -284,6 +284,39 @@ fn cancel_frees_and_node_down_requeues() {
 }
 
 #[test]
+fn under_aifactory_a_long_wait_earns_back_the_short_jobs_advantage() {
+    // A 3-day job waits 8 h behind an 8-hour one; a 10-minute job arrives just before the
+    // GPUs free up. The short-job factor alone hands them to the newcomer (the long job
+    // could starve so for ever); with the wait factor the long job has earned them.
+    for (weight_wait, expect) in [(None, 2), (Some(0), 3)] {
+        let mut p = PolicyConfig::new(PolicyName::Aifactory);
+        p.multifactor.backfill_interval_s = 0;
+        if let Some(w) = weight_wait {
+            p.aifactory.weight_wait = w;
+        }
+        let mut e = Engine::new(cluster(1, 8, 1), p).unwrap();
+        submit(&mut e, 0, 1, JobSpec::new("a", gpus(8), 8 * 3600));
+        submit(&mut e, 0, 2, JobSpec::new("a", gpus(8), 3 * 86_400));
+        assert_eq!(started(&e.schedule(0).unwrap()), vec![1]);
+        submit(&mut e, 28_000, 3, JobSpec::new("a", gpus(8), 600));
+        e.schedule(28_000).unwrap();
+        e.apply(
+            8 * 3600,
+            Event::Finished {
+                id: JobId(1),
+                outcome: Outcome::Completed,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            started(&e.schedule(8 * 3600).unwrap()),
+            vec![expect],
+            "weight_wait {weight_wait:?}"
+        );
+    }
+}
+
+#[test]
 fn easy_backfill_starts_short_jobs_but_not_ones_that_delay_the_reservation() {
     let mut e = engine(cluster(1, 8, 1), PolicyName::Multifactor);
     submit(&mut e, 0, 1, JobSpec::new("a", gpus(6), 1000));
@@ -561,6 +594,7 @@ fn drive(policy: PolicyName, jobs: &[JobIn], nodes: usize, static_priority: bool
     if static_priority {
         cfg.multifactor.weight_age = 0;
         cfg.multifactor.weight_fairshare = 0;
+        cfg.aifactory.weight_wait = 0;
     }
     let mut e = Engine::new(c, cfg).unwrap();
     let mut order: Vec<usize> = (0..jobs.len()).collect();
