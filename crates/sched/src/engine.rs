@@ -8,7 +8,7 @@ use std::fmt;
 use std::ops::Bound;
 
 mod snapshot;
-pub use snapshot::{PoolView, RunningView, Snapshot, WaitingView};
+pub use snapshot::{NodeView, PoolView, RunningView, Snapshot, WaitingView};
 
 /// What happened, as the driver saw it.
 #[derive(Debug, Clone, PartialEq)]

@@ -194,10 +194,79 @@ impl Timeline {
 struct Searched {
     /// (pool, need, len) -> (from, a): exactly alike jobs.
     exact: FxHashMap<(usize, i64, usize), (usize, usize)>,
-    /// Searches from bucket 0 (jobs that may start now: most), per pool and need: for each
-    /// class of length, the furthest `a`, in a Fenwick tree for the running maximum over
-    /// the classes below a length.
-    from_now: Vec<BTreeMap<i64, Vec<usize>>>,
+    /// Per pool, per (from, need): for each class of length, the furthest `a`, in a Fenwick
+    /// tree for the running maximum over the classes below a length. Most searches share a
+    /// few `from`s (now; the moment a gang shape finds its nodes), so there are few trees.
+    trees: Vec<BTreeMap<(usize, i64), Vec<usize>>>,
+}
+
+/// Trees per pool at most: past it, searches from further `from`s are not remembered (a
+/// queue of jobs each deferred to its own hour would otherwise make a tree each).
+const MAX_TREES_PER_POOL: usize = 32;
+
+/// When gangs could first find their nodes. A pool's GPU count says 8 GPUs are free when
+/// eight nodes each have one; a job wanting 8 on one node waits until a node has them. So a
+/// gang starts no earlier than the moment enough nodes each have its GPUs free, the running
+/// jobs ending as planned (the jobs planned before it are not placed on nodes: the pool's
+/// timeline counts them). Computed once per shape and set of pools.
+#[derive(Default)]
+struct GangNodes {
+    /// Per node: (end, GPUs freed) of the running jobs on it, by end.
+    freeing: Option<Vec<Vec<(Seconds, u16)>>>,
+    ready: FxHashMap<(u32, u32, u64), Option<Seconds>>,
+}
+
+impl GangNodes {
+    fn ready(
+        &mut self,
+        snap: &crate::Snapshot,
+        ends: &FxHashMap<JobId, Seconds>,
+        shape: (u32, u32, u64),
+    ) -> Option<Seconds> {
+        if let Some(&known) = self.ready.get(&shape) {
+            return known;
+        }
+        let freeing = self.freeing.get_or_insert_with(|| {
+            let mut per_node: Vec<Vec<(Seconds, u16)>> = vec![Vec::new(); snap.nodes.len()];
+            for r in &snap.running {
+                let end = ends.get(&r.id).copied().unwrap_or(snap.now);
+                for &(node, gpus) in &r.gpus_by_node {
+                    per_node[node].push((end, gpus));
+                }
+            }
+            for events in &mut per_node {
+                events.sort_unstable();
+            }
+            per_node
+        });
+        let (nodes, per_node, pools) = shape;
+        let mut times: Vec<Seconds> = snap
+            .nodes
+            .iter()
+            .zip(freeing.iter())
+            .filter(|(n, _)| pools & (1 << n.pool) != 0 && u32::from(n.gpus) >= per_node)
+            .filter_map(|(n, events)| {
+                let mut free = u32::from(n.free_whole);
+                if free >= per_node {
+                    return Some(snap.now);
+                }
+                // A share of a GPU is counted as freeing it: the last sharer's end is not
+                // known here, and a GPU never freed would leave the job without a forecast.
+                events.iter().find_map(|&(end, gpus)| {
+                    free += u32::from(gpus);
+                    (free >= per_node).then_some(end)
+                })
+            })
+            .collect();
+        let ready = if times.len() >= nodes as usize && nodes > 0 {
+            let (_, nth, _) = times.select_nth_unstable(nodes as usize - 1);
+            Some(*nth)
+        } else {
+            None
+        };
+        self.ready.insert(shape, ready);
+        ready
+    }
 }
 
 /// Lengths in classes of a sixteenth of an octave or so, ascending: every length of a
@@ -220,43 +289,41 @@ impl Searched {
         {
             start = start.max(a);
         }
-        if from == 0
-            && let Some(by_need) = self.from_now.get(pool)
-        {
-            let class = length_class(len);
-            for tree in by_need.range(..=need).map(|(_, t)| t) {
-                // Running maximum over the classes strictly below `class`.
-                let mut i = class;
-                while i > 0 {
-                    start = start.max(tree[i]);
-                    i &= i - 1;
-                }
+        let Some(trees) = self.trees.get(pool) else {
+            return start;
+        };
+        let class = length_class(len);
+        for (_, tree) in trees.range(..=(from, i64::MAX)).filter(|((_, n), _)| *n <= need) {
+            // Running maximum over the classes strictly below `class`.
+            let mut i = class;
+            while i > 0 {
+                start = start.max(tree[i]);
+                i &= i - 1;
             }
         }
         start
     }
 
-    /// A search from `from` that began at `start` (what was proved before) found its first
-    /// fit at `found` (the timeline's end when none).
-    fn record(&mut self, pool: usize, need: i64, len: usize, from: usize, start: usize, found: usize) {
+    /// A search from `from` found its first fit at `found` (the timeline's end when none),
+    /// having skipped only what earlier searches proved.
+    fn record(&mut self, pool: usize, need: i64, len: usize, from: usize, found: usize) {
         let proved_from = match self.exact.get(&(pool, need, len)) {
             Some(&(f, a)) if f <= from && from <= a => f,
             _ => from,
         };
         self.exact.insert((pool, need, len), (proved_from, found));
-        if from == 0 {
-            debug_assert!(start <= found);
-            if self.from_now.len() <= pool {
-                self.from_now.resize_with(pool + 1, BTreeMap::new);
-            }
-            let tree = self.from_now[pool]
-                .entry(need)
-                .or_insert_with(|| vec![0; LENGTH_CLASSES + 1]);
-            let mut i = length_class(len) + 1;
-            while i <= LENGTH_CLASSES {
-                tree[i] = tree[i].max(found);
-                i += i & i.wrapping_neg();
-            }
+        if self.trees.len() <= pool {
+            self.trees.resize_with(pool + 1, BTreeMap::new);
+        }
+        let trees = &mut self.trees[pool];
+        if trees.len() >= MAX_TREES_PER_POOL && !trees.contains_key(&(from, need)) {
+            return;
+        }
+        let tree = trees.entry((from, need)).or_insert_with(|| vec![0; LENGTH_CLASSES + 1]);
+        let mut i = length_class(len) + 1;
+        while i <= LENGTH_CLASSES {
+            tree[i] = tree[i].max(found);
+            i += i & i.wrapping_neg();
         }
     }
 }
@@ -265,8 +332,8 @@ impl Searched {
 /// them, each given the earliest time from which its GPUs are free in one of its pools for
 /// its predicted runtime, and those GPUs then held — a conservative backfill plan over each
 /// pool's free capacity, with running jobs ending at their predicted times. It counts GPUs
-/// per pool (site × partition × GPU model), not per node, so it does not see fragmentation;
-/// times are to the minute, up to 91 days ahead. One pass over the queue: 50,000 waiting
+/// per pool (site × partition × GPU model), not per node, except that a gang starts no
+/// earlier than enough nodes each have its GPUs free as the running jobs end; times are to the minute, up to 91 days ahead. One pass over the queue: 50,000 waiting
 /// jobs in milliseconds (`aifactory bench --suite forecast`, against [`forecast_exact`]).
 pub fn forecast(engine: &Engine, runtime: impl Fn(JobId, Seconds) -> Seconds, horizon_s: Seconds) -> Forecast {
     plan(&engine.snapshot(), runtime, horizon_s)
@@ -314,6 +381,7 @@ fn plan_searching(
         ..Forecast::default()
     };
     let mut searched = Searched::default();
+    let mut gang_nodes = GangNodes::default();
     for w in &snap.waiting {
         let mut not_before = w.not_before.max(now);
         let mut blocked = false;
@@ -322,6 +390,12 @@ fn plan_searching(
                 Some(&e) => not_before = not_before.max(e),
                 None => blocked = true,
             }
+        }
+        if let Some((nodes, per_node)) = w.gang
+            && (nodes > 1 || per_node > 1)
+            && let Some(ready) = gang_nodes.ready(snap, &ends, (nodes, per_node, w.pools))
+        {
+            not_before = not_before.max(ready);
         }
         let run = runtime(w.id, w.walltime).clamp(1, w.walltime.max(1));
         let len = run.div_ceil(STEP_S).max(1) as usize;
@@ -343,7 +417,7 @@ fn plan_searching(
                     } else {
                         timelines[p].earliest(start, need, len)
                     };
-                    searched.record(p, need, len, from, start, found.unwrap_or(size));
+                    searched.record(p, need, len, from, found.unwrap_or(size));
                     found.map(|b| (b, p))
                 })
                 .min()
@@ -643,7 +717,7 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         #[test]
         fn what_earlier_searches_proved_changes_no_forecast(
-            jobs in proptest::collection::vec((1u32..=8, 0usize..6, 0u64..3), 1..120),
+            jobs in proptest::collection::vec((1u32..=8, 0usize..6, 0u64..3, proptest::bool::ANY), 1..120),
             nodes in 1usize..4,
             share in 1u64..=4,
         ) {
@@ -651,10 +725,14 @@ mod tests {
             const WALLTIMES: [Seconds; 6] = [600, 3600, 3600 * 4, 86_400, 1800, 7200];
             let mut e = engine(cluster(nodes, 8));
             let mut t = 0;
-            for (i, &(gpus, w, gap)) in jobs.iter().enumerate() {
+            for (i, &(gpus, w, gap, whole_node)) in jobs.iter().enumerate() {
                 t += gap * 60;
                 let gpus = gpus.min(nodes as u32 * 8);
-                e.apply(t, Event::Submit { id: JobId(i as u64), spec: job(gpus, WALLTIMES[w]) }).unwrap();
+                let mut spec = job(gpus, WALLTIMES[w]);
+                if whole_node {
+                    spec.gpus = GpuRequest::Gang { nodes: 1, gpus_per_node: gpus.min(8) };
+                }
+                e.apply(t, Event::Submit { id: JobId(i as u64), spec }).unwrap();
                 if i % 7 == 0 {
                     e.schedule(t).unwrap();
                 }
@@ -666,6 +744,51 @@ mod tests {
             proptest::prop_assert_eq!(fast.starts, slow.starts);
             proptest::prop_assert_eq!(fast.unknown, slow.unknown);
         }
+    }
+
+    #[test]
+    fn a_gang_waits_for_a_node_with_its_gpus_free_not_for_the_pools_count() {
+        let mut e = engine(cluster(2, 4));
+        let gang = |gpus, walltime| {
+            JobSpec::new(
+                "acct",
+                GpuRequest::Gang {
+                    nodes: 1,
+                    gpus_per_node: gpus,
+                },
+                walltime,
+            )
+        };
+        // Three GPUs held on each node: two free in the pool, one on each node.
+        e.apply(
+            0,
+            Event::Submit {
+                id: JobId(1),
+                spec: gang(3, 1000),
+            },
+        )
+        .unwrap();
+        e.apply(
+            0,
+            Event::Submit {
+                id: JobId(2),
+                spec: gang(3, 5000),
+            },
+        )
+        .unwrap();
+        assert_eq!(e.schedule(0).unwrap().len(), 2);
+        e.apply(
+            10,
+            Event::Submit {
+                id: JobId(3),
+                spec: gang(2, 600),
+            },
+        )
+        .unwrap();
+        assert!(e.schedule(10).unwrap().is_empty());
+        // The pool has two GPUs free, but no node has two until job 1 ends at 1000.
+        let planned = forecast(&e, |_, w| w, 86_400);
+        assert_eq!(planned.starts[&JobId(3)], 1000);
     }
 
     #[test]

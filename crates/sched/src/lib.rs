@@ -10,8 +10,8 @@ mod predict;
 mod resources;
 
 pub use engine::{
-    Decision, Engine, EngineError, EngineStats, Event, Outcome, PoolView, PreemptReason, RejectReason, Reservation,
-    RunningView, Snapshot, WaitingView,
+    Decision, Engine, EngineError, EngineStats, Event, NodeView, Outcome, PoolView, PreemptReason, RejectReason,
+    Reservation, RunningView, Snapshot, WaitingView,
 };
 pub use policy::{AifactoryParams, LasParams, MultifactorParams, PolicyConfig, PolicyName};
 pub use predict::{Prediction, PredictionSource, RuntimePredictor};

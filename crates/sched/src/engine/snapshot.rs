@@ -14,6 +14,15 @@ pub struct PoolView {
     pub free_milli: u64,
 }
 
+/// A node that is up.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub pool: usize,
+    pub gpus: u16,
+    /// GPUs no job holds any part of.
+    pub free_whole: u16,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunningView {
     pub id: JobId,
@@ -24,6 +33,8 @@ pub struct RunningView {
     /// Thousandths of a GPU held per pool, on nodes that are up (a drained node's GPUs do
     /// not come back when its jobs end).
     pub milli_by_pool: Vec<(usize, u64)>,
+    /// GPUs (whole or a share) held per node that is up, by index in `Snapshot::nodes`.
+    pub gpus_by_node: Vec<(usize, u16)>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +44,9 @@ pub struct WaitingView {
     /// Pools it may run in (bit `p` for pool `p`).
     pub pools: u64,
     pub milli: u64,
+    /// For a gang, (nodes, whole GPUs on each): it needs that many nodes with that many
+    /// GPUs free on each, not only that many GPUs free in the pool.
+    pub gang: Option<(u32, u32)>,
     pub walltime: Seconds,
     /// It cannot start before this (a greener hour it waits for), nor before its
     /// dependencies end.
@@ -44,6 +58,8 @@ pub struct WaitingView {
 pub struct Snapshot {
     pub now: Seconds,
     pub pools: Vec<PoolView>,
+    /// The nodes that are up.
+    pub nodes: Vec<NodeView>,
     pub running: Vec<RunningView>,
     /// Queued jobs in the policy's order, then jobs held for dependencies or deferred, by
     /// submission.
@@ -65,10 +81,19 @@ impl Engine {
                 free_milli: 0,
             })
             .collect();
-        for node in &self.res.nodes {
+        let mut nodes = Vec::new();
+        // Engine node index -> index in `nodes` (up nodes only).
+        let mut up_index: Vec<Option<usize>> = vec![None; self.res.nodes.len()];
+        for (i, node) in self.res.nodes.iter().enumerate() {
             if node.status != NodeStatus::Up {
                 continue;
             }
+            up_index[i] = Some(nodes.len());
+            nodes.push(NodeView {
+                pool: usize::from(node.pool),
+                gpus: node.used.len() as u16,
+                free_whole: node.free_whole,
+            });
             let p = &mut pools[usize::from(node.pool)];
             for &used in &node.used {
                 p.capacity_milli += super::FULL;
@@ -81,11 +106,13 @@ impl Engine {
             .map(|&(_, s)| {
                 let j = self.job(s);
                 let mut milli_by_pool: Vec<(usize, u64)> = Vec::new();
+                let mut gpus_by_node = Vec::new();
                 for a in &j.placement {
                     let node = &self.res.nodes[a.node as usize];
-                    if node.status != NodeStatus::Up {
+                    let Some(up) = up_index[a.node as usize] else {
                         continue;
-                    }
+                    };
+                    gpus_by_node.push((up, a.gpus.len() as u16));
                     let milli = a.gpus.len() as u64 * u64::from(a.milli_per_gpu);
                     let pool = usize::from(node.pool);
                     match milli_by_pool.iter_mut().find(|(p, _)| *p == pool) {
@@ -99,6 +126,7 @@ impl Engine {
                     started: j.started,
                     walltime: j.walltime,
                     milli_by_pool,
+                    gpus_by_node,
                 }
             })
             .collect();
@@ -114,6 +142,10 @@ impl Engine {
             account: account_names[j.account as usize].clone(),
             pools: j.mask,
             milli: j.req.total_milli(),
+            gang: match j.req {
+                domain::GpuRequest::Gang { nodes, gpus_per_node } => Some((nodes, gpus_per_node)),
+                _ => None,
+            },
             walltime: j.walltime,
             not_before: if j.state == JobState::Deferred {
                 j.deferred_until
@@ -136,6 +168,7 @@ impl Engine {
         Snapshot {
             now: self.now,
             pools,
+            nodes,
             running,
             waiting,
         }
