@@ -62,6 +62,10 @@ pub struct Args {
     /// Write the (scaled) workload in our CSV trace format to this file.
     #[arg(long, value_name = "FILE")]
     save_trace: Option<PathBuf>,
+    /// The format of --save-trace: ours (every field) or a Helios job log (what such logs
+    /// carry: GPUs, nodes, submission, duration; replay it with --trace-format helios).
+    #[arg(long, value_enum, default_value = "aifactory", requires = "save_trace")]
+    save_format: SaveFormat,
     /// Measure start-time forecasts: every N simulated seconds, forecast every waiting job
     /// with walltimes (Slurm's way) and with predicted runtimes, and compare with the real
     /// starts (median and p90 absolute error, shares within ±10 % of the wait and ±15 min).
@@ -81,6 +85,12 @@ struct ParamsFile {
     las: Option<LasParams>,
     #[serde(default)]
     shares: Vec<(String, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SaveFormat {
+    Aifactory,
+    Helios,
 }
 
 pub fn load_workload(args: &Args) -> Result<(Trace, Cluster)> {
@@ -171,8 +181,11 @@ pub fn policies(args: &Args) -> Result<Vec<PolicyConfig>> {
 pub fn run(args: Args) -> Result<()> {
     let (trace, cluster) = load_workload(&args)?;
     if let Some(path) = &args.save_trace {
-        std::fs::write(path, sim::readers::write_aifactory_csv(&trace))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let text = match args.save_format {
+            SaveFormat::Aifactory => sim::readers::write_aifactory_csv(&trace),
+            SaveFormat::Helios => sim::readers::write_helios_csv(&trace),
+        };
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let policies = policies(&args)?;
     let show_progress = std::io::stderr().is_terminal() && trace.jobs.len() >= 20_000;

@@ -176,6 +176,42 @@ fn helios_logs_run_on_a_given_cluster_and_bad_rows_are_reported() {
 }
 
 #[test]
+fn a_workload_saved_as_a_helios_log_replays_on_the_clusters_file() {
+    let dir = temp_dir("helios-save");
+    let log = dir.join("log.csv");
+    let o = aifactory(&[
+        "simulate",
+        "--synthetic",
+        "jobs=300,gpus=512,seed=4",
+        "--save-trace",
+        log.to_str().unwrap(),
+        "--save-format",
+        "helios",
+        "--output",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("job_id,user,vc,gpu_num,"), "{text}");
+    let cluster = repo_root().join("examples/synthetic-512.toml");
+    let o = aifactory(&[
+        "simulate",
+        "--trace",
+        log.to_str().unwrap(),
+        "--trace-format",
+        "helios",
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(r["jobs_total"], 300);
+    assert_eq!(r["cluster_gpus"], 512, "the file is the synthetic cluster of 512 GPUs");
+}
+
+#[test]
 fn the_alibaba_trace_runs_with_its_own_node_list() {
     let trace = repo_root().join("../shared/traces/alibaba-gpu-v2023");
     let o = aifactory(&[

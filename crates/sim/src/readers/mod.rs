@@ -12,6 +12,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 pub use aifactory::write_csv as write_aifactory_csv;
+pub use helios::write_csv as write_helios_csv;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceFormat {
