@@ -132,17 +132,14 @@ fn parse_datetime(v: &str) -> Option<i64> {
     {
         return None;
     }
-    Some(days_from_civil(y, m, day) * 86_400 + h * 3600 + min * 60 + s)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    // The day counts on from the first of the month, so a 30 February is 1 March, as the
+    // tools that wrote such logs read it; the calendar is jiff's.
+    let first = jiff::civil::Date::new(y as i16, m as i8, 1).ok()?;
+    let date = first.checked_add(jiff::Span::new().days(day - 1)).ok()?;
+    let midnight = jiff::tz::TimeZone::UTC
+        .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+        .ok()?;
+    Some(midnight.as_second() + h * 3600 + min * 60 + s)
 }
 
 #[cfg(test)]
