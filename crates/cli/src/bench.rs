@@ -83,6 +83,9 @@ pub fn run(args: Args) -> Result<()> {
         return forecast_bench(args.json);
     }
     if args.suite == "fairness" {
+        if args.seeds == 0 {
+            bail!("--seeds must be at least 1");
+        }
         let seeds = if args.quick { args.seeds.min(10) } else { args.seeds };
         return crate::bench_fairness::run(&args.alibaba, seeds, args.json);
     }
