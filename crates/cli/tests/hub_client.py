@@ -4,9 +4,11 @@ missing, non-public and restricted repositories. Run by crates/cli/tests/hub.rs 
 HF_ENDPOINT, HUB_TOKEN (a member of the owning organisation), HUB_OTHER_TOKEN (a member of
 another one) and HUB_NAMESPACE set. Exits non-zero at the first failed check."""
 
+import atexit
 import json
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import urllib.request
@@ -47,6 +49,7 @@ def raises(kind, what, f):
 
 
 work = pathlib.Path(tempfile.mkdtemp(prefix="aifactory-hf-"))
+atexit.register(shutil.rmtree, work, ignore_errors=True)  # its caches hold ~140 MB
 api = HfApi(endpoint=endpoint, token=token)
 
 for repo_type in ["model", "dataset"]:
