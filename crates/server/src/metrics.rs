@@ -1,33 +1,57 @@
-//! Prometheus text-format metrics and the request-latency histogram behind them.
+//! The platform's metrics for Prometheus, encoded by the `prometheus-client` crate as
+//! OpenMetrics text. Responses and their latencies are counted as they happen; the queue,
+//! the GPUs and the ledger's totals are read when Prometheus scrapes.
 
 use crate::AppState;
 use domain::PriorityClass;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// What `/metrics` answers with: OpenMetrics, which Prometheus asks for and reads.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds of the latency buckets, seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Debug, Default)]
+const STATUS_CLASSES: [&str; 6] = ["1xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
-    buckets: [AtomicU64; 12],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-    by_status: [AtomicU64; 6],
+    responses: Family<StatusLabel, Counter>,
+    latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            responses: Family::default(),
+            latency: Histogram::new(BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
     pub fn observe(&self, status: u16, seconds: f64) {
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
-        self.by_status[usize::from(status / 100).min(5)].fetch_add(1, Ordering::Relaxed);
+        let status = STATUS_CLASSES[usize::from(status / 100).min(5)];
+        self.responses.get_or_create(&StatusLabel { status }).inc();
+        self.latency.observe(seconds);
     }
 }
 
@@ -43,101 +67,55 @@ pub async fn render(state: &AppState) -> Result<String, store::StoreError> {
     let total_gpus = state.cluster.total_gpus();
     let busy = (total_gpus * 1000).saturating_sub(free_milli) as f64 / 1000.0;
     let usage = state.store.usage_total().await?;
-    let m = &state.metrics;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, String)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in lines {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    metric(
-        "aifactory_queue_length",
-        "gauge",
-        "Jobs waiting in the queue, by priority class.",
-        PriorityClass::ALL
-            .iter()
-            .map(|c| (format!("{{class=\"{}\"}}", c.as_str()), by_class[c.index()].to_string()))
-            .collect(),
-    );
-    metric(
-        "aifactory_jobs_running",
-        "gauge",
-        "Jobs running now.",
-        vec![(String::new(), running.to_string())],
-    );
-    metric(
-        "aifactory_gpus",
-        "gauge",
-        "GPUs in the factory.",
-        vec![(String::new(), total_gpus.to_string())],
-    );
-    metric(
-        "aifactory_gpus_busy",
-        "gauge",
-        "GPUs held by jobs (fractions counted).",
-        vec![(String::new(), busy.to_string())],
-    );
-    metric(
-        "aifactory_gpu_utilisation",
-        "gauge",
-        "Share of GPUs held by jobs.",
-        vec![(String::new(), (busy / total_gpus.max(1) as f64).to_string())],
-    );
-    for (name, help, v) in [
-        (
-            "aifactory_ledger_gpu_seconds_total",
-            "GPU-seconds booked as used.",
-            usage.gpu_seconds,
-        ),
-        (
-            "aifactory_ledger_energy_wh_total",
-            "Energy booked, Wh.",
-            usage.energy_wh,
-        ),
-        (
-            "aifactory_ledger_carbon_g_total",
-            "Carbon booked, gCO2e.",
-            usage.carbon_g,
-        ),
-        (
-            "aifactory_ledger_cost_cents_total",
-            "Cost booked, cents.",
-            usage.cost_cents,
-        ),
-    ] {
-        metric(name, "counter", help, vec![(String::new(), v.to_string())]);
+
+    let mut registry = Registry::with_prefix("aifactory");
+    let queue = Family::<ClassLabel, Gauge>::default();
+    for class in PriorityClass::ALL {
+        let waiting = i64::try_from(by_class[class.index()]).unwrap_or(i64::MAX);
+        queue.get_or_create(&ClassLabel { class: class.as_str() }).set(waiting);
     }
-    metric(
-        "aifactory_http_responses_total",
-        "counter",
-        "HTTP responses by status class.",
-        (1..6)
-            .map(|c| {
-                (
-                    format!("{{status=\"{c}xx\"}}"),
-                    m.by_status[c].load(Ordering::Relaxed).to_string(),
-                )
-            })
-            .collect(),
+    registry.register("queue_length", "Jobs waiting in the queue, by priority class", queue);
+    registry.register(
+        "jobs_running",
+        "Jobs running now",
+        ConstGauge::new(i64::try_from(running).unwrap_or(i64::MAX)),
     );
-    let mut lines: Vec<(String, String)> = BUCKETS
-        .iter()
-        .zip(&m.buckets)
-        .map(|(le, n)| (format!("_bucket{{le=\"{le}\"}}"), n.load(Ordering::Relaxed).to_string()))
-        .collect();
-    let count = m.count.load(Ordering::Relaxed);
-    lines.push(("_bucket{le=\"+Inf\"}".into(), count.to_string()));
-    lines.push((
-        "_sum".into(),
-        (m.sum_micros.load(Ordering::Relaxed) as f64 / 1e6).to_string(),
-    ));
-    lines.push(("_count".into(), count.to_string()));
-    metric(
-        "aifactory_http_request_duration_seconds",
-        "histogram",
-        "Time to answer API requests.",
-        lines,
+    registry.register(
+        "gpus",
+        "GPUs in the factory",
+        ConstGauge::new(i64::try_from(total_gpus).unwrap_or(i64::MAX)),
     );
+    registry.register(
+        "gpus_busy",
+        "GPUs held by jobs (fractions counted)",
+        ConstGauge::new(busy),
+    );
+    registry.register(
+        "gpu_utilisation",
+        "Share of GPUs held by jobs",
+        ConstGauge::new(busy / total_gpus.max(1) as f64),
+    );
+    // The ledger's sums only grow (usage is booked, never taken back), so they are counters.
+    for (name, help, booked) in [
+        ("ledger_gpu_seconds", "GPU-seconds booked as used", usage.gpu_seconds),
+        ("ledger_energy_wh", "Energy booked, Wh", usage.energy_wh),
+        ("ledger_carbon_g", "Carbon booked, gCO2e", usage.carbon_g),
+        ("ledger_cost_cents", "Cost booked, cents", usage.cost_cents),
+    ] {
+        registry.register(name, help, ConstCounter::new(booked.max(0).unsigned_abs()));
+    }
+    registry.register(
+        "http_responses",
+        "HTTP responses by status class",
+        state.metrics.responses.clone(),
+    );
+    registry.register_with_unit(
+        "http_request_duration",
+        "Time to answer API requests",
+        Unit::Seconds,
+        state.metrics.latency.clone(),
+    );
+    let mut out = String::new();
+    encode(&mut out, &registry).expect("writing to a String cannot fail");
     Ok(out)
 }

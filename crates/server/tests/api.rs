@@ -3,7 +3,7 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, Request, StatusCode, header};
 use common::{TestApp, app, app_in, app_with};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -602,6 +602,14 @@ async fn operators_drain_nodes_and_staff_read_metrics() {
     );
     let resp = app.router.clone().oneshot(req("operator")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        resp.headers()
+    );
     let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     for needle in [
         "aifactory_queue_length{class=\"fast-lane\"} 0",
@@ -610,9 +618,18 @@ async fn operators_drain_nodes_and_staff_read_metrics() {
         "aifactory_http_request_duration_seconds_count",
         "aifactory_ledger_gpu_seconds_total",
         "# TYPE aifactory_http_request_duration_seconds histogram",
+        "aifactory_http_responses_total{status=\"4xx\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
+    // The job above ran on 8 GPUs for a moment: the ledger's GPU-seconds are booked.
+    let booked: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("aifactory_ledger_gpu_seconds_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no ledger counter in\n{text}"));
+    assert!(booked > 0, "{text}");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF:\n{text}");
     let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app.call(Method::GET, "/readyz", None, None).await;

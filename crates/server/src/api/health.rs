@@ -51,5 +51,5 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 pub(crate) async fn metrics(State(state): State<AppState>, caller: Caller) -> ApiResult {
     staff(&caller, "metrics are for platform staff")?;
     let text = crate::metrics::render(&state).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
