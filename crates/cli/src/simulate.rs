@@ -7,9 +7,7 @@ use domain::Cluster;
 use sched::{AifactoryParams, LasParams, MultifactorParams, PolicyConfig, PolicyName};
 use serde_json::Value;
 use sim::{ReadOptions, Report, SimOptions, SyntheticParams, Trace, TraceFormat};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -188,19 +186,21 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let policies = policies(&args)?;
-    let show_progress = std::io::stderr().is_terminal() && trace.jobs.len() >= 20_000;
     let mut reports: Vec<Report> = Vec::new();
     for policy in policies {
         let name = policy.name;
-        let mut bar = Progress::new(name.as_str(), show_progress);
-        let mut tick = |done: u64, total: u64| bar.update(done, total);
+        let bar = progress_bar(name.as_str(), trace.jobs.len());
+        let mut tick = |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        };
         let opts = SimOptions {
             progress: Some(&mut tick),
             forecast_every: args.forecast_eval,
             ..SimOptions::default()
         };
         let report = sim::simulate(&trace, &cluster, policy, opts).with_context(|| format!("simulating {name}"))?;
-        bar.finish();
+        bar.finish_and_clear();
         if args.output == Output::Json {
             let mut value = serde_json::to_value(&report)?;
             if args.peak_memory
@@ -245,48 +245,23 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// A one-line progress bar on a terminal, redrawn at most ten times a second.
-struct Progress {
-    label: &'static str,
-    enabled: bool,
-    last: Instant,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(label: &'static str, enabled: bool) -> Progress {
-        let now = Instant::now();
-        Progress {
-            label,
-            enabled,
-            last: now - Duration::from_secs(1),
-            started: now,
-        }
-    }
-
-    fn update(&mut self, done: u64, total: u64) {
-        if !self.enabled || self.last.elapsed() < Duration::from_millis(100) {
-            return;
-        }
-        self.last = Instant::now();
-        let width = 30;
-        let filled = (done * width / total.max(1)) as usize;
-        eprint!(
-            "\r{:<12} [{}{}] {:>3}% {done}/{total} jobs submitted, {:.1}s",
-            self.label,
-            "#".repeat(filled),
-            ".".repeat(width as usize - filled),
-            done * 100 / total.max(1),
-            self.started.elapsed().as_secs_f64()
-        );
-        let _ = std::io::stderr().flush();
-    }
-
-    fn finish(&mut self) {
-        if self.enabled {
-            eprint!("\r{}\r", " ".repeat(80));
-        }
-    }
+/// The replay's progress bar, on a terminal only, and only for traces long enough to wait on.
+fn progress_bar(label: &str, jobs: usize) -> indicatif::ProgressBar {
+    let target = if jobs >= 20_000 {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(jobs as u64), target);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:12} [{bar:30}] {percent:>3}% {pos}/{len} jobs submitted, {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>."),
+    );
+    bar.set_message(label.to_string());
+    bar
 }
 
 fn print_forecasts(policy: &str, f: &sim::forecast_eval::ForecastReport) {
