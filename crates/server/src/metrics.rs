@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
 
 /// What `/metrics` answers with: OpenMetrics, which Prometheus asks for and reads.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,6 +31,27 @@ struct StatusLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
     class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    site: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    site: String,
+    partition: String,
+    status: &'static str,
+}
+
+/// What the nodes look like at scrape time, per site and partition.
+#[derive(Debug, Default)]
+struct Partitions {
+    gpus: Family<PartitionLabels, Gauge>,
+    busy: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
+    nodes: Family<NodeLabels, Gauge>,
 }
 
 #[derive(Debug)]
@@ -56,8 +78,41 @@ impl Metrics {
 }
 
 pub async fn render(state: &AppState) -> Result<String, store::StoreError> {
+    let partitions = Partitions::default();
     let (by_class, running, free_milli) = {
         let control = state.control.lock().await;
+        for (i, node) in state.cluster.nodes.iter().enumerate() {
+            let labels = PartitionLabels {
+                site: state.cluster.sites[usize::from(node.site)].name.clone(),
+                partition: state.cluster.partitions[usize::from(node.partition)].name.clone(),
+            };
+            let used_milli: u64 = control
+                .engine
+                .node_usage(i as u32)
+                .unwrap_or_default()
+                .iter()
+                .map(|&m| u64::from(m))
+                .sum();
+            partitions.gpus.get_or_create(&labels).inc_by(i64::from(node.gpus));
+            partitions
+                .busy
+                .get_or_create(&labels)
+                .inc_by(used_milli as f64 / 1000.0);
+            let status = match control.engine.node_status(i as u32) {
+                Some(sched::NodeStatus::Up) => "up",
+                Some(sched::NodeStatus::Drained) => "drained",
+                Some(sched::NodeStatus::Down) | None => "down",
+            };
+            let PartitionLabels { site, partition } = labels;
+            partitions
+                .nodes
+                .get_or_create(&NodeLabels {
+                    site,
+                    partition,
+                    status,
+                })
+                .inc();
+        }
         (
             control.engine.queued_by_class(),
             control.engine.running(),
@@ -94,6 +149,17 @@ pub async fn render(state: &AppState) -> Result<String, store::StoreError> {
         "gpu_utilisation",
         "Share of GPUs held by jobs",
         ConstGauge::new(busy / total_gpus.max(1) as f64),
+    );
+    registry.register("partition_gpus", "GPUs per site and partition", partitions.gpus);
+    registry.register(
+        "partition_gpus_busy",
+        "GPUs held by jobs per site and partition (fractions counted)",
+        partitions.busy,
+    );
+    registry.register(
+        "nodes",
+        "Nodes per site, partition and status (up, drained, down)",
+        partitions.nodes,
     );
     // The ledger's sums only grow (usage is booked, never taken back), so they are counters.
     for (name, help, booked) in [

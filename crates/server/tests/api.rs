@@ -584,11 +584,6 @@ async fn operators_drain_nodes_and_staff_read_metrics() {
     let (_, nodes) = app.get("/api/v1/nodes", "research").await;
     assert_eq!(nodes["items"].as_array().unwrap().len(), 4);
     assert_eq!(nodes["items"][0]["status"], "drained");
-    let (status, _) = app
-        .post("/api/v1/nodes/bo-gpu-0000/resume", "operator", json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(app.wait_final(id, "research").await["state"], "completed");
     let req = |who: &str| {
         Request::builder()
             .uri("/metrics")
@@ -596,6 +591,19 @@ async fn operators_drain_nodes_and_staff_read_metrics() {
             .body(Body::empty())
             .unwrap()
     };
+    let resp = app.router.clone().oneshot(req("operator")).await.unwrap();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for needle in [
+        "aifactory_nodes{site=\"it-bologna\",partition=\"it-bologna-default\",status=\"drained\"} 1",
+        "aifactory_queue_length{class=\"large-scale\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in\n{text}");
+    }
+    let (status, _) = app
+        .post("/api/v1/nodes/bo-gpu-0000/resume", "operator", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.wait_final(id, "research").await["state"], "completed");
     assert_eq!(
         app.router.clone().oneshot(req("startup")).await.unwrap().status(),
         StatusCode::FORBIDDEN
@@ -619,6 +627,8 @@ async fn operators_drain_nodes_and_staff_read_metrics() {
         "aifactory_ledger_gpu_seconds_total",
         "# TYPE aifactory_http_request_duration_seconds histogram",
         "aifactory_http_responses_total{status=\"4xx\"}",
+        "aifactory_nodes{site=\"it-bologna\",partition=\"it-bologna-default\",status=\"up\"} 2",
+        "aifactory_partition_gpus{site=\"fi-kajaani\",partition=\"fi-kajaani-default\"} 8",
     ] {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
