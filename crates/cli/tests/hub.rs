@@ -9,20 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn hf_python() -> Option<PathBuf> {
-    match std::env::var("AIFACTORY_TEST_HF_PYTHON") {
-        Ok(p) => Some(PathBuf::from(p)),
-        Err(_) if std::env::var("CI").is_ok() => {
-            panic!("CI must run the Hugging Face client suite: AIFACTORY_TEST_HF_PYTHON is not set")
-        }
-        Err(_) => {
-            eprintln!("AIFACTORY_TEST_HF_PYTHON not set: Hugging Face client suite skipped (./scripts/test sets it)");
-            None
-        }
-    }
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+    pypi_python("Hugging Face client")
 }
 
 /// Runs a script of this folder with the client, against `server`, as the demo start-up

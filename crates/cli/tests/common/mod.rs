@@ -85,6 +85,27 @@ pub fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
+/// The Python of the virtualenv `scripts/test` makes with the clients from PyPI (the
+/// Hugging Face client, pyshacl, moto, Prometheus's client), named in
+/// `AIFACTORY_TEST_HF_PYTHON`; in CI its absence is an error, elsewhere `suite` is skipped.
+pub fn pypi_python(suite: &str) -> Option<PathBuf> {
+    match std::env::var("AIFACTORY_TEST_HF_PYTHON") {
+        Ok(p) => Some(PathBuf::from(p)),
+        Err(_) if std::env::var("CI").is_ok() => {
+            panic!("CI must run the {suite} suite: AIFACTORY_TEST_HF_PYTHON is not set")
+        }
+        Err(_) => {
+            eprintln!("AIFACTORY_TEST_HF_PYTHON not set: {suite} suite skipped (./scripts/test sets it)");
+            None
+        }
+    }
+}
+
+/// A script of `crates/cli/tests/`.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("aifactory-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
