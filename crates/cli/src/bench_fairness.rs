@@ -5,12 +5,11 @@
 
 use anyhow::{Context, Result};
 use domain::Cluster;
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use sched::{AifactoryParams, PolicyConfig, PolicyName};
 use serde::Serialize;
 use sim::{ReadOptions, SimOptions, SyntheticParams, Trace, TraceFormat};
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The workload the issue quotes: 20,000 jobs on 512 GPUs at 90 % load, one per seed.
 const SYNTHETIC: &str = "jobs=20000,gpus=512";
@@ -139,50 +138,25 @@ fn replay(w: &Workload, policy: PolicyConfig) -> Result<Figures> {
     })
 }
 
-/// Runs `tasks` on every core; results in the tasks' order.
-fn on_all_cores<T: Send>(tasks: Vec<Box<dyn FnOnce() -> Result<T> + Send + '_>>) -> Result<Vec<T>> {
-    let n = tasks.len();
-    let tasks: Vec<Mutex<Option<_>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let results: Vec<Mutex<Option<Result<T>>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |c| c.get())
-        .min(n.max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let task = tasks[i].lock().expect("task lock").take().expect("each task runs once");
-                    *results[i].lock().expect("result lock") = Some(task());
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| r.into_inner().expect("result lock").expect("every task ran"))
-        .collect()
-}
-
 pub fn run(alibaba: &Path, seeds: u64, as_json: bool) -> Result<()> {
     eprintln!("generating {seeds} synthetic workloads ({SYNTHETIC}, load {LOAD}) and reading the Alibaba trace ...");
     let workloads = workloads(seeds, alibaba)?;
     let variants = variants();
-    let mut tasks: Vec<Box<dyn FnOnce() -> Result<Figures> + Send + '_>> = Vec::new();
+    let mut replays: Vec<(&Workload, PolicyConfig)> = Vec::new();
     for w in &workloads {
-        tasks.push(Box::new(move || replay(w, PolicyConfig::new(PolicyName::Multifactor))));
+        replays.push((w, PolicyConfig::new(PolicyName::Multifactor)));
         for (_, params) in &variants {
             let mut policy = PolicyConfig::new(PolicyName::Aifactory);
             policy.aifactory = params.clone();
-            tasks.push(Box::new(move || replay(w, policy)));
+            replays.push((w, policy));
         }
     }
-    eprintln!("{} replays on every core ...", tasks.len());
-    let figures = on_all_cores(tasks)?;
+    eprintln!("{} replays on every core ...", replays.len());
+    // In the replays' order, whichever core ran each.
+    let figures = replays
+        .into_par_iter()
+        .map(|(w, policy)| replay(w, policy))
+        .collect::<Result<Vec<Figures>>>()?;
     let per_workload = variants.len() + 1;
     let mut report = Vec::new();
     for (v, (name, _)) in variants.iter().enumerate() {

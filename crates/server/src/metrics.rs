@@ -21,7 +21,7 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-const STATUS_CLASSES: [&str; 6] = ["1xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
@@ -71,7 +71,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn observe(&self, status: u16, seconds: f64) {
-        let status = STATUS_CLASSES[usize::from(status / 100).min(5)];
+        let status = STATUS_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
         self.responses.get_or_create(&StatusLabel { status }).inc();
         self.latency.observe(seconds);
     }
